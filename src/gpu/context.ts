@@ -1,0 +1,58 @@
+import { MemoryTracker } from './memory.ts';
+import { PipelineCache } from './pipelines.ts';
+
+/**
+ * Everything a kernel needs from the device: the device itself, the
+ * pipeline cache, the memory tracker and what the adapter can do.
+ * One per GPUDevice; created by `acquireGpu`.
+ */
+export interface AdapterSummary {
+  vendor: string;
+  architecture: string;
+  description: string;
+  device: string;
+}
+
+export class Gpu {
+  readonly pipelines: PipelineCache;
+  readonly memory = new MemoryTracker();
+  readonly hasTimestamps: boolean;
+  readonly hasSubgroups: boolean;
+  readonly hasF16: boolean;
+
+  constructor(
+    readonly device: GPUDevice,
+    readonly adapter: AdapterSummary,
+  ) {
+    this.pipelines = new PipelineCache(device);
+    this.hasTimestamps = device.features.has('timestamp-query');
+    this.hasSubgroups = device.features.has('subgroups');
+    this.hasF16 = device.features.has('shader-f16');
+  }
+
+  get limits(): GPUSupportedLimits {
+    return this.device.limits;
+  }
+
+  /** Allocates a tracked buffer. Size is rounded up to a multiple of 4 (and at least 4). */
+  createBuffer(label: string, size: number, usage: GPUBufferUsageFlags): GPUBuffer {
+    const bytes = Math.max(4, Math.ceil(size / 4) * 4);
+    if (bytes > this.device.limits.maxBufferSize) {
+      throw new RangeError(
+        `buffer '${label}' needs ${bytes} bytes but this adapter allows at most ${this.device.limits.maxBufferSize}; use a smaller model or pool`,
+      );
+    }
+    const buffer = this.device.createBuffer({ label, size: bytes, usage });
+    this.memory.track(buffer, label);
+    return buffer;
+  }
+
+  destroyBuffer(buffer: GPUBuffer): void {
+    this.memory.release(buffer);
+    buffer.destroy();
+  }
+
+  destroy(): void {
+    this.device.destroy();
+  }
+}
