@@ -1,0 +1,34 @@
+/**
+ * The in-browser side of every benchmark: the runner (bench/run.ts) opens
+ * this page and calls `window.runBench(name, options)`. Each benchmark is a
+ * module in bench/suites exporting `run(gpu, options, log)`.
+ */
+import { acquireGpu } from '../src/gpu/device.ts';
+import type { BenchResult } from './types.ts';
+
+const suites: Record<string, () => Promise<{ run: (gpu: import('../src/gpu/context.ts').Gpu, opts: Record<string, string>, log: (s: string) => void) => Promise<BenchResult> }>> = {
+  decode: () => import('./suites/decode.ts'),
+};
+
+const logEl = document.getElementById('log')!;
+function log(s: string): void {
+  logEl.textContent += s + '\n';
+  console.log(`[bench] ${s}`);
+}
+
+declare global {
+  interface Window {
+    runBench(name: string, opts: Record<string, string>): Promise<BenchResult & { adapter: unknown }>;
+  }
+}
+
+window.runBench = async (name, opts) => {
+  const load = suites[name];
+  if (!load) throw new Error(`unknown benchmark '${name}'; known: ${Object.keys(suites).join(', ')}`);
+  const gpu = await acquireGpu();
+  log(`adapter: ${gpu.adapter.vendor} ${gpu.adapter.architecture} ${gpu.adapter.description}`);
+  const suite = await load();
+  const result = await suite.run(gpu, opts, log);
+  gpu.destroy();
+  return { ...result, adapter: { ...gpu.adapter, timestamps: gpu.hasTimestamps, subgroups: gpu.hasSubgroups, f16: gpu.hasF16 } };
+};

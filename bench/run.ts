@@ -1,0 +1,96 @@
+/**
+ * One runner for every benchmark: serves the project with Vite, drives
+ * headless Chromium through Playwright, and writes bench/results/<name>.json,
+ * .md and .png. The same command runs on a GPU machine by giving the browser
+ * and its flags:
+ *
+ *   npm run bench -- decode --preset smollm2-135m --tokens 16
+ *   npm run bench -- decode --browser /usr/bin/chromium --flag=--enable-features=Vulkan --flag=--use-angle=vulkan
+ *
+ * Options the runner itself takes: --browser PATH, --flag ARG (repeatable),
+ * --unsafe (adds Dawn's disable_robustness, which users' browsers lack),
+ * --out DIR, --timeout SECONDS. Everything else goes to the benchmark.
+ */
+import { execSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { createServer } from 'vite';
+import { chromium } from 'playwright-core';
+import { markdownTable, renderSvg } from './plot.ts';
+import type { BenchResult } from './types.ts';
+
+const DEFAULT_FLAGS = ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
+
+function parse(argv: string[]) {
+  const [name, ...rest] = argv;
+  const opts: Record<string, string> = {};
+  const flags: string[] = [];
+  let browser = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+  let out = 'bench/results';
+  let timeout = 1800;
+  for (let i = 0; i < rest.length; i++) {
+    const [k, inline] = rest[i].replace(/^--/, '').split(/=(.*)/s);
+    const value = () => inline ?? rest[++i];
+    if (k === 'browser') browser = value();
+    else if (k === 'flag') flags.push(value());
+    else if (k === 'unsafe') flags.push('--enable-dawn-features=disable_robustness,allow_unsafe_apis');
+    else if (k === 'out') out = value();
+    else if (k === 'timeout') timeout = Number(value());
+    else opts[k] = inline ?? (rest[i + 1] && !rest[i + 1].startsWith('--') ? rest[++i] : 'true');
+  }
+  if (!name) throw new Error('usage: npm run bench -- <name> [--browser PATH] [--flag ARG]... [benchmark options]');
+  return { name, opts, flags, browser, out, timeout };
+}
+
+async function main(): Promise<void> {
+  const a = parse(process.argv.slice(2));
+  const server = await createServer({ root: resolve(import.meta.dirname, '..'), logLevel: 'warn', server: { port: 0, host: '127.0.0.1' } });
+  await server.listen();
+  const address = server.httpServer!.address();
+  const port = typeof address === 'object' && address ? address.port : 5173;
+  const args = [...DEFAULT_FLAGS, ...a.flags];
+  const browser = await chromium.launch({ executablePath: a.browser, headless: true, args });
+  try {
+    const page = await browser.newPage();
+    page.on('console', (m) => m.text().startsWith('[bench]') && console.log(m.text().slice(8)));
+    page.on('pageerror', (e) => console.error(`page error: ${e.message}`));
+    await page.goto(`http://127.0.0.1:${port}/bench/page.html`);
+    await page.waitForFunction(() => typeof window.runBench === 'function');
+    page.setDefaultTimeout(a.timeout * 1000);
+    const result = (await page.evaluate(([n, o]) => window.runBench(n, o), [a.name, a.opts] as const)) as BenchResult & { adapter: unknown };
+    const meta = {
+      date: new Date().toISOString(),
+      commit: git('rev-parse --short HEAD'),
+      dirty: git('status --porcelain') !== '',
+      browser: { path: a.browser, version: browser.version(), flags: args },
+      adapter: result.adapter,
+      options: a.opts,
+    };
+    mkdirSync(a.out, { recursive: true });
+    const base = resolve(a.out, a.name);
+    writeFileSync(`${base}.json`, JSON.stringify({ meta, ...result }, null, 2));
+    const md = [`# ${a.name}`, '', `${meta.date} · commit ${meta.commit}${meta.dirty ? ' (dirty)' : ''} · Chromium ${meta.browser.version} · ${JSON.stringify(result.adapter)}`, `flags: \`${args.join(' ')}\` · options: \`${JSON.stringify(a.opts)}\``, '', markdownTable(result.table), '', ...(result.notes ?? []).map((n) => `- ${n}`), '', `![${a.name}](${a.name}.png)`, ''];
+    writeFileSync(`${base}.md`, md.join('\n'));
+    await page.setContent(renderSvg(result.plot));
+    await page.locator('svg').screenshot({ path: `${base}.png` });
+    console.log(`\n${markdownTable(result.table)}\n`);
+    (result.notes ?? []).forEach((n) => console.log(`- ${n}`));
+    console.log(`\nwrote ${base}.{json,md,png}`);
+  } finally {
+    await browser.close();
+    await server.close();
+  }
+}
+
+function git(cmd: string): string {
+  try {
+    return execSync(`git ${cmd}`, { encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+main().catch((e) => {
+  console.error(e instanceof Error ? e.message : e);
+  process.exit(1);
+});

@@ -1,0 +1,145 @@
+/**
+ * Decode speed at batch 1 against the memory-bandwidth roofline of the same
+ * adapter. A decode step must read every weight once (and the KV cache), so
+ * tokens/s can be at most bandwidth / bytes-per-token; the copy kernel gives
+ * the bandwidth a WGSL kernel actually reaches here.
+ *
+ * options: --preset smollm2-135m|llama-20m  --tokens N (decode steps, 16)
+ *          --prompt N (prompt tokens, 32)  --dtypes f16,f32  --kv f16|f32
+ */
+import type { Gpu } from '../../src/gpu/context.ts';
+import { storageBuffer } from '../../src/gpu/buffers.ts';
+import { CommandRecorder } from '../../src/gpu/recorder.ts';
+import { GpuTimer } from '../../src/gpu/timestamps.ts';
+import { encodeCopy } from '../../src/gpu/kernels/copy.ts';
+import type { WeightDtype } from '../../src/gpu/kernels/matmul.ts';
+import { LlamaModel } from '../../src/model/llama.ts';
+import { KvPool } from '../../src/kv/kv-pool.ts';
+import { BlockPool } from '../../src/kv/block-pool.ts';
+import { KVCacheManager } from '../../src/kv/kv-cache-manager.ts';
+import { runSequence } from '../../src/engine/sequence-runner.ts';
+import { PRESETS, parameterCount, syntheticWeights } from '../synthetic-model.ts';
+import type { BenchResult } from '../types.ts';
+
+export async function run(gpu: Gpu, opts: Record<string, string>, log: (s: string) => void): Promise<BenchResult> {
+  const presetName = opts.preset ?? 'smollm2-135m';
+  const config = PRESETS[presetName];
+  if (!config) throw new Error(`unknown preset '${presetName}'; known: ${Object.keys(PRESETS).join(', ')}`);
+  const steps = Number(opts.tokens ?? 16);
+  const promptLen = Number(opts.prompt ?? 32);
+  const dtypes = (opts.dtypes ?? 'f16,f32').split(',') as WeightDtype[];
+  const kvDtype = opts.kv === 'f32' ? 'f32' : 'f16';
+
+  const bw = await copyBandwidth(gpu, log);
+  log(`params: ${(parameterCount(config) / 1e6).toFixed(1)} M (${presetName})`);
+  const cpu = syntheticWeights(config);
+  const rows: BenchResult['table']['rows'] = [];
+  const data: Record<string, unknown> = { preset: presetName, config, parameters: parameterCount(config), bandwidth: bw, steps, promptLen, kvDtype };
+  const runs: Record<string, unknown>[] = [];
+  for (const dtype of dtypes) {
+    const r = await decodeRun(gpu, config, cpu, dtype, kvDtype, promptLen, steps, log);
+    const bytesPerToken = r.weightBytesRead + r.kvBytesRead;
+    const roofline = (bw.gbps * 1e9) / bytesPerToken;
+    runs.push({ dtype, ...r, bytesPerToken, rooflineTokPerS: roofline, efficiency: r.tokPerS / roofline });
+    rows.push([`${dtype} weights`, r.tokPerS, r.msPerToken, r.gpuMsPerToken ?? '–', bytesPerToken / 1e6, roofline, `${((100 * r.tokPerS) / roofline).toFixed(1)} %`]);
+  }
+  data.runs = runs;
+  return {
+    name: 'decode',
+    data,
+    table: { headers: ['weights', 'decode tok/s', 'ms/token (wall)', 'GPU ms/token', 'MB read/token', 'roofline tok/s', 'of roofline'], rows },
+    plot: {
+      title: `Decode at batch 1, ${presetName} (${(parameterCount(config) / 1e6).toFixed(0)}M), vs bandwidth roofline`,
+      kind: 'bar', xLabel: 'weight dtype', yLabel: 'tokens / s',
+      series: [
+        { name: 'measured', points: runs.map((r) => ({ x: String(r.dtype), y: Number(r.tokPerS) })) },
+        { name: 'roofline', points: runs.map((r) => ({ x: String(r.dtype), y: Number(r.rooflineTokPerS) })) },
+      ],
+    },
+    notes: [
+      `copy kernel bandwidth: ${bw.gbps.toFixed(2)} GB/s (${bw.source}; ${(bw.bytes / 2 ** 20).toFixed(0)} MiB read + written per pass)`,
+      `roofline = bandwidth / (weight bytes + KV bytes read per token); prompt ${promptLen} tokens, ${steps} decode steps, KV ${kvDtype}`,
+    ],
+  };
+}
+
+async function copyBandwidth(gpu: Gpu, log: (s: string) => void) {
+  const bytes = 256 * 2 ** 20;
+  const src = storageBuffer(gpu, 'bench:copy_src', bytes);
+  const dst = storageBuffer(gpu, 'bench:copy_dst', bytes);
+  const timer = GpuTimer.create(gpu);
+  const times: number[] = [];
+  const gpuTimes: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    const rec = new CommandRecorder(gpu, 'copy', timer ?? undefined);
+    encodeCopy(rec, { src, dst, words: bytes / 4 });
+    const t0 = performance.now();
+    await rec.submit();
+    const ms = performance.now() - t0;
+    const gms = timer ? await timer.read() : null;
+    if (i > 0) {
+      times.push(ms);
+      if (gms) gpuTimes.push(gms);
+    }
+  }
+  gpu.destroyBuffer(src);
+  gpu.destroyBuffer(dst);
+  timer?.destroy();
+  const best = gpuTimes.length ? Math.min(...gpuTimes) : Math.min(...times);
+  const gbps = (2 * bytes) / (best / 1e3) / 1e9;
+  log(`copy bandwidth ${gbps.toFixed(2)} GB/s`);
+  return { gbps, bytes, source: gpuTimes.length ? 'GPU timestamps, best of 5' : 'wall clock, best of 5', wallMs: times, gpuMs: gpuTimes };
+}
+
+async function decodeRun(gpu: Gpu, config: typeof PRESETS[string], cpu: ReturnType<typeof syntheticWeights>, dtype: WeightDtype, kvDtype: 'f16' | 'f32', promptLen: number, steps: number, log: (s: string) => void) {
+  const model = LlamaModel.create(gpu, config, cpu, { weightDtype: dtype, maxRows: 64, maxLogitRows: 1 });
+  const pageSize = 16;
+  const pool = KvPool.create(gpu, { numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim, pageSize, dtype: kvDtype, numPages: Math.ceil((promptLen + steps + 1) / pageSize) + 1 });
+  const kv = new KVCacheManager(new BlockPool(pool.numPages), pageSize);
+  const prompt = Array.from({ length: promptLen }, (_, i) => (i * 7919 + 13) % config.vocabSize);
+  const stamps: number[] = [];
+  const it = runSequence({ model, kv, view: { layers: pool.layers, pageSize, dtype: kvDtype }, promptIds: prompt, maxNewTokens: steps + 1, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 }, prefillChunk: 64 });
+  for await (const _ of it) stamps.push(performance.now());
+  const stepMs = stamps.slice(1).map((t, i) => t - stamps[i]).sort((a, b) => a - b);
+  const msPerToken = stepMs[Math.floor(stepMs.length / 2)];
+  // GPU time of one more decode step, measured with timestamps where the adapter has them
+  const gpuMsPerToken = await timedDecodeStep(gpu, model, pool, kv, config, prompt.length + steps + 1);
+  const tokPerS = 1000 / msPerToken;
+  log(`${dtype} weights: ${tokPerS.toFixed(2)} tok/s (${msPerToken.toFixed(1)} ms/token)`);
+  const wbytes = dtype === 'f16' ? 2 : 4;
+  const embedRows = config.vocabSize * config.hiddenSize;
+  // every weight is read once per token, except the embedding table (one row) unless it is also the head
+  const weightBytesRead = model.weights.bytes - (config.tieWordEmbeddings ? 0 : embedRows * wbytes);
+  const ctx = promptLen + steps / 2;
+  const kvBytesRead = ctx * config.numLayers * config.numKvHeads * config.headDim * 2 * (kvDtype === 'f16' ? 2 : 4);
+  model.destroy();
+  pool.destroy();
+  return { msPerToken, tokPerS, gpuMsPerToken, stepMs, weightBytes: model.weights.bytes, weightBytesRead, kvBytesRead };
+}
+
+async function timedDecodeStep(gpu: Gpu, model: LlamaModel, pool: KvPool, kv: KVCacheManager, config: typeof PRESETS[string], _len: number): Promise<number | null> {
+  const timer = GpuTimer.create(gpu);
+  if (!timer) return null;
+  const seq = 1 << 30;
+  const n = 16;
+  if (!kv.allocateSlots(seq, n)) return null;
+  const input = {
+    tokens: Uint32Array.from({ length: 1 }, () => 1 % config.vocabSize),
+    positions: Uint32Array.of(n - 1),
+    slots: kv.slotsFor(seq, n - 1, 1),
+    rowTables: new Uint32Array(1),
+    blockTables: Uint32Array.from(kv.blockTable(seq)),
+    logitRows: Uint32Array.of(0),
+    sampling: [{ params: { temperature: 0, topK: 0, topP: 1, seed: 0 }, step: 0 }],
+  };
+  const view = { layers: pool.layers, pageSize: pool.pageSize, dtype: pool.dtype };
+  await model.step(input, view);
+  const ms: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    await model.step(input, view, { timer });
+    ms.push(await timer.read());
+  }
+  kv.free(seq);
+  timer.destroy();
+  return Math.min(...ms);
+}

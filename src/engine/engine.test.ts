@@ -1,0 +1,148 @@
+/**
+ * The engine against independent implementations: llama2.c's greedy
+ * continuation of stories260K, and the TypeScript reference forward pass
+ * on the generated tiny models (token for token, and last-step logits).
+ * Runs in Node (dawn) and in headless Chromium.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testGpu, maxRelErr } from '../../test/gpu.ts';
+import { modelRef, TINY_MODELS } from '../../test/models.ts';
+import { Engine } from './engine.ts';
+import { ReferenceModel } from '../model/reference.ts';
+import type { Gpu } from '../gpu/context.ts';
+
+let gpu: Gpu;
+beforeAll(async () => {
+  gpu = await testGpu();
+});
+
+async function referenceGreedy(): Promise<{ prompt_ids: number[]; ids: number[]; text: string }> {
+  const { resolveSource } = await import('../model/source.ts');
+  const bytes = await resolveSource(modelRef('stories260K')).readFile('reference_greedy.json');
+  return JSON.parse(new TextDecoder().decode(bytes));
+}
+
+describe('stories260K against llama2.c', () => {
+  let engine: Engine;
+  let ref: Awaited<ReturnType<typeof referenceGreedy>>;
+  beforeAll(async () => {
+    engine = await Engine.load(gpu, modelRef('stories260K'), { kvPages: 64 });
+    ref = await referenceGreedy();
+  });
+  afterAll(() => engine.destroy());
+
+  it('greedy continuation from BOS equals the 120 reference ids (f32 weights and KV)', async () => {
+    const r = await engine.generate(ref.prompt_ids, { maxTokens: 120, ignoreEos: true });
+    expect(r.tokens).toEqual(ref.ids.slice(ref.prompt_ids.length));
+    expect(r.text).toBe(engine.tokenizer.decode(ref.ids.slice(ref.prompt_ids.length)));
+    expect(engine.kv.numFreePages).toBe(engine.kv.numTotalPages);
+  });
+
+  it('reports agreement with f16 KV', async () => {
+    const e16 = await Engine.load(gpu, modelRef('stories260K'), { kvPages: 64, kvDtype: 'f16' });
+    const r = await e16.generate(ref.prompt_ids, { maxTokens: 120, ignoreEos: true });
+    const want = ref.ids.slice(ref.prompt_ids.length);
+    let agree = 0;
+    while (agree < want.length && r.tokens[agree] === want[agree]) agree++;
+    console.log(`stories260K with f16 KV: first ${agree} of ${want.length} greedy tokens agree with llama2.c`);
+    expect(agree).toBeGreaterThan(0);
+    e16.destroy();
+  });
+});
+
+describe.each(TINY_MODELS)('%s against the reference forward pass', (name) => {
+  let engine: Engine;
+  let reference: ReferenceModel;
+  beforeAll(async () => {
+    engine = await Engine.load(gpu, modelRef(name), { kvPages: 48, pageSize: 16, prefillChunk: 32 });
+    reference = new ReferenceModel(engine.config, engine.loaded.weights);
+  });
+  afterAll(() => engine.destroy());
+
+  const prompts = ['Once upon a time', 'The cat sat on the mat and looked at the little dog.', 'Hi'];
+  it.each(prompts)('64 greedy tokens equal the reference for %j', async (prompt) => {
+    const ids = engine.encode(prompt);
+    reference.reset();
+    const want = reference.greedy(ids, 64, []);
+    const got = await engine.generate(ids, { maxTokens: 64, ignoreEos: true });
+    expect(got.tokens).toEqual(want);
+    expect(engine.kv.numFreePages).toBe(engine.kv.numTotalPages);
+  });
+
+  it('a prompt across many pages, in one chunk and in several, gives the same tokens', async () => {
+    const ids = engine.encode('Once upon a time there was a little girl who loved to play in the park with her big red ball every day.');
+    const long = [...ids, ...ids.slice(1), ...ids.slice(1)].slice(0, 100); // > 6 pages of 16
+    reference.reset();
+    const want = reference.greedy(long, 16, []);
+    const chunked = await engine.generate(long, { maxTokens: 16, ignoreEos: true });
+    const one = await Engine.load(gpu, modelRef(name), { kvPages: 48, pageSize: 16, prefillChunk: 128 });
+    const whole = await one.generate(long, { maxTokens: 16, ignoreEos: true });
+    one.destroy();
+    expect(chunked.tokens).toEqual(want);
+    expect(whole.tokens).toEqual(want);
+  });
+
+  it('last-step logits agree with the reference', async () => {
+    const ids = engine.encode('The dog ran to the park');
+    reference.reset();
+    const want = reference.forwardAll(ids).at(-1)!;
+    const got = await lastLogits(engine, ids);
+    expect(maxRelErr(got, want, 1e-3, 1e-3)).toBeLessThanOrEqual(1);
+  });
+});
+
+describe('bad input', () => {
+  let engine: Engine;
+  beforeAll(async () => {
+    engine = await Engine.load(gpu, modelRef('tiny-llama-gqa'), { kvPages: 4, pageSize: 16 });
+  });
+  afterAll(() => engine.destroy());
+
+  it('a prompt longer than the context names both lengths', async () => {
+    const n = engine.config.maxPositions + 5;
+    await expect(engine.generate(Array(n).fill(1), { maxTokens: 1 })).rejects.toThrow(new RegExp(`${n} tokens.*context holds ${engine.config.maxPositions}`));
+  });
+
+  it('a pool too small for the request says what to change, and keeps every page', async () => {
+    await expect(engine.generate(Array(70).fill(5), { maxTokens: 10 })).rejects.toThrow(/KV pool holds 4 pages.*needs 5 pages/);
+    expect(engine.kv.numFreePages).toBe(4);
+  });
+
+  it('token ids outside the vocabulary are rejected', async () => {
+    await expect(engine.generate([1, engine.config.vocabSize + 3], { maxTokens: 1 })).rejects.toThrow(/outside the vocabulary/);
+  });
+
+  it('an aborted request frees its pages', async () => {
+    const ac = new AbortController();
+    let n = 0;
+    const r = await engine.generate([1, 2, 3], { maxTokens: 40, ignoreEos: true, signal: ac.signal, onToken: () => ++n === 3 && ac.abort() });
+    expect(r.finishReason).toBe('abort');
+    expect(r.tokens.length).toBe(3);
+    expect(engine.kv.numFreePages).toBe(4);
+  });
+});
+
+/** Runs a prompt through the model directly and returns the logits of its last token. */
+async function lastLogits(engine: Engine, ids: number[]): Promise<Float32Array> {
+  const seq = 'logits-probe';
+  const kv = engine.kv;
+  if (!kv.allocateSlots(seq, ids.length)) throw new Error('pool full');
+  try {
+    const out = await engine.model.step(
+      {
+        tokens: Uint32Array.from(ids),
+        positions: Uint32Array.from(ids, (_, i) => i),
+        slots: kv.slotsFor(seq, 0, ids.length),
+        rowTables: new Uint32Array(ids.length),
+        blockTables: Uint32Array.from(kv.blockTable(seq)),
+        logitRows: Uint32Array.of(ids.length - 1),
+        sampling: [{ params: { temperature: 0, topK: 0, topP: 1, seed: 0 }, step: 0 }],
+      },
+      { layers: engine.pool.layers, pageSize: engine.pool.pageSize, dtype: engine.pool.dtype },
+      { returnLogits: true },
+    );
+    return out.logits!;
+  } finally {
+    kv.free(seq);
+  }
+}

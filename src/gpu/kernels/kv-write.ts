@@ -1,0 +1,69 @@
+import source from '../../../shaders/kv_write.wgsl?raw';
+import type { CommandRecorder } from '../recorder.ts';
+import { Uniforms } from '../uniforms.ts';
+import { assertFits, assertPositiveInt } from './guards.ts';
+
+export type KvDtype = 'f32' | 'f16';
+
+/** Shape of one layer's paged KV buffer: `[page][K=0|V=1][kvHead][slot][headDim]`. */
+export interface KvGeometry {
+  numKvHeads: number;
+  headDim: number;
+  pageSize: number;
+  dtype: KvDtype;
+}
+
+/** u32 words one token of one kv head takes (f16 packs two halves per word). */
+export function kvRowWords(g: Pick<KvGeometry, 'headDim' | 'dtype'>): number {
+  return g.dtype === 'f16' ? g.headDim / 2 : g.headDim;
+}
+
+/** Bytes one page takes in one layer's buffer (K and V of all kv heads). */
+export function kvPageBytes(g: KvGeometry): number {
+  return 2 * g.numKvHeads * g.pageSize * kvRowWords(g) * 4;
+}
+
+/** Throws a RangeError naming the problem unless `g` is a geometry the paged kernels take. */
+export function assertKvGeometry(kernel: string, g: KvGeometry): void {
+  assertPositiveInt(kernel, { numKvHeads: g.numKvHeads, headDim: g.headDim, pageSize: g.pageSize });
+  if (g.dtype !== 'f32' && g.dtype !== 'f16') throw new RangeError(`${kernel}: dtype must be 'f32' or 'f16', got '${String(g.dtype)}'`);
+  if (g.dtype === 'f16' && g.headDim % 2 !== 0) throw new RangeError(`${kernel}: headDim must be even for f16 KV (two halves per u32), got ${g.headDim}`);
+}
+
+export interface KvWriteArgs extends KvGeometry {
+  /** f32 rows; K of token r, kv head h, dim d at src[r*rowStride + kOffset + h*headDim + d], V at vOffset. */
+  src: GPUBuffer;
+  /** u32 per token: page*pageSize + offset. Slots past the pool are skipped. */
+  slots: GPUBuffer;
+  /** One layer's pool buffer (KvPool.layer(l)). */
+  pool: GPUBuffer;
+  n: number;
+  rowStride: number;
+  kOffset: number;
+  vOffset: number;
+}
+
+const WG = 64;
+
+/** Writes K and V of `n` new tokens into their slots of the paged pool. */
+export function encodeKvWrite(rec: CommandRecorder, a: KvWriteArgs): void {
+  const kernel = 'kv_write';
+  assertKvGeometry(kernel, a);
+  if (a.n === 0) return;
+  assertPositiveInt(kernel, { n: a.n, rowStride: a.rowStride });
+  for (const [name, v] of Object.entries({ kOffset: a.kOffset, vOffset: a.vOffset })) {
+    if (!Number.isInteger(v) || v < 0) throw new RangeError(`${kernel}: ${name} must be a non-negative integer, got ${v}`);
+  }
+  const rowSpan = a.numKvHeads * a.headDim;
+  const srcElems = (a.n - 1) * a.rowStride + Math.max(a.kOffset, a.vOffset) + rowSpan;
+  assertFits(kernel, { src: a.src }, srcElems * 4);
+  assertFits(kernel, { slots: a.slots }, a.n * 4);
+  const pageBytes = kvPageBytes(a);
+  assertFits(kernel, { pool: a.pool }, pageBytes);
+  const numPages = Math.floor(a.pool.size / pageBytes);
+  const rowWords = kvRowWords(a);
+
+  const pipeline = rec.gpu.pipelines.get(kernel, source, { WG, KV_F16: a.dtype === 'f16' ? 1 : 0 });
+  const u = new Uniforms().u32(a.n).u32(a.numKvHeads).u32(rowWords).u32(a.rowStride).u32(a.kOffset).u32(a.vOffset).u32(a.pageSize).u32(numPages);
+  rec.dispatch(pipeline, [a.src, a.slots, a.pool], u, Math.ceil((a.n * a.numKvHeads * rowWords) / WG));
+}

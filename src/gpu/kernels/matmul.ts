@@ -1,0 +1,79 @@
+import tiles from '../../../shaders/matmul.wgsl?raw';
+import loadF32 from '../../../shaders/matmul_w_f32.wgsl?raw';
+import loadF16 from '../../../shaders/matmul_w_f16.wgsl?raw';
+import { grid, type CommandRecorder } from '../recorder.ts';
+import { Uniforms } from '../uniforms.ts';
+import { assertFits, assertPositiveInt } from './guards.ts';
+
+/** f16 = IEEE half packed two per u32, element 2i in the low 16 bits, pairs along the last dim. */
+export type WeightDtype = 'f32' | 'f16';
+
+export interface MatmulArgs {
+  /** Activations [m, k] f32. Must be a buffer other than `out`. */
+  x: GPUBuffer;
+  /** Weights [n, k] (HF Linear layout [out, in]), f32 or packed f16. */
+  w: GPUBuffer;
+  dtype: WeightDtype;
+  /** Optional bias [n] f32. */
+  bias?: GPUBuffer;
+  /** Result [m, n] f32. */
+  out: GPUBuffer;
+  m: number;
+  n: number;
+  k: number;
+  /** Add into `out` instead of overwriting it (e.g. a residual). */
+  accumulate?: boolean;
+}
+
+/** Which entry point of shaders/matmul.wgsl runs and how it is laid out. */
+export interface MatmulPlan {
+  entry: 'mm_1x4' | 'mm_2x4' | 'mm_4x4' | 'mm_4x8' | 'mm_any';
+  /** Rows and columns of out per thread. */
+  tm: number;
+  tn: number;
+  /** Threads per workgroup. */
+  wg: number;
+  /** Workgroups: [x, y] over column tiles, z over row tiles. */
+  groups: [number, number, number];
+}
+
+/**
+ * The tile depends on m and k only, and every tile computes an output by the
+ * same operations (see the shader header), so a row's result never depends
+ * on the batch it is in. The workgroup size only spreads the columns: small
+ * problems get smaller workgroups so that there are enough of them.
+ */
+export function matmulPlan(m: number, n: number, k: number): MatmulPlan {
+  const [entry, tm, tn] =
+    k % 4 !== 0 ? (['mm_any', 1, 4] as const)
+    : m === 1 ? (['mm_1x4', 1, 4] as const)
+    : m <= 3 ? (['mm_2x4', 2, 4] as const)
+    : m <= 7 ? (['mm_4x4', 4, 4] as const)
+    : (['mm_4x8', 4, 8] as const);
+  const rowTiles = Math.ceil(m / tm);
+  let wg = 64;
+  while (wg > 16 && Math.ceil(n / (tn * wg)) * rowTiles < 32) wg /= 2;
+  const [gx, gy] = grid(Math.ceil(n / (tn * wg)));
+  return { entry, tm, tn, wg, groups: [gx, gy, rowTiles] };
+}
+
+/** out[m, n] (+)= x[m, k] · W[n, k]^T (+ bias[n]). */
+export function encodeMatmul(rec: CommandRecorder, a: MatmulArgs): void {
+  const { x, w, dtype, bias, out, m, n, k } = a;
+  assertPositiveInt('matmul', { m, n, k });
+  if (dtype === 'f16' && k % 2 !== 0) throw new RangeError(`matmul: f16 weights need an even k (pairs along k), got k=${k}`);
+  if (out === x || out === w || out === bias) throw new RangeError('matmul: out must not be x, w or bias (WebGPU forbids aliasing a writable binding)');
+  assertFits('matmul', { x }, m * k * 4);
+  assertFits('matmul', { w }, n * k * (dtype === 'f16' ? 2 : 4));
+  assertFits('matmul', { out }, m * n * 4);
+  if (bias) assertFits('matmul', { bias }, n * 4);
+
+  const plan = matmulPlan(m, n, k);
+  if (plan.groups[2] > 65535) throw new RangeError(`matmul: m=${m} needs ${plan.groups[2]} row tiles, more than one dispatch covers (65535)`);
+  const constants = { WG: plan.wg, HAS_BIAS: bias ? 1 : 0, ACCUMULATE: a.accumulate ? 1 : 0 };
+  const pipeline = dtype === 'f16'
+    ? rec.gpu.pipelines.get('matmul_f16', tiles + loadF16, constants, plan.entry)
+    : rec.gpu.pipelines.get('matmul_f32', tiles + loadF32, constants, plan.entry);
+  // The shader always binds a bias; without one, x stands in and is never read.
+  rec.dispatch(pipeline, [x, w, bias ?? x, out], new Uniforms().u32(m).u32(n).u32(k), plan.groups);
+}
