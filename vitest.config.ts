@@ -19,6 +19,7 @@ export default defineConfig({
         },
       },
       {
+        optimizeDeps: { include: ['@huggingface/transformers', 'comlink'] },
         test: {
           name: 'browser',
           // Kernel and engine tests that do not read the disk run in Chromium too.

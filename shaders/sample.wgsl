@@ -11,34 +11,43 @@
 //
 // Sampling:
 //   weight   w_i = 2^((l_i - max) * scale), scale = log2(e)/T (from the CPU)
-//            = exp((l_i - max)/T), evaluated with integer arithmetic only
-//            (exp2_frac below), so it is bit-identical on every GPU and in TS.
-//            w_i = 0 where l_i - max < cut = -64/scale (odds below 2^-64).
+//            = exp((l_i - max)/T) within 7e-8 relative, evaluated with integer
+//            arithmetic only (exp2_frac), so it is bit-identical on every GPU
+//            and in TS (WGSL's exp is not). w_i = 0 where l_i - max < cut =
+//            -64/scale (odds below 2^-64).
 //   mass(c)  sum of w_i over tokens with key_i >= c, in the fixed order below.
-//   top-k    t_k = the largest key c with count(key >= c) >= topK, i.e. the
-//            k-th largest logit; ties keep all. topK = 0 or >= vocab: t_k = min.
+//   top-k    t_k = the largest key c with count(key >= c) >= topK: the k-th
+//            largest logit; ties keep all. topK = 0 or >= vocab: t_k = min key.
 //   top-p    Z_k = mass(t_k); t = the largest key c >= t_k with
-//            mass(c) >= f32(topP * Z_k): the smallest set of highest-logit
-//            tokens holding topP of the top-k mass. topP >= 1: t = t_k.
-//   draw     u = rng(seed, step) in [0, 1) (24 bits); target = f32(u * mass(t));
-//            the first token in index order whose running kept mass exceeds target.
-//   mass(c) only falls as c rises (f32 addition is monotone), so each
-//   threshold is unique; an 8-way search on keys finds it exactly: each pass
-//   evaluates 7 candidates in one sweep and one reduction, 11 passes cover
-//   32 bits. No sort.
+//            mass(c) >= f32(topP * Z_k) and mass(c) > 0: the smallest set of
+//            highest-logit tokens holding topP of the top-k mass. topP >= 1: t = t_k.
+//   draw     u = rng(seed, step) in [0, 1), 24 bits; goal = f32(u * mass(t));
+//            the first token in index order whose running kept mass (below)
+//            exceeds goal.
+//   Thresholds are taken on logit keys, not on w: w is a monotone function of
+//   the logit, so the kept sets are the same except where two distinct logits
+//   round to one w (then the lower logit is cut, where a threshold on w would
+//   keep both); the searches need no exp for top-k this way.
+//   count(c) and mass(c) only fall as c rises (f32 addition is monotone), so
+//   each threshold is unique, and it is a key present in the row. search()
+//   finds it exactly with an 8-way search on the keys; no sort.
 //
 // Summation order (what makes ref and kernel agree bit for bit, and a row's
 // result independent of the other rows):
 //   thread j owns tokens [j*C, min((j+1)*C, vocab)), C = ceil(vocab / WG);
-//   p_j = sum of its kept w in index order; group g = threads g*16 .. g*16+15,
-//   G_g = p_(16g) + ... + p_(16g+15) in order; mass = G_0 + ... + G_(WG/16-1) in order.
-//   Draw: Gpre = G_0 + .. + G_(g-1), W_j = sum of p over the threads before j in its
-//   group; running mass at token i of thread j = Gpre + (W_j + s_i), s_i = the
-//   thread's own sum up to and including i. It rises monotonically from 0 to mass(t).
+//   p_j = sum of its kept w in index order; group g = threads 16g .. 16g+15,
+//   G_g = p_(16g) + ... + p_(16g+15) in order; mass = G_0 + G_1 + ... in order.
+//   Draw: Gpre = G_0 + ... + G_(g-1) for thread j's group g, W_j = the sum of p
+//   over the threads before j in its group; the running mass at token i of
+//   thread j is Gpre + (W_j + s_i), s_i = the thread's own sum up to and
+//   including i. It rises monotonically from 0 to mass(t).
 //
-// Workgroup layout: one workgroup of WG threads per row; 2 barriers per
-// reduction, 1 + 11 + 11 + 1 reductions at most. Workgroup memory 8.5 KB.
-// Dispatch: `rows` workgroups (split over x/y by grid()); WG a multiple of 16.
+// Workgroup layout: one workgroup of WG threads per row (WG = 16..256 picked
+// from the vocab by sampleWorkgroupSize, a multiple of 16); each reduction is
+// per-thread sums, 16-thread group sums, then the group sums, with 2-3 barriers.
+// Reductions: 1 (max/argmax/min) + a few per search (11 at most) + 1 (draw).
+// Workgroup memory: 32*WG + 560 bytes (8.5 KB at WG = 256).
+// Dispatch: `rows` workgroups (split over x/y by grid()).
 
 struct Params { rows: u32, vocab: u32 }
 
@@ -56,6 +65,7 @@ struct RowParams {
 override WG: u32 = 256;
 const GS: u32 = 16u;       // threads per reduction group
 const PASSES: u32 = 11u;   // 8-way search: 3 bits a pass
+const NONE: u32 = 0xffffffffu;
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
@@ -64,6 +74,8 @@ const PASSES: u32 = 11u;   // 8-way search: 3 bits a pass
 
 var<workgroup> part: array<vec4<u32>, 2 * WG>;        // per thread: 8 lanes
 var<workgroup> grp: array<vec4<u32>, 2 * (WG / GS)>;  // per group: 8 lanes
+var<workgroup> lane_min: array<atomic<u32>, 8>;       // search: smallest key >= each lane
+var<workgroup> shared_ext: vec4<u32>;                 // thread 0 -> all (uniform)
 
 var<private> lid: u32;
 var<private> base: u32;  // row * vocab
@@ -147,9 +159,8 @@ fn rng(seed: u32, step: u32) -> f32 {
 
 // ---------------------------------------------------------------- reductions
 
-// Sums 8 lanes over the workgroup in the order of the header; every thread
-// gets the same totals.
-fn reduce8(a0: vec4<f32>, a1: vec4<f32>) -> array<vec4<f32>, 2> {
+// Stages 1 and 2 of an 8-lane sum: thread partials, then group sums in grp.
+fn reduce_groups(a0: vec4<f32>, a1: vec4<f32>) {
   part[2u * lid] = bitcast<vec4<u32>>(a0);
   part[2u * lid + 1u] = bitcast<vec4<u32>>(a1);
   workgroupBarrier();
@@ -161,16 +172,20 @@ fn reduce8(a0: vec4<f32>, a1: vec4<f32>) -> array<vec4<f32>, 2> {
     grp[2u * g + h] = bitcast<vec4<u32>>(s);
   }
   workgroupBarrier();
+}
+
+// Stage 3: the 8 totals, groups summed in order.
+fn group_totals() -> array<f32, 8> {
   var t0 = vec4<f32>(0.0);
   var t1 = vec4<f32>(0.0);
   for (var g = 0u; g < WG / GS; g++) {
     t0 += bitcast<vec4<f32>>(grp[2u * g]);
     t1 += bitcast<vec4<f32>>(grp[2u * g + 1u]);
   }
-  return array<vec4<f32>, 2>(t0, t1);
+  return array<f32, 8>(t0.x, t0.y, t0.z, t0.w, t1.x, t1.y, t1.z, t1.w);
 }
 
-// (max key, its lowest index, min key) over the row.
+// (max key, its lowest index, min key) over the row, uniform across the workgroup.
 fn row_extent() -> vec3<u32> {
   var e = vec3<u32>(0u, 0u, 0xffffffffu);
   for (var i = b0; i < b1; i++) {
@@ -190,60 +205,83 @@ fn row_extent() -> vec3<u32> {
     grp[2u * lid] = vec4<u32>(g, 0u);
   }
   workgroupBarrier();
-  var r = grp[0].xyz;
-  for (var j = 1u; j < WG / GS; j++) {
-    let v = grp[2u * j];
-    if (v.x > r.x) { r.x = v.x; r.y = v.y; }
-    r.z = min(r.z, v.z);
+  if (lid == 0u) {
+    var r = grp[0].xyz;
+    for (var j = 1u; j < WG / GS; j++) {
+      let v = grp[2u * j];
+      if (v.x > r.x) { r.x = v.x; r.y = v.y; }
+      r.z = min(r.z, v.z);
+    }
+    shared_ext = vec4<u32>(r, 0u);
   }
-  return r;
+  return workgroupUniformLoad(&shared_ext).xyz;
 }
 
-// floor(d * m / 8) without overflow
-fn frac8(d: u32, m: u32) -> u32 {
-  return (d >> 3u) * m + (((d & 7u) * m) >> 3u);
+// floor(e * m / 8) without overflow
+fn frac8(e: u32, m: u32) -> u32 {
+  return (e >> 3u) * m + (((e & 7u) * m) >> 3u);
 }
 
 // The largest key c in [lo, hi) with pred(c), given pred(lo) true, pred(hi)
-// false and pred monotone. count_mode: pred(c) = count(key >= c) >= need;
-// otherwise pred(c) = mass(c) >= f32(top_p * mass(lo)).
-fn search(lo0: u32, hi0: u32, count_mode: bool, need0: f32, m: f32, rp: RowParams) -> u32 {
+// false, pred monotone and lo a key present in the row.
+//   count_mode: pred(c) = count(key >= c) >= top_k
+//   otherwise:  pred(c) = mass(c) >= f32(top_p * mass(lo)) and mass(c) > 0
+// A pass tests lanes c_m = lo + 1 + floor((hi - lo - 1) * m / 8), m = 0..7, in
+// one sweep (lane 0 holds mass(lo) instead in the first mass pass), then
+// moves lo to the smallest key present >= the highest true lane and hi to the
+// next lane. The answer is a present key, so the search ends as soon as no
+// key lies between lo and hi: a few passes, 11 at most.
+fn search(lo0: u32, hi0: u32, count_mode: bool, m: f32, rp: RowParams) -> u32 {
   var lo = lo0;
   var hi = hi0;
-  var need = need0;
+  var need = f32(rp.top_k);
   for (var it = 0u; it < PASSES; it++) {
-    let d = hi - lo;
-    // lane 0 = lo, lanes 1..7 = lo + floor(d*m/8), ascending, all < hi
-    let c0 = vec4<u32>(lo, lo + frac8(d, 1u), lo + frac8(d, 2u), lo + frac8(d, 3u));
-    let c1 = vec4<u32>(lo + frac8(d, 4u), lo + frac8(d, 5u), lo + frac8(d, 6u), lo + frac8(d, 7u));
-    // mass(lo) is only needed in the first pass (Z_k); later only lanes 1..7 count
-    let floor_key = select(c0.y, lo, it == 0u && !count_mode);
+    if (hi - lo <= 1u) { break; }
+    let first = it == 0u && !count_mode;
+    let e = hi - lo - 1u;
+    let c0 = vec4<u32>(select(lo + 1u, lo, first), lo + 1u + frac8(e, 1u), lo + 1u + frac8(e, 2u), lo + 1u + frac8(e, 3u));
+    let c1 = vec4<u32>(lo + 1u + frac8(e, 4u), lo + 1u + frac8(e, 5u), lo + 1u + frac8(e, 6u), lo + 1u + frac8(e, 7u));
     var a0 = vec4<f32>(0.0);
     var a1 = vec4<f32>(0.0);
-    if (d > 1u) {
-      for (var i = b0; i < b1; i++) {
-        let l = logits[base + i];
-        let k = key(l);
-        if (k >= floor_key) {
-          var w = 1.0;
-          if (!count_mode) { w = weight(l, m, rp.scale, rp.cut); }
-          a0 += select(vec4<f32>(0.0), vec4<f32>(w), vec4<u32>(k) >= c0);
-          a1 += select(vec4<f32>(0.0), vec4<f32>(w), vec4<u32>(k) >= c1);
-        }
+    var n0 = vec4<u32>(NONE);
+    var n1 = vec4<u32>(NONE);
+    for (var i = b0; i < b1; i++) {
+      let l = logits[base + i];
+      let k = key(l);
+      if (k >= c0.x) {
+        var w = 1.0;
+        if (!count_mode) { w = weight(l, m, rp.scale, rp.cut); }
+        let in0 = vec4<u32>(k) >= c0;
+        let in1 = vec4<u32>(k) >= c1;
+        a0 += select(vec4<f32>(0.0), vec4<f32>(w), in0);
+        a1 += select(vec4<f32>(0.0), vec4<f32>(w), in1);
+        n0 = min(n0, select(vec4<u32>(NONE), vec4<u32>(k), in0));
+        n1 = min(n1, select(vec4<u32>(NONE), vec4<u32>(k), in1));
       }
     }
-    let t = reduce8(a0, a1);
-    if (d > 1u) {
-      if (it == 0u && !count_mode) { need = rp.top_p * t[0].x; }
+    if (n0.x != NONE) {
+      for (var j = 0u; j < 4u; j++) {
+        if (n0[j] != NONE) { atomicMin(&lane_min[j], n0[j]); }
+        if (n1[j] != NONE) { atomicMin(&lane_min[4u + j], n1[j]); }
+      }
+    }
+    reduce_groups(a0, a1);
+    if (lid == 0u) {
+      let ts = group_totals();
+      if (first) { need = rp.top_p * ts[0]; }
       let cs = array<u32, 8>(c0.x, c0.y, c0.z, c0.w, c1.x, c1.y, c1.z, c1.w);
-      let ts = array<f32, 8>(t[0].x, t[0].y, t[0].z, t[0].w, t[1].x, t[1].y, t[1].z, t[1].w);
+      var new_lo = lo;
       var new_hi = hi;
-      for (var j = 7u; j >= 1u; j--) {
-        if (ts[j] >= need) { lo = max(lo, cs[j]); break; }
+      for (var j = 7u; j >= select(0u, 1u, first) && j < 8u; j--) {
+        if (ts[j] >= need && ts[j] > 0.0) { new_lo = atomicLoad(&lane_min[j]); break; }
         new_hi = cs[j];
       }
-      hi = new_hi;
+      for (var j = 0u; j < 8u; j++) { atomicStore(&lane_min[j], NONE); }
+      shared_ext = vec4<u32>(new_lo, new_hi, 0u, 0u);
     }
+    let v = workgroupUniformLoad(&shared_ext);
+    lo = v.x;
+    hi = v.y;
   }
   return lo;
 }
@@ -263,6 +301,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   b0 = min(li * chunk, vocab);
   b1 = min(b0 + chunk, vocab);
 
+  if (li == 0u) {
+    for (var j = 0u; j < 8u; j++) { atomicStore(&lane_min[j], NONE); }
+  }
   let ext = row_extent();
   if ((rp.flags & 1u) != 0u) {
     if (li == 0u) { out[row] = ext.y; }
@@ -272,10 +313,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
   var t = ext.z;
   if (rp.top_k > 0u && rp.top_k < vocab) {
-    t = search(ext.z, ext.x + 1u, true, f32(rp.top_k), m, rp);
+    t = search(ext.z, ext.x + 1u, true, m, rp);
   }
   if (rp.top_p < 1.0) {
-    t = search(t, ext.x + 1u, false, 0.0, m, rp);
+    t = search(t, ext.x + 1u, false, m, rp);
   }
 
   // draw: this thread's kept mass, then the running-mass interval it covers
@@ -284,14 +325,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
     let l = logits[base + i];
     if (key(l) >= t) { s += weight(l, m, rp.scale, rp.cut); }
   }
-  part[2u * li] = vec4<u32>(bitcast<u32>(s), 0u, 0u, 0u);
-  workgroupBarrier();
-  if (li < WG / GS) {
-    var gs = 0.0;
-    for (var j = 0u; j < GS; j++) { gs += bitcast<f32>(part[2u * (li * GS + j)].x); }
-    grp[2u * li] = vec4<u32>(bitcast<u32>(gs), 0u, 0u, 0u);
-  }
-  workgroupBarrier();
+  reduce_groups(vec4<f32>(s, 0.0, 0.0, 0.0), vec4<f32>(0.0));
   let g = li / GS;
   var z = 0.0;
   var gpre = 0.0;

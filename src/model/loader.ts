@@ -15,6 +15,7 @@ import { loadTokenizer, type Tokenizer } from './tokenizer.ts';
 import { LM_HEAD, expectedTensorShapes, type CpuTensor } from './weights-cpu.ts';
 
 export interface LoadedModel {
+  /** eosTokenIds: generation_config.json's, then config.json's (tokenizer.eosTokenIds adds its eos_token first). */
   config: ModelConfig;
   /** Canonical HF names (model.embed_tokens.weight, model.layers.{i}..., lm_head.weight). */
   weights: Map<string, CpuTensor>;
@@ -58,7 +59,7 @@ export async function loadModel(source: ModelSource, opts: LoadOptions = {}): Pr
   }
   const generationConfig = (await source.has('generation_config.json')) ? await readJson('generation_config.json') : {};
   config.eosTokenIds = mergeEos(generationConfig.eos_token_id, config.eosTokenIds);
-  const tokenizer = await loadTokenizer(source);
+  const tokenizer = await loadTokenizer(source, { eosTokenIds: config.eosTokenIds });
   const weights = await loadWeights(source, config, opts, where, readJson);
   return { config, weights, tokenizer, generationConfig, source };
 }

@@ -31,7 +31,7 @@ const qwenTied = parseConfig({
 describe('RoPE tables', () => {
   it('computes HF inv_freq, with llama3 scaling (hand-checked)', () => {
     const base = { ...llamaGqa, headDim: 8, ropeTheta: 10000 };
-    expect(Array.from(ropeInvFreq(base))).toEqual([1, 0.1, 0.01, 0.001].map((x, i) => (i === 0 ? 1 : 1 / 10000 ** ((2 * i) / 8))));
+    expect(Array.from(ropeInvFreq(base))).toEqual([0, 1, 2, 3].map((i) => 1 / 10000 ** ((2 * i) / 8)));
     const llama3 = ropeInvFreq({
       ...base,
       ropeScaling: { ropeType: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 128 },

@@ -44,8 +44,9 @@ type Json = Record<string, unknown>;
 /**
  * Read tokenizer.json (required), tokenizer_config.json, and a chat template from
  * chat_template.jinja or chat_template.json when tokenizer_config.json has none.
+ * `eosTokenIds` adds stop ids (e.g. generation_config's) after the tokenizer's own eos_token.
  */
-export async function loadTokenizer(source: ModelSource): Promise<Tokenizer> {
+export async function loadTokenizer(source: ModelSource, opts: { eosTokenIds?: number[] } = {}): Promise<Tokenizer> {
   const readJson = async (file: string) => JSON.parse(new TextDecoder().decode(await source.readFile(file))) as Json;
   const [tokenizerJson, tokenizerConfig] = await Promise.all([
     readJson('tokenizer.json').catch((e: Error) => {
@@ -60,18 +61,18 @@ export async function loadTokenizer(source: ModelSource): Promise<Tokenizer> {
       tokenizerConfig.chat_template = (await readJson('chat_template.json')).chat_template;
     }
   }
-  return tokenizerFromJson(tokenizerJson, tokenizerConfig);
+  return tokenizerFromJson(tokenizerJson, tokenizerConfig, opts);
 }
 
 /** Build a Tokenizer from the parsed tokenizer.json and tokenizer_config.json. */
-export async function tokenizerFromJson(tokenizerJson: Json, tokenizerConfig: Json): Promise<Tokenizer> {
+export async function tokenizerFromJson(tokenizerJson: Json, tokenizerConfig: Json, opts: { eosTokenIds?: number[] } = {}): Promise<Tokenizer> {
   const hf = (await import('@huggingface/transformers')) as unknown as Record<string, unknown>;
   const base = hf.PreTrainedTokenizer as new (j: Json, c: Json) => HfTokenizer;
   // Like AutoTokenizer: the class named by tokenizer_class (minus "Fast"), else the base class.
   const name = typeof tokenizerConfig.tokenizer_class === 'string' ? tokenizerConfig.tokenizer_class.replace(/Fast$/, '') : '';
   const named = hf[name];
   const cls = typeof named === 'function' && named.prototype instanceof base ? (named as typeof base) : base;
-  return new HfTokenizerAdapter(new cls(tokenizerJson, tokenizerConfig));
+  return new HfTokenizerAdapter(new cls(tokenizerJson, tokenizerConfig), opts.eosTokenIds ?? []);
 }
 
 class HfTokenizerAdapter implements Tokenizer {
@@ -80,8 +81,8 @@ class HfTokenizerAdapter implements Tokenizer {
   readonly vocabSize: number;
   readonly hasChatTemplate: boolean;
 
-  constructor(private readonly tok: HfTokenizer) {
-    this.eosTokenIds = tok.eos_token_id != null ? [tok.eos_token_id] : [];
+  constructor(private readonly tok: HfTokenizer, extraEos: number[]) {
+    this.eosTokenIds = [...new Set([...(tok.eos_token_id != null ? [tok.eos_token_id] : []), ...extraEos])];
     if (tok.bos_token_id != null) this.bosTokenId = tok.bos_token_id;
     let maxId = -1;
     for (const id of tok.get_vocab().values()) maxId = Math.max(maxId, id);

@@ -3,7 +3,7 @@ import { testGpu, rng, randomF32, maxRelErr } from '../../../test/gpu.ts';
 import type { Gpu } from '../context.ts';
 import { uploadBuffer, storageBuffer, readF32 } from '../buffers.ts';
 import { CommandRecorder } from '../recorder.ts';
-import { encodeAttentionPaged } from './attention-paged.ts';
+import { attentionSplitScratchBytes, encodeAttentionPaged, encodeAttentionPagedSplit } from './attention-paged.ts';
 import { attentionPagedRef, type RefSequence } from './attention-paged.ref.ts';
 import type { KvDtype, KvGeometry } from './kv-write.ts';
 import { encodeKvPool, kvImagePageElems, kvWriteRef } from './kv-write.ref.ts';
@@ -65,8 +65,13 @@ interface Batch {
   tableOrder?: number[];
 }
 
-/** Runs the kernel for `batch` over `pool`; q rows padded inside a wider row (qOffset/qRowStride like a fused qkv). */
-async function runKernel(gpu: Gpu, s: Shape, pool: ReturnType<typeof buildPool>, batch: Batch, q: Float32Array, qRowStride: number, qOffset: number) {
+type Mode = 'main' | 'split';
+
+/**
+ * Runs the kernel (single pass, or split-K with `maxContext` reserved) for `batch`
+ * over `pool`; q rows padded inside a wider row (qOffset/qRowStride like a fused qkv).
+ */
+async function runKernel(gpu: Gpu, s: Shape, pool: ReturnType<typeof buildPool>, batch: Batch, q: Float32Array, qRowStride: number, qOffset: number, mode: Mode = 'main', maxContext = 0) {
   const order = batch.tableOrder ?? pool.tables.map((_, i) => i);
   const offsets = new Map<number, number>();
   const flat: number[] = [];
@@ -84,10 +89,15 @@ async function runKernel(gpu: Gpu, s: Shape, pool: ReturnType<typeof buildPool>,
     out: storageBuffer(gpu, 'out', nq * s.numHeads * s.headDim * 4),
   };
   const rec = new CommandRecorder(gpu);
-  encodeAttentionPaged(rec, { ...bufs, ...s, nq, qRowStride, qOffset });
+  const partials = mode === 'split' ? storageBuffer(gpu, 'partials', attentionSplitScratchBytes(nq, s.numHeads, s.headDim, maxContext)) : null;
+  if (partials) {
+    encodeAttentionPagedSplit(rec, { ...bufs, ...s, nq, qRowStride, qOffset, maxContext, partials });
+  } else {
+    encodeAttentionPaged(rec, { ...bufs, ...s, nq, qRowStride, qOffset });
+  }
   await rec.submit();
   const out = await readF32(gpu, bufs.out);
-  Object.values(bufs).forEach((b) => gpu.destroyBuffer(b));
+  [...Object.values(bufs), ...(partials ? [partials] : [])].forEach((b) => gpu.destroyBuffer(b));
   return out;
 }
 
@@ -98,10 +108,16 @@ async function checkAgainstRef(s: Shape, lens: number[], rows: Batch['rows'], se
   const qOffset = 5;
   const qRowStride = s.numHeads * s.headDim + 11;
   const q = randomF32(rows.length * qRowStride, rand, qScale);
-  const got = await runKernel(gpu, s, pool, { rows, tableOrder: [...lens.keys()].reverse() }, q, qRowStride, qOffset);
+  const batch = { rows, tableOrder: [...lens.keys()].reverse() };
+  const got = await runKernel(gpu, s, pool, batch, q, qRowStride, qOffset);
   const want = attentionPagedRef({ q, qRowStride, qOffset, seqs: pool.seqs, rows, numHeads: s.numHeads, numKvHeads: s.numKvHeads, headDim: s.headDim, dtype: s.dtype });
   expect(maxRelErr(got, want, ATOL, RTOL)).toBeLessThanOrEqual(1);
+  // The split-K path runs the same operations: bitwise equal to the single pass.
+  const split = await runKernel(gpu, s, pool, batch, q, qRowStride, qOffset, 'split', Math.max(...rows.map((r) => r.pos + 1)));
+  expect(bits(split)).toEqual(bits(got));
 }
+
+const bits = (a: Float32Array) => new Uint32Array(a.slice().buffer);
 
 const DECODE_LENS = [1, 15, 16, 17, 100, 600];
 const decodeRows = (lens: number[]) => lens.map((n, i) => ({ seq: i, pos: n - 1 }));
@@ -146,10 +162,12 @@ describe('attention_paged kernel', () => {
       if (!qOf.has(key)) qOf.set(key, randomF32(span, rand, 3));
       return qOf.get(key)!;
     };
+    // Split mode reserves splits for the batch's longest row (or more): that must not matter either.
+    let mode: Mode = 'main';
     const run = async (rows: Batch['rows'], tableOrder: number[]) => {
       const q = new Float32Array(rows.length * span);
       rows.forEach((r, i) => q.set(qRow(r.seq, r.pos), i * span));
-      return runKernel(gpu, s, pool, { rows, tableOrder }, q, span, 0);
+      return runKernel(gpu, s, pool, { rows, tableOrder }, q, span, 0, mode, Math.max(...rows.map((r) => r.pos + 1)) + (rows.length > 1 ? 100 : 0));
     };
     const probes = [{ seq: 0, pos: 599 }, { seq: 3, pos: 57 }, { seq: 2, pos: 0 }];
     // A decode batch of all five sequences, a prefill chunk of sequence 0 around the probe,
@@ -159,14 +177,16 @@ describe('attention_paged kernel', () => {
       { rows: Array.from({ length: 9 }, (_, i) => ({ seq: 0, pos: 591 + i })), order: [1, 0] },
       { rows: [...decodeRows(lens), ...Array.from({ length: 30 }, (_, i) => ({ seq: 3, pos: 40 + i })), ...decodeRows(lens).reverse()], order: [2, 0, 1, 3, 4] },
     ];
-    for (const probe of probes) {
-      const alone = await run([probe], [probe.seq]);
-      for (const b of batches) {
-        const at = b.rows.findIndex((r) => r.seq === probe.seq && r.pos === probe.pos);
-        if (at < 0) continue;
-        const all = await run(b.rows, b.order);
-        const row = all.subarray(at * span, (at + 1) * span);
-        expect(new Uint32Array(row.slice().buffer)).toEqual(new Uint32Array(alone.slice().buffer));
+    for (const m of ['main', 'split'] as const) {
+      mode = m;
+      for (const probe of probes) {
+        const alone = await run([probe], [probe.seq]);
+        for (const b of batches) {
+          const at = b.rows.findIndex((r) => r.seq === probe.seq && r.pos === probe.pos);
+          if (at < 0) continue;
+          const all = await run(b.rows, b.order);
+          expect(bits(all.subarray(at * span, (at + 1) * span))).toEqual(bits(alone));
+        }
       }
     }
   });
@@ -193,6 +213,18 @@ describe('attention_paged kernel', () => {
     Object.values(bufs).forEach((b) => gpu.destroyBuffer(b));
   });
 
+  it('split-K marks rows whose context exceeds the reserved splits with NaN, and leaves the others intact', async () => {
+    const gpu = await testGpu();
+    const s: Shape = { headDim: 8, numHeads: 2, numKvHeads: 1, pageSize: 16, dtype: 'f32' };
+    const pool = buildPool(s, [200, 30], rng(5));
+    const rows = [{ seq: 0, pos: 199 }, { seq: 1, pos: 29 }];
+    const q = randomF32(2 * 16, rng(6));
+    const out = await runKernel(gpu, s, pool, { rows }, q, 16, 0, 'split', 64); // one split reserved: row 0 needs 4
+    expect(Array.from(out.subarray(0, 16)).every(Number.isNaN)).toBe(true);
+    const want = await runKernel(gpu, s, pool, { rows }, q, 16, 0, 'main');
+    expect(bits(out.subarray(16))).toEqual(bits(want.subarray(16)));
+  });
+
   it('rejects bad shapes with a message naming the problem', async () => {
     const gpu = await testGpu();
     const b = storageBuffer(gpu, 'b', 4096);
@@ -203,6 +235,10 @@ describe('attention_paged kernel', () => {
     expect(() => encodeAttentionPaged(rec, { ...base, headDim: 258, qRowStride: 1032 })).toThrow(/at most 256/);
     expect(() => encodeAttentionPaged(rec, { ...base, nq: 100 })).toThrow(/'q' holds 4096 bytes/);
     expect(() => encodeAttentionPaged(rec, { ...base, nq: 2, qRowStride: 32 })).toThrow(/qRowStride 32 is smaller/);
+    const small = storageBuffer(gpu, 'small', 4096);
+    expect(() => encodeAttentionPagedSplit(rec, { ...base, maxContext: 1000, partials: small })).toThrow(/'partials' holds 4096 bytes but the call needs 4608/);
+    gpu.destroyBuffer(small);
+    expect(() => encodeAttentionPagedSplit(rec, { ...base, maxContext: 10, partials: b })).toThrow(/partials and out must be different buffers/);
     gpu.destroyBuffer(b);
   });
 });

@@ -24,10 +24,21 @@ export interface SamplingParams {
   seed: number;
 }
 
-/** Workgroup size of the sample kernel; the reference sums in the same order. */
-export const SAMPLE_WG = 256;
-/** Threads per group in the kernel's two-level reduction (SAMPLE_WG is a multiple). */
+/** Threads per group in the kernel's two-level reduction (the workgroup size is a multiple). */
 export const SAMPLE_GROUP = 16;
+/** The largest workgroup the sample kernel uses. */
+export const SAMPLE_MAX_WG = 256;
+
+/**
+ * Workgroup size for a vocab: about 16 tokens a thread, 16 to 256 threads (a
+ * power of two). It depends on the vocab only, so a row's token is the same on
+ * every adapter and in the reference, which sums in the same order.
+ */
+export function sampleWorkgroupSize(vocab: number): number {
+  let wg = SAMPLE_GROUP;
+  while (wg < SAMPLE_MAX_WG && wg * 16 < vocab) wg *= 2;
+  return wg;
+}
 /** Bytes per row in the params buffer. */
 export const SAMPLE_PARAMS_BYTES = 32;
 

@@ -5,7 +5,7 @@
  * the keys (the kernel uses an 8-way search): the predicate is monotone, so
  * both find the same unique threshold.
  */
-import { rowParams, SAMPLE_GROUP, SAMPLE_WG, type RowParams, type SamplingParams } from './sample-params.ts';
+import { rowParams, SAMPLE_GROUP, sampleWorkgroupSize, type RowParams, type SamplingParams } from './sample-params.ts';
 
 const f32 = Math.fround;
 const scratch = new DataView(new ArrayBuffer(4));
@@ -104,7 +104,10 @@ function sampleRow(logits: Float32Array, rp: RowParams): number {
   }
   if (rp.topP < 1) {
     const need = f32(rp.topP * red.mass(keys, w, t).total);
-    t = largestTrue(t, kmax + 1, (c) => red.mass(keys, w, c).total >= need);
+    t = largestTrue(t, kmax + 1, (c) => {
+      const z = red.mass(keys, w, c).total;
+      return z >= need && z > 0;
+    });
   }
   return red.draw(keys, w, t, sampleRng(rp.seed, rp.step));
 }
@@ -121,11 +124,14 @@ function largestTrue(lo: number, hi: number, pred: (c: number) => boolean): numb
 
 /** The kernel's summation order: thread chunks, groups of 16 threads, then groups. */
 class Reduction {
+  private readonly wg: number;
   private readonly chunk: number;
-  private readonly groups = SAMPLE_WG / SAMPLE_GROUP;
+  private readonly groups: number;
 
   constructor(private readonly vocab: number) {
-    this.chunk = Math.ceil(vocab / SAMPLE_WG);
+    this.wg = sampleWorkgroupSize(vocab);
+    this.chunk = Math.ceil(vocab / this.wg);
+    this.groups = this.wg / SAMPLE_GROUP;
   }
 
   count(keys: Uint32Array, c: number): number {
@@ -136,8 +142,8 @@ class Reduction {
 
   /** Per-thread sums, per-group sums and the total of w over keys >= c. */
   mass(keys: Uint32Array, w: Float32Array, c: number): { threads: Float32Array; groups: Float32Array; total: number } {
-    const threads = new Float32Array(SAMPLE_WG);
-    for (let j = 0; j < SAMPLE_WG; j++) {
+    const threads = new Float32Array(this.wg);
+    for (let j = 0; j < this.wg; j++) {
       const [b0, b1] = this.span(j);
       let s = 0;
       for (let i = b0; i < b1; i++) if (keys[i] >= c) s = f32(s + w[i]);

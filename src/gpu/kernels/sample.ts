@@ -2,7 +2,7 @@ import source from '../../../shaders/sample.wgsl?raw';
 import type { CommandRecorder } from '../recorder.ts';
 import { Uniforms } from '../uniforms.ts';
 import { assertFits, assertPositiveInt } from './guards.ts';
-import { SAMPLE_PARAMS_BYTES, SAMPLE_WG } from './sample-params.ts';
+import { SAMPLE_PARAMS_BYTES, sampleWorkgroupSize } from './sample-params.ts';
 
 export { packSamplingParams, type SamplingParams } from './sample-params.ts';
 
@@ -32,6 +32,6 @@ export function encodeSample(rec: CommandRecorder, a: SampleArgs): void {
   assertFits(kernel, { logits: a.logits }, a.rows * a.vocab * 4);
   assertFits(kernel, { params: a.params }, a.rows * SAMPLE_PARAMS_BYTES);
   assertFits(kernel, { out: a.out }, a.rows * 4);
-  const pipeline = rec.gpu.pipelines.get(kernel, source, { WG: Number(process.env.SWG ?? SAMPLE_WG) });
+  const pipeline = rec.gpu.pipelines.get(kernel, source, { WG: sampleWorkgroupSize(a.vocab) });
   rec.dispatch(pipeline, [a.logits, a.params, a.out], new Uniforms().u32(a.rows).u32(a.vocab), a.rows);
 }
