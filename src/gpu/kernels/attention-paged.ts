@@ -41,7 +41,7 @@ export const ATTENTION_MAX_HEAD_DIM = 256;
  * entry points use it, so they give bitwise equal results. A multiple of 16 (BLOCK).
  */
 export const ATTENTION_KEYS_PER_SPLIT = 64;
-const WG = 8;
+const WG = 32;
 
 /**
  * Causal attention for `nq` query rows over the paged pool: any mix of
