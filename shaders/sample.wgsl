@@ -46,6 +46,7 @@
 // from the vocab by sampleWorkgroupSize, a multiple of 16); each reduction is
 // per-thread sums, 16-thread group sums, then the group sums, with 2-3 barriers.
 // Reductions: 1 (max/argmax/min) + a few per search (11 at most) + 1 (draw).
+// Greedy rows stop after the first.
 // Workgroup memory: 32*WG + 560 bytes (8.5 KB at WG = 256).
 // Dispatch: `rows` workgroups (split over x/y by grid()).
 
@@ -64,7 +65,7 @@ struct RowParams {
 
 override WG: u32 = 256;
 const GS: u32 = 16u;       // threads per reduction group
-const PASSES: u32 = 11u;   // 8-way search: 3 bits a pass
+const PASSES: u32 = 12u;   // 8-way search, 3 bits a pass: 11 always suffice for 32-bit keys
 const NONE: u32 = 0xffffffffu;
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -1,8 +1,6 @@
-/** Where tests find the shipped models: a folder in Node, a URL under Vite in the browser. */
-import { inBrowser } from './gpu.ts';
-
+/** The shipped models, by the reference that works both in Node (public/models/x on disk) and in the browser (a URL under Vite). */
 export const TINY_MODELS = ['tiny-llama-gqa', 'tiny-llama-hd32', 'tiny-qwen2', 'tiny-qwen2-sharded'] as const;
 
 export function modelRef(name: string): string {
-  return inBrowser ? `/models/${name}` : `public/models/${name}`;
+  return `/models/${name}`;
 }

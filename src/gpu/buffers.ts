@@ -19,7 +19,7 @@ export function uploadBuffer(gpu: Gpu, label: string, data: ArrayBufferView): GP
 
 /** writeBuffer needs a multiple of 4 bytes; pad odd-sized views. */
 export function writeBuffer(gpu: Gpu, buffer: GPUBuffer, data: ArrayBufferView, offset = 0): void {
-  let bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  let bytes = new Uint8Array(data.buffer as ArrayBuffer, data.byteOffset, data.byteLength);
   if (bytes.byteLength % 4 !== 0) {
     const padded = new Uint8Array(Math.ceil(bytes.byteLength / 4) * 4);
     padded.set(bytes);

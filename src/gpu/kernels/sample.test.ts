@@ -102,10 +102,9 @@ describe('sample kernel', () => {
     const row = randomF32(vocab, rng(31), 2);
     const params: SamplingParams = { temperature: 1, topK: 0, topP: 1, seed: 4242 };
     const steps: number[] = [];
-    for (let step = 0; step < 2000 && steps.length < 12; step++) {
+    for (let step = 0; step < 3000 && steps.length < 3; step++) {
       if (naiveSample(row, params, step) !== sampleRef(row, params, step)) steps.push(step);
     }
-    console.log("steps", steps.length, steps.join(","));
     expect(steps.length).toBeGreaterThan(0);
     const rs = steps.map((step) => ({ params, step }));
     const l = new Float32Array(steps.length * vocab);
