@@ -47,7 +47,7 @@
 // per-thread sums, 16-thread group sums, then the group sums, with 2-3 barriers.
 // Reductions: 1 (max/argmax/min) + a few per search (11 at most) + 1 (draw).
 // Greedy rows stop after the first.
-// Workgroup memory: 32*WG + 560 bytes (8.5 KB at WG = 256).
+// Workgroup memory: 34*WG + 48 bytes (8.6 KB at WG = 256).
 // Dispatch: `rows` workgroups (split over x/y by grid()).
 
 struct Params { rows: u32, vocab: u32 }

@@ -91,6 +91,21 @@ describe.each(TINY_MODELS)('%s against the reference forward pass', (name) => {
   });
 });
 
+describe('f16 weights and f16 KV (tiny-llama-hd32) against the reference with f16 KV', () => {
+  it('64 greedy tokens agree token for token', async () => {
+    const engine = await Engine.load(gpu, modelRef('tiny-llama-hd32'), { kvPages: 16, weightDtype: 'f16', kvDtype: 'f16' });
+    expect(engine.model.weights.dtype).toBe('f16');
+    const reference = new ReferenceModel(engine.config, engine.loaded.weights, { kvDtype: 'f16' });
+    for (const prompt of ['Once upon a time', 'The little bird sang']) {
+      const ids = engine.encode(prompt);
+      const want = reference.greedy(ids, 64, []);
+      const got = await engine.generate(ids, { maxTokens: 64, ignoreEos: true });
+      expect(got.tokens).toEqual(want);
+    }
+    engine.destroy();
+  });
+});
+
 describe('bad input', () => {
   let engine: Engine;
   beforeAll(async () => {

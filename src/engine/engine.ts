@@ -45,7 +45,9 @@ export class Engine {
       ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
     });
     const c = loaded.config;
-    const weightDtype: WeightDtype = opts.weightDtype === 'f16' || opts.weightDtype === 'f32' ? opts.weightDtype : 'f32';
+    // 'auto' keeps the file's precision: f16 files stay f16 on the GPU, f32/bf16 become f32
+    const weightDtype: WeightDtype =
+      opts.weightDtype === 'f16' || opts.weightDtype === 'f32' ? opts.weightDtype : loaded.weights.get('model.embed_tokens.weight')?.dtype === 'f16' ? 'f16' : 'f32';
     const prefillChunk = opts.prefillChunk ?? 64;
     const pageSize = opts.pageSize ?? 16;
     const pool = KvPool.create(gpu, {
