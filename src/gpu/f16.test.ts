@@ -52,6 +52,21 @@ describe('f16 helpers', () => {
     expect(Array.from(unpackF16(p, 3))).toEqual([1, -2, 0.5]);
   });
 
+  it('rounds to nearest, ties to even, at every boundary between neighbouring halves', () => {
+    // f32ToF16Bits is monotonic, so checking each midpoint and the f32 values
+    // just below and above it pins down the rounding everywhere.
+    const f = new Float32Array(1), b = new Uint32Array(f.buffer);
+    const step = (x: number, d: number) => { f[0] = x; b[0] += d; return f[0]; };
+    const bad: number[] = [];
+    for (let h = 0; h < 0x7bff; h++) {
+      const mid = (f16BitsToF32(h) + f16BitsToF32(h + 1)) / 2; // exact in f32
+      const ok = f32ToF16Bits(mid) === (h & 1 ? h + 1 : h) && f32ToF16Bits(step(mid, -1)) === h && f32ToF16Bits(step(mid, 1)) === h + 1
+        && f32ToF16Bits(-mid) === (0x8000 | (h & 1 ? h + 1 : h));
+      if (!ok) bad.push(h);
+    }
+    expect(bad).toEqual([]);
+  });
+
   it('f16BitsToF32 matches unpack2x16float on the GPU for all 65536 halves', async () => {
     const gpu = await testGpu();
     const words = new Uint32Array(0x8000);

@@ -15,43 +15,48 @@ export function f32ToF16Bits(x: number): number {
   f32[0] = x;
   const bits = u32[0];
   const sign = (bits >>> 16) & 0x8000;
-  const exp = (bits >>> 23) & 0xff;
-  const mant = bits & 0x7fffff;
-
-  if (exp === 0xff) {
+  const abs = bits & 0x7fffffff;
+  if (abs >= 0x7f800000) {
     // inf stays inf; NaN stays a quiet NaN keeping the top payload bits.
-    return mant === 0 ? sign | 0x7c00 : sign | 0x7e00 | (mant >>> 13);
+    return abs === 0x7f800000 ? sign | 0x7c00 : sign | 0x7e00 | ((abs >>> 13) & 0x3ff);
   }
-  const e = exp - 127 + 15; // biased f16 exponent
-  if (e >= 0x1f) return sign | 0x7c00; // overflow -> inf
-  if (e <= 0) {
-    // Subnormal f16 (or zero): value = m * 2^-24 with m = full mantissa >> shift.
-    if (e < -10) return sign; // below half the smallest subnormal -> ±0
-    const full = mant | 0x800000; // implicit leading one
-    const shift = 14 - e; // 14..24
-    return sign | roundShift(full, shift);
+  if (abs >= 0x477ff000) return sign | 0x7c00; // >= 65520 rounds to inf
+  if (abs >= 0x38800000) {
+    // Normal half (>= 2^-14): rebias the exponent, round away 13 mantissa bits
+    // to nearest even; a carry rolls into the exponent.
+    const v = abs - 0x38000000;
+    return sign | ((v + 0x0fff + ((v >>> 13) & 1)) >>> 13);
   }
-  // Normal: keep 10 mantissa bits, round the 13 dropped ones; a carry rolls into the exponent (and up to inf).
-  return sign | roundShift((e << 23) | mant, 13);
+  // Subnormal half or zero: value / 2^-24 = mant * 2^(e - 126), rounded to nearest even.
+  const e = abs >>> 23;
+  if (e < 102) return sign; // below 2^-25: rounds to ±0
+  const mant = (abs & 0x7fffff) | 0x800000;
+  const shift = 126 - e; // 14..24
+  const kept = mant >>> shift;
+  const rest = mant & ((1 << shift) - 1);
+  const half = 1 << (shift - 1);
+  return sign | (rest > half || (rest === half && (kept & 1) === 1) ? kept + 1 : kept);
 }
 
-/** value >> shift, rounded to nearest with ties to even. */
-function roundShift(v: number, shift: number): number {
-  const kept = Math.floor(v / 2 ** shift);
-  const rest = v - kept * 2 ** shift;
-  const half = 2 ** (shift - 1);
-  if (rest > half || (rest === half && (kept & 1) === 1)) return kept + 1;
-  return kept;
-}
+let table: Float32Array | null = null;
 
 /** The f32 value of 16 f16 bits (exact: every f16 is an f32). */
 export function f16BitsToF32(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const exp = (h >>> 10) & 0x1f;
-  const mant = h & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 0x1f) return mant === 0 ? sign * Infinity : NaN;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+  table ??= buildTable();
+  return table[h & 0xffff];
+}
+
+function buildTable(): Float32Array {
+  const t = new Float32Array(0x10000);
+  for (let h = 0; h < 0x10000; h++) {
+    const sign = h & 0x8000 ? -1 : 1;
+    const exp = (h >>> 10) & 0x1f;
+    const mant = h & 0x3ff;
+    if (exp === 0) t[h] = sign * mant * 2 ** -24;
+    else if (exp === 0x1f) t[h] = mant === 0 ? sign * Infinity : NaN;
+    else t[h] = sign * (1 + mant / 1024) * 2 ** (exp - 15);
+  }
+  return t;
 }
 
 /** Packs f32 values as f16 pairs; an odd length is padded with one +0 half. */

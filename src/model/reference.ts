@@ -14,6 +14,7 @@
  * - with kvDtype 'f16', K (after RoPE) and V are rounded to f16 as they enter the cache.
  */
 import type { ModelConfig } from './config.ts';
+import { ropeInvFreq as kernelRopeInvFreq } from '../gpu/kernels/rope.ts';
 import { EMBED, FINAL_NORM, LM_HEAD, expectedTensorShapes, layerTensor, roundF16, toF32, type CpuTensor } from './weights-cpu.ts';
 
 const fr = Math.fround;
@@ -22,28 +23,9 @@ const fr = Math.fround;
 // RoPE tables (shared with the GPU side so both build them the same way)
 // ---------------------------------------------------------------------------------------------
 
-/** inv_freq[i] for i < headDim/2, in f64, per HF's default / linear / llama3 rope init. */
+/** inv_freq[i] for i < headDim/2, in f64, per HF's default / linear / llama3 rope init (one implementation, shared with the GPU). */
 export function ropeInvFreq(config: ModelConfig): Float64Array {
-  const d = config.headDim;
-  const inv = new Float64Array(d / 2);
-  for (let i = 0; i < d / 2; i++) inv[i] = 1 / config.ropeTheta ** ((2 * i) / d);
-  const s = config.ropeScaling;
-  if (!s || s.ropeType === 'default') return inv;
-  if (s.ropeType === 'linear') return inv.map((f) => f / s.factor!);
-  // llama3: transformers' _compute_llama3_parameters.
-  const factor = s.factor!;
-  const low = s.lowFreqFactor!;
-  const high = s.highFreqFactor!;
-  const oldCtx = s.originalMaxPositionEmbeddings!;
-  const lowFreqWavelen = oldCtx / low;
-  const highFreqWavelen = oldCtx / high;
-  return inv.map((f) => {
-    const wavelen = (2 * Math.PI) / f;
-    if (wavelen < highFreqWavelen) return f; // high frequency: unchanged
-    if (wavelen > lowFreqWavelen) return f / factor; // low frequency: scaled
-    const smooth = (oldCtx / wavelen - low) / (high - low);
-    return ((1 - smooth) * f) / factor + smooth * f;
-  });
+  return kernelRopeInvFreq(config.headDim, config.ropeTheta, config.ropeScaling);
 }
 
 /**

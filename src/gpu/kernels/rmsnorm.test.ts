@@ -38,7 +38,8 @@ describe('rmsnorm kernel', () => {
       encodeRmsNorm(rec2, { x: gx, weight: gw, out: gx, rows, dim, eps });
       await rec2.submit();
       expect(worst(got, rmsNormRef(x, weight, rows, dim, eps), dim)).toBeLessThanOrEqual(1);
-      expect(await readF32(gpu, gx)).toEqual(got); // in place gives the same bits
+      const inplace = await readF32(gpu, gx);
+      expect(inplace.findIndex((v, i) => !Object.is(v, got[i]))).toBe(-1); // in place gives the same bits
       [gx, gw, go].forEach((b) => gpu.destroyBuffer(b));
     });
   }
