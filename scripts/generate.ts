@@ -47,6 +47,6 @@ const result = await engine.generate(input, {
 process.stdout.write('\n');
 if (values.ids) console.log(JSON.stringify(result.tokens));
 const t = result.timing;
-console.error(`[${result.tokens.length} tokens, ${result.finishReason}; prefill ${t.prefillMs.toFixed(1)} ms, ${t.tokensPerSecond.toFixed(1)} tok/s decode on ${gpu.adapter.vendor} ${gpu.adapter.architecture}]`);
+console.error(`[${result.tokens.length} tokens, ${result.finishReason}; TTFT ${t.ttftMs.toFixed(1)} ms, ${t.tokensPerSecond.toFixed(1)} tok/s decode on ${gpu.adapter.vendor} ${gpu.adapter.architecture}]`);
 engine.destroy();
 process.exit(0);

@@ -17,9 +17,11 @@ import { LlamaModel } from '../../src/model/llama.ts';
 import { KvPool } from '../../src/kv/kv-pool.ts';
 import { BlockPool } from '../../src/kv/block-pool.ts';
 import { KVCacheManager } from '../../src/kv/kv-cache-manager.ts';
-import { runSequence } from '../../src/engine/sequence-runner.ts';
+import { runStep } from '../../src/engine/step-runner.ts';
+import { Request } from '../../src/scheduler/request.ts';
 import { PRESETS, parameterCount, syntheticWeights } from '../synthetic-model.ts';
 import type { BenchResult } from '../types.ts';
+import type { StepPlan } from '../../src/scheduler/step-plan.ts';
 
 export async function run(gpu: Gpu, opts: Record<string, string>, log: (s: string) => void): Promise<BenchResult> {
   const presetName = opts.preset ?? 'smollm2-135m';
@@ -97,9 +99,18 @@ async function decodeRun(gpu: Gpu, config: typeof PRESETS[string], cpu: ReturnTy
   const pool = KvPool.create(gpu, { numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim, pageSize, dtype: kvDtype, numPages: Math.ceil((promptLen + steps + 1) / pageSize) + 1 });
   const kv = new KVCacheManager(new BlockPool(pool.numPages), pageSize);
   const prompt = Array.from({ length: promptLen }, (_, i) => (i * 7919 + 13) % config.vocabSize);
-  const stamps: number[] = [];
-  const it = runSequence({ model, kv, view: { layers: pool.layers, pageSize, dtype: kvDtype }, promptIds: prompt, maxNewTokens: steps + 1, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 }, prefillChunk: 64 });
-  for await (const _ of it) stamps.push(performance.now());
+  const view = { layers: pool.layers, pageSize, dtype: kvDtype };
+  const req = new Request('bench', prompt, steps + 1, { temperature: 0, topK: 0, topP: 1, seed: 0 });
+  kv.allocateSlots(req.id, prompt.length);
+  const plan = (p: Partial<StepPlan>): StepPlan => ({ decode: [], prefill: [], compress: [], preempted: [], ...p });
+  await runStep(model, kv, view, plan({ prefill: [{ request: req, start: 0, count: prompt.length, samples: true }] }));
+  const stamps: number[] = [performance.now()];
+  for (let i = 0; i < steps; i++) {
+    kv.allocateSlots(req.id, 1);
+    await runStep(model, kv, view, plan({ decode: [req] }));
+    stamps.push(performance.now());
+  }
+  kv.free(req.id);
   const stepMs = stamps.slice(1).map((t, i) => t - stamps[i]).sort((a, b) => a - b);
   const msPerToken = stepMs[Math.floor(stepMs.length / 2)];
   // GPU time of one more decode step, measured with timestamps where the adapter has them

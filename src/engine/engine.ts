@@ -7,9 +7,17 @@ import { LlamaModel, type KvCacheView } from '../model/llama.ts';
 import { KvPool } from '../kv/kv-pool.ts';
 import { BlockPool } from '../kv/block-pool.ts';
 import { KVCacheManager } from '../kv/kv-cache-manager.ts';
+import { Request } from '../scheduler/request.ts';
+import { Scheduler, type SchedulerConfig } from '../scheduler/scheduler.ts';
+import { isEmpty, type StepPlan } from '../scheduler/step-plan.ts';
+import { StepCounters, requestMetrics, type EngineStats } from '../scheduler/metrics.ts';
+import { AsyncQueue } from './async-queue.ts';
+import { ChatCompletions } from './chat-completions.ts';
+import { passThroughCompression, type CompressStage } from './compress-stage.ts';
 import { IncrementalDetokenizer } from './detokenizer.ts';
-import { runSequence } from './sequence-runner.ts';
-import type { ChatMessage, GenerateOptions, GenerationChunk, GenerationResult, LoadProgress } from './types.ts';
+import { runStep } from './step-runner.ts';
+import { validateRequest } from './validate.ts';
+import type { ChatMessage, EngineEvent, GenerateOptions, GenerationChunk, GenerationResult, LoadProgress } from './types.ts';
 
 export interface EngineOptions {
   weightDtype?: WeightDtype | 'auto';
@@ -18,54 +26,78 @@ export interface EngineOptions {
   kvCacheBytes?: number;
   kvPages?: number;
   pageSize?: number;
-  /** Tokens per prefill chunk (default 64). */
+  /** Tokens of one prompt per step (default 64). */
   prefillChunk?: number;
+  /** Batching policy; see SchedulerConfig. */
+  scheduler?: Partial<SchedulerConfig>;
   onProgress?: (p: LoadProgress) => void;
 }
 
+/** A request in flight: what the loop needs to stream it to its caller. */
+interface Active {
+  request: Request;
+  detok: IncrementalDetokenizer;
+  eos: number[];
+  maxPositions: number;
+  queue: AsyncQueue<GenerationChunk, GenerationResult>;
+}
+
+let requestCounter = 0;
+
 /**
- * One model on one GPU with its paged KV cache: load it, then generate.
- * (Single request at a time; the batching scheduler builds on the same
- * model step and KV manager.)
+ * One model on one GPU with its paged KV cache and a continuous-batching
+ * scheduler. Requests from any number of callers are served together:
+ * `stream`/`generate` (transformers.js-style) and `chat.completions.create`
+ * (OpenAI-style) both enqueue a request; one loop runs steps while there is
+ * work, each step one batched forward over every active sequence.
  */
 export class Engine {
+  readonly chat: { completions: ChatCompletions };
+  readonly scheduler: Scheduler;
+  private readonly active = new Map<string, Active>();
+  private readonly counters = new StepCounters();
+  private readonly view: KvCacheView;
+  private readonly listeners = new Set<(e: EngineEvent) => void>();
+  private looping = false;
+  compressStage: CompressStage = passThroughCompression;
+
   private constructor(
     readonly gpu: Gpu,
+    readonly modelId: string,
     readonly loaded: LoadedModel,
     readonly model: LlamaModel,
     readonly pool: KvPool,
     readonly kv: KVCacheManager,
-    private readonly prefillChunk: number,
-  ) {}
+    schedulerConfig: Partial<SchedulerConfig>,
+  ) {
+    this.scheduler = new Scheduler(kv, schedulerConfig);
+    this.view = { layers: pool.layers, pageSize: pool.pageSize, dtype: pool.dtype };
+    this.chat = { completions: new ChatCompletions(this) };
+  }
 
   static async load(gpu: Gpu, ref: string | ModelSource, opts: EngineOptions = {}): Promise<Engine> {
     const source = resolveSource(ref);
-    const loaded = await loadModel(source, {
-      weightDtype: opts.weightDtype ?? 'auto',
-      ...(opts.onProgress ? { onProgress: opts.onProgress } : {}),
-    });
+    const loaded = await loadModel(source, { weightDtype: opts.weightDtype ?? 'auto', ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
     const c = loaded.config;
     // 'auto' keeps the file's precision: f16 files stay f16 on the GPU, f32/bf16 become f32
     const weightDtype: WeightDtype =
       opts.weightDtype === 'f16' || opts.weightDtype === 'f32' ? opts.weightDtype : loaded.weights.get('model.embed_tokens.weight')?.dtype === 'f16' ? 'f16' : 'f32';
-    const prefillChunk = opts.prefillChunk ?? 64;
     const pageSize = opts.pageSize ?? 16;
     const pool = KvPool.create(gpu, {
-      numLayers: c.numLayers,
-      numKvHeads: c.numKvHeads,
-      headDim: c.headDim,
-      pageSize,
-      dtype: opts.kvDtype ?? 'f32',
+      numLayers: c.numLayers, numKvHeads: c.numKvHeads, headDim: c.headDim, pageSize, dtype: opts.kvDtype ?? 'f32',
       ...(opts.kvPages ? { numPages: opts.kvPages } : { capacityBytes: opts.kvCacheBytes ?? 64 * 2 ** 20 }),
     });
+    const prefillChunk = opts.prefillChunk ?? opts.scheduler?.maxPrefillChunk ?? 64;
+    const sched: Partial<SchedulerConfig> = { maxBatchTokens: Math.max(64, prefillChunk), maxPrefillChunk: prefillChunk, ...opts.scheduler };
+    const maxRows = sched.maxBatchTokens!;
+    const maxSampled = sched.maxSampledRows ?? 16;
     const model = LlamaModel.create(gpu, c, loaded.weights, {
-      weightDtype,
-      maxRows: prefillChunk,
-      maxLogitRows: 16,
-      maxBlockTableEntries: Math.max(pool.numPages, Math.ceil(c.maxPositions / pageSize)),
+      weightDtype, maxRows, maxLogitRows: maxSampled,
+      // every running sequence's table can appear in one step
+      maxBlockTableEntries: pool.numPages + Math.ceil(c.maxPositions / pageSize) * (sched.maxRunning ?? 16),
     });
     const kv = new KVCacheManager(new BlockPool(pool.numPages), pageSize);
-    return new Engine(gpu, loaded, model, pool, kv, prefillChunk);
+    return new Engine(gpu, source.id, loaded, model, pool, kv, sched);
   }
 
   get config() {
@@ -83,63 +115,28 @@ export class Engine {
     return this.tokenizer.applyChatTemplate(input as ChatMessage[], { addGenerationPrompt: true });
   }
 
-  /** Streams the completion chunk by chunk; the generator's return value is the whole result. */
+  /**
+   * Enqueues a request and streams its chunks; the generator's return value is
+   * the whole result. Breaking out of the loop early aborts the request.
+   */
   async *stream(input: string | ChatMessage[] | number[], opts: GenerateOptions = {}): AsyncGenerator<GenerationChunk, GenerationResult> {
-    const promptIds = this.encode(input);
-    const sampling: SamplingParams = {
-      temperature: opts.sampling?.temperature ?? 0,
-      topK: opts.sampling?.topK ?? 0,
-      topP: opts.sampling?.topP ?? 1,
-      seed: opts.sampling?.seed ?? 0,
-    };
-    const eos = opts.ignoreEos ? [] : this.tokenizer.eosTokenIds;
-    const detok = new IncrementalDetokenizer(this.tokenizer, opts.stop ?? []);
-    const view: KvCacheView = { layers: this.pool.layers, pageSize: this.pool.pageSize, dtype: this.pool.dtype };
-    const run = runSequence({
-      model: this.model,
-      kv: this.kv,
-      view,
-      promptIds,
-      maxNewTokens: opts.maxTokens ?? 128,
-      sampling,
-      prefillChunk: this.prefillChunk,
-      ...(opts.signal ? { signal: opts.signal } : {}),
-    });
-    const tokens: number[] = [];
-    let finishReason: GenerationResult['finishReason'] = 'length';
-    let timing = { prefillMs: 0, ttftMs: 0, decodeMs: 0 };
-    for (;;) {
-      const next = await run.next();
-      if (next.done) {
-        timing = next.value.timing;
-        if (next.value.aborted) finishReason = 'abort';
-        break;
+    const { id, queue } = this.submit(input, opts);
+    const onAbort = () => this.abort(id);
+    opts.signal?.addEventListener('abort', onAbort);
+    let done = false;
+    try {
+      for (;;) {
+        const r = await queue.next();
+        if (r.done) {
+          done = true;
+          return r.value;
+        }
+        yield r.value;
       }
-      const id = next.value;
-      if (eos.includes(id)) {
-        finishReason = 'stop';
-        await run.return(undefined as never);
-        break;
-      }
-      tokens.push(id);
-      const { delta, stop } = detok.push(id);
-      if (delta) yield { token: id, text: delta };
-      else yield { token: id, text: '' };
-      if (stop !== null) {
-        finishReason = 'stop';
-        await run.return(undefined as never);
-        break;
-      }
+    } finally {
+      opts.signal?.removeEventListener('abort', onAbort);
+      if (!done) this.abort(id);
     }
-    const rest = detok.flush();
-    if (rest) yield { token: -1, text: rest };
-    return {
-      text: detok.fullText,
-      tokens,
-      promptTokens: promptIds.length,
-      finishReason,
-      timing: { ...timing, tokensPerSecond: tokens.length > 1 ? ((tokens.length - 1) * 1000) / timing.decodeMs : 0 },
-    };
   }
 
   /** Runs to completion; `onToken` sees each chunk as it arrives. */
@@ -152,8 +149,159 @@ export class Engine {
     }
   }
 
+  /**
+   * Adds a request to the scheduler. Validation errors throw here, before
+   * anything is queued; the returned queue yields its chunks.
+   */
+  submit(input: string | ChatMessage[] | number[], opts: GenerateOptions = {}): { id: string; queue: AsyncQueue<GenerationChunk, GenerationResult> } {
+    const promptIds = this.encode(input);
+    const maxNew = opts.maxTokens ?? 128;
+    validateRequest(this.config, this.kv, this.view.pageSize, promptIds, maxNew);
+    const sampling: SamplingParams = {
+      temperature: opts.sampling?.temperature ?? 0, topK: opts.sampling?.topK ?? 0, topP: opts.sampling?.topP ?? 1, seed: opts.sampling?.seed ?? 0,
+    };
+    const id = opts.requestId ?? `req-${++requestCounter}`;
+    if (this.active.has(id)) throw new Error(`a request with id '${id}' is already running; request ids must be unique`);
+    const request = new Request(id, promptIds, Math.min(maxNew, this.config.maxPositions - promptIds.length), sampling);
+    const queue = new AsyncQueue<GenerationChunk, GenerationResult>();
+    this.active.set(id, {
+      request, queue, maxPositions: this.config.maxPositions,
+      detok: new IncrementalDetokenizer(this.tokenizer, opts.stop ?? []),
+      eos: opts.ignoreEos ? [] : this.tokenizer.eosTokenIds,
+    });
+    this.scheduler.add(request);
+    this.emit({ kind: 'request-queued', id, promptTokens: promptIds.length });
+    void this.loop();
+    return { id, queue };
+  }
+
+  /** Stops a request now: its pages go back to the pool at once; its stream ends with finishReason 'abort'. */
+  abort(id: string): boolean {
+    const a = this.active.get(id);
+    if (!a) return false;
+    this.scheduler.abort(id);
+    this.finish(a, 'abort');
+    return true;
+  }
+
+  stats(): EngineStats {
+    const c = this.counters;
+    const mem = this.gpu.memory.snapshot();
+    const bp = this.kv.pool;
+    return {
+      steps: c.steps,
+      requestsFinished: c.finished,
+      requestsAborted: c.aborted,
+      requestsRunning: this.scheduler.numRunning,
+      requestsWaiting: this.scheduler.numWaiting,
+      promptTokens: c.prefillTokens,
+      generatedTokens: c.generated,
+      throughputTokPerS: c.throughput(),
+      meanBatch: {
+        prefillTokens: c.steps ? c.prefillTokens / c.steps : 0,
+        decodeRows: c.steps ? c.decodeRows / c.steps : 0,
+        compress: c.steps ? c.compressed / c.steps : 0,
+      },
+      preemptions: this.scheduler.numPreemptions,
+      pool: { pagesTotal: bp.numPages, pagesInUse: bp.numUsed, peakPagesInUse: bp.peakUsed, pageSize: this.pool.pageSize },
+      gpuBytes: mem.bytes,
+      gpuPeakBytes: mem.peakBytes,
+    };
+  }
+
+  /** Restarts the peak and throughput counters (between benchmark phases). */
+  resetStats(): void {
+    this.counters.resetClock();
+    this.kv.pool.resetPeak();
+    this.gpu.memory.resetPeak();
+  }
+
+  on(listener: (e: EngineEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
   destroy(): void {
+    for (const id of [...this.active.keys()]) this.abort(id);
     this.model.destroy();
     this.pool.destroy();
+  }
+
+  // ---------------------------------------------------------------- the loop
+
+  private async loop(): Promise<void> {
+    if (this.looping) return;
+    this.looping = true;
+    try {
+      // let the caller that woke us add more requests before the first step
+      await Promise.resolve();
+      while (this.scheduler.hasWork()) {
+        const plan = this.scheduler.schedule();
+        if (isEmpty(plan)) throw new Error(`the scheduler could not place any request: ${this.scheduler.debugString()}`);
+        await this.runPlan(plan);
+      }
+    } catch (e) {
+      for (const a of [...this.active.values()]) {
+        this.scheduler.abort(a.request.id);
+        this.active.delete(a.request.id);
+        a.queue.fail(e);
+      }
+    } finally {
+      this.looping = false;
+    }
+  }
+
+  private async runPlan(plan: StepPlan): Promise<void> {
+    const started = performance.now();
+    for (const r of [...plan.decode, ...plan.prefill.map((p) => p.request)]) r.times.firstScheduled ??= started;
+    await this.compressStage.run(plan.compress);
+    const sampled = await runStep(this.model, this.kv, this.view, plan);
+    const now = performance.now();
+    for (const p of plan.prefill) if (p.samples) p.request.times.prefillDone ??= now;
+    this.counters.record(plan, sampled.length);
+    this.emit({ kind: 'step', decode: plan.decode.length, prefillTokens: plan.prefill.reduce((n, c) => n + c.count, 0), compress: plan.compress.length, preempted: plan.preempted.length, pagesInUse: this.kv.pool.numUsed });
+    for (const { request, token } of sampled) this.deliver(request, token);
+  }
+
+  /** Hands a sampled token to its caller, and ends the request if it is done. */
+  private deliver(r: Request, token: number): void {
+    const a = this.active.get(r.id);
+    if (!a) return; // aborted while its step ran
+    if (a.eos.includes(token)) {
+      r.outputIds.pop();
+      return this.finish(a, 'stop');
+    }
+    r.times.firstToken ??= performance.now();
+    const { delta, stop } = a.detok.push(token);
+    a.queue.push({ token, text: delta });
+    if (stop !== null) return this.finish(a, 'stop');
+    if (r.outputIds.length >= r.maxNewTokens || r.numTokens >= a.maxPositions) this.finish(a, 'length');
+  }
+
+  private finish(a: Active, reason: GenerationResult['finishReason']): void {
+    const r = a.request;
+    if (!this.active.delete(r.id)) return;
+    r.finishReason ??= reason;
+    r.times.finished = performance.now();
+    this.scheduler.finish(r);
+    if (reason === 'abort') this.counters.aborted++;
+    else this.counters.finished++;
+    const rest = a.detok.flush();
+    if (rest) a.queue.push({ token: -1, text: rest });
+    const m = requestMetrics(r);
+    const tokens = [...r.outputIds];
+    a.queue.end({
+      id: r.id,
+      text: a.detok.fullText,
+      tokens,
+      promptTokens: r.promptIds.length,
+      finishReason: r.finishReason,
+      timing: { ...m, tokensPerSecond: m.tpotMs > 0 ? 1000 / m.tpotMs : 0 },
+    });
+    this.emit({ kind: 'request-finished', id: r.id, finishReason: r.finishReason, metrics: m });
+  }
+
+  private emit(e: EngineEvent): void {
+    for (const l of this.listeners) l(e);
   }
 }

@@ -1,4 +1,6 @@
 /** Types at the engine's public boundary. Names follow transformers.js (camelCase) and OpenAI. */
+import type { RequestMetrics } from '../scheduler/metrics.ts';
+
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
   content: string;
@@ -11,6 +13,8 @@ export interface GenerateOptions {
   /** Keep generating past the EOS token (benchmarks). */
   ignoreEos?: boolean;
   signal?: AbortSignal;
+  /** Caller-chosen id (unique among running requests), e.g. to abort it from elsewhere. */
+  requestId?: string;
 }
 
 export interface GenerationChunk {
@@ -20,11 +24,12 @@ export interface GenerationChunk {
 }
 
 export interface GenerationResult {
+  id: string;
   text: string;
   tokens: number[];
   promptTokens: number;
   finishReason: 'stop' | 'length' | 'abort';
-  timing: { prefillMs: number; ttftMs: number; decodeMs: number; tokensPerSecond: number };
+  timing: RequestMetrics & { tokensPerSecond: number };
 }
 
 export interface LoadProgress {
@@ -32,3 +37,8 @@ export interface LoadProgress {
   loaded: number;
   total: number | null;
 }
+
+export type EngineEvent =
+  | { kind: 'request-queued'; id: string; promptTokens: number }
+  | { kind: 'step'; decode: number; prefillTokens: number; compress: number; preempted: number; pagesInUse: number }
+  | { kind: 'request-finished'; id: string; finishReason: GenerationResult['finishReason']; metrics: RequestMetrics };

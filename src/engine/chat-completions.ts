@@ -1,0 +1,92 @@
+import type { Engine } from './engine.ts';
+import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Usage } from './openai-types.ts';
+import type { GenerateOptions, GenerationResult } from './types.ts';
+
+/** `engine.chat.completions.create(...)`, as in OpenAI's SDK and web-llm. */
+export class ChatCompletions {
+  constructor(private readonly engine: Engine) {}
+
+  create(req: ChatCompletionRequest & { stream: true }): Promise<AsyncIterable<ChatCompletionChunk>>;
+  create(req: ChatCompletionRequest & { stream?: false }): Promise<ChatCompletion>;
+  create(req: ChatCompletionRequest): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>>;
+  async create(req: ChatCompletionRequest): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> {
+    const opts = this.toOptions(req);
+    const { id, queue } = this.engine.submit(req.messages, opts); // throws on bad input, before anything streams
+    const created = Math.floor(Date.now() / 1000);
+    const model = this.engine.modelId;
+    if (req.stream) return streamChunks(id, created, model, queue, () => this.engine.abort(id));
+    let content = '';
+    for (;;) {
+      const r = await queue.next();
+      if (!r.done) {
+        content += r.value.text;
+        continue;
+      }
+      return {
+        id, object: 'chat.completion', created, model,
+        choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: r.value.finishReason, logprobs: null }],
+        usage: usage(r.value),
+      };
+    }
+  }
+
+  private toOptions(req: ChatCompletionRequest): GenerateOptions {
+    if (req.model && req.model !== this.engine.modelId) {
+      throw new Error(`model '${req.model}' is not loaded (the engine has '${this.engine.modelId}'); call load() first or omit 'model'`);
+    }
+    if (!Array.isArray(req.messages) || req.messages.length === 0) throw new TypeError("'messages' must be a non-empty array of {role, content}");
+    for (const m of req.messages) {
+      if (typeof m?.content !== 'string' || !['system', 'user', 'assistant'].includes(m.role)) {
+        throw new TypeError(`each message needs role 'system' | 'user' | 'assistant' and string content; got ${JSON.stringify(m)?.slice(0, 80)}`);
+      }
+    }
+    const num = (name: string, v: number | undefined, lo: number, hi: number) => {
+      if (v !== undefined && !(v >= lo && v <= hi)) throw new RangeError(`'${name}' must be between ${lo} and ${hi}, got ${v}`);
+      return v;
+    };
+    const sampling: NonNullable<GenerateOptions['sampling']> = { temperature: num('temperature', req.temperature, 0, 2) ?? 1 };
+    const topP = num('top_p', req.top_p, 0, 1);
+    const topK = num('top_k', req.top_k, 0, 1e9);
+    if (topP !== undefined) sampling.topP = topP;
+    if (topK !== undefined) sampling.topK = topK;
+    if (req.seed !== undefined) sampling.seed = req.seed >>> 0;
+    const opts: GenerateOptions = { sampling };
+    if (req.max_tokens !== undefined) opts.maxTokens = req.max_tokens;
+    if (req.stop !== undefined) opts.stop = typeof req.stop === 'string' ? [req.stop] : req.stop;
+    if (req.ignore_eos) opts.ignoreEos = true;
+    if (req.request_id) opts.requestId = req.request_id;
+    return opts;
+  }
+}
+
+async function* streamChunks(
+  id: string, created: number, model: string,
+  queue: AsyncIterator<{ text: string }, GenerationResult>,
+  abandon: () => void,
+): AsyncGenerator<ChatCompletionChunk> {
+  const chunk = (delta: ChatCompletionChunk['choices'][0]['delta'], finish: ChatCompletionChunk['choices'][0]['finish_reason']): ChatCompletionChunk => ({
+    id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta, finish_reason: finish, logprobs: null }],
+  });
+  let first = true;
+  let done = false;
+  try {
+    for (;;) {
+      const r = await queue.next();
+      if (r.done) {
+        done = true;
+        yield { ...chunk({}, r.value.finishReason), usage: usage(r.value) };
+        return;
+      }
+      if (!r.value.text && !first) continue;
+      yield chunk(first ? { role: 'assistant', content: r.value.text } : { content: r.value.text }, null);
+      first = false;
+    }
+  } finally {
+    if (!done) abandon(); // the caller stopped reading: free the request's pages
+  }
+}
+
+function usage(r: GenerationResult): Usage {
+  const { tokensPerSecond: _, ...extra } = r.timing;
+  return { prompt_tokens: r.promptTokens, completion_tokens: r.tokens.length, total_tokens: r.promptTokens + r.tokens.length, extra };
+}

@@ -1,0 +1,51 @@
+/**
+ * The OpenAI chat-completions shapes this engine speaks (the subset web-llm
+ * and the OpenAI SDK use), plus a few named extensions.
+ */
+import type { ChatMessage } from './types.ts';
+import type { RequestMetrics } from '../scheduler/metrics.ts';
+
+export interface ChatCompletionRequest {
+  model?: string;
+  messages: ChatMessage[];
+  stream?: boolean;
+  max_tokens?: number;
+  temperature?: number;
+  top_p?: number;
+  seed?: number;
+  stop?: string | string[];
+  /** extensions */
+  top_k?: number;
+  ignore_eos?: boolean;
+  /** Id for the completion (and for `abort`); generated when absent. */
+  request_id?: string;
+}
+
+export type FinishReasonOpenAI = 'stop' | 'length' | 'abort';
+
+export interface Usage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  /** extension: this request's latency figures, in milliseconds */
+  extra: RequestMetrics;
+}
+
+export interface ChatCompletion {
+  id: string;
+  object: 'chat.completion';
+  created: number;
+  model: string;
+  choices: { index: 0; message: { role: 'assistant'; content: string }; finish_reason: FinishReasonOpenAI; logprobs: null }[];
+  usage: Usage;
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: 'chat.completion.chunk';
+  created: number;
+  model: string;
+  choices: { index: 0; delta: { role?: 'assistant'; content?: string }; finish_reason: FinishReasonOpenAI | null; logprobs: null }[];
+  /** Only on the last chunk. */
+  usage?: Usage;
+}

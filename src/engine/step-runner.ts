@@ -1,0 +1,54 @@
+import type { KvCacheView, LlamaModel, StepInput } from '../model/llama.ts';
+import type { KVCacheManager } from '../kv/kv-cache-manager.ts';
+import { packAttentionBatch, type BatchRows } from '../kv/attention-batch.ts';
+import type { StepPlan } from '../scheduler/step-plan.ts';
+import type { Request } from '../scheduler/request.ts';
+
+/**
+ * Executes the forward part of a StepPlan: decode rows and prefill chunks of
+ * many requests in one model step (one paged-attention dispatch), then
+ * advances each request's counts and appends the sampled tokens.
+ * Returns the requests that received a token, in row order.
+ */
+export async function runStep(model: LlamaModel, kv: KVCacheManager, view: KvCacheView, plan: StepPlan): Promise<{ request: Request; token: number }[]> {
+  const parts: { request: Request; start: number; count: number; samples: boolean }[] = [
+    ...plan.decode.map((r) => ({ request: r, start: r.numTokens - 1, count: 1, samples: true })),
+    ...plan.prefill,
+  ];
+  if (parts.length === 0) return [];
+  const rows: BatchRows[] = parts.map((p) => ({ seqId: p.request.id, start: p.start, count: p.count }));
+  const packed = packAttentionBatch(kv, rows);
+  const tokens = new Uint32Array(packed.nq);
+  const logitRows: number[] = [];
+  const sampling: StepInput['sampling'] = [];
+  let row = 0;
+  for (const p of parts) {
+    tokens.set(p.request.tokens(p.start, p.count), row);
+    row += p.count;
+    if (p.samples) {
+      logitRows.push(row - 1);
+      sampling.push({ params: p.request.sampling, step: p.request.outputIds.length });
+    }
+  }
+  const rowTables = new Uint32Array(packed.nq);
+  const positions = new Uint32Array(packed.nq);
+  for (let i = 0; i < packed.nq; i++) {
+    rowTables[i] = packed.rowInfo[2 * i];
+    positions[i] = packed.rowInfo[2 * i + 1];
+  }
+  const out = await model.step(
+    { tokens, positions, slots: packed.slots, rowTables, blockTables: packed.blockTables, logitRows: Uint32Array.from(logitRows), sampling },
+    view,
+  );
+  const sampled: { request: Request; token: number }[] = [];
+  let s = 0;
+  for (const p of parts) {
+    p.request.numComputedTokens = p.start + p.count;
+    if (p.samples) {
+      const token = out.tokens[s++];
+      p.request.outputIds.push(token);
+      sampled.push({ request: p.request, token });
+    }
+  }
+  return sampled;
+}

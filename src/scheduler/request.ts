@@ -1,0 +1,73 @@
+import type { SamplingParams } from '../gpu/kernels/sample.ts';
+
+/**
+ * One request as the scheduler sees it: token counts, not phases. Its stage
+ * is derived (STYLE rule 3):
+ *
+ *   tokens   [ prompt ............ | out0 out1 ... outK ]
+ *   computed [ KV in the cache ...........]               numComputedTokens
+ *
+ *   prefill  — more than the last token lacks KV, or nothing was sampled yet
+ *              (a fresh prompt, or a preempted request being recomputed):
+ *              run tokens [numComputed, numTokens) in chunks; the chunk that
+ *              reaches numTokens samples the next token.
+ *   compress — prompt done, its KV not yet through the compress stage.
+ *   decode   — only the last sampled token lacks KV: feed it, sample one more.
+ */
+export type Stage = 'prefill' | 'compress' | 'decode';
+export type FinishReason = 'stop' | 'length' | 'abort';
+
+export interface RequestTimes {
+  arrival: number; //         when the engine received it (ms, performance.now())
+  firstScheduled?: number; // first step that ran any of its tokens
+  prefillDone?: number; //    end of the step that finished its prompt (FastCache's TTFT clock)
+  firstToken?: number; //     first token handed to the caller
+  finished?: number;
+}
+
+export class Request {
+  readonly outputIds: number[] = [];
+  numComputedTokens = 0;
+  compressed = false;
+  finishReason: FinishReason | null = null;
+  numPreemptions = 0;
+  readonly times: RequestTimes;
+
+  constructor(
+    readonly id: string,
+    readonly promptIds: readonly number[],
+    readonly maxNewTokens: number,
+    readonly sampling: SamplingParams,
+    arrival = performance.now(),
+  ) {
+    this.times = { arrival };
+  }
+
+  get numTokens(): number {
+    return this.promptIds.length + this.outputIds.length;
+  }
+
+  get stage(): Stage {
+    if (this.numComputedTokens < this.numTokens - 1 || this.outputIds.length === 0) return 'prefill';
+    return this.compressed ? 'decode' : 'compress';
+  }
+
+  get finished(): boolean {
+    return this.finishReason !== null;
+  }
+
+  /** Token ids of [start, start+count): prompt, then outputs. */
+  tokens(start: number, count: number): number[] {
+    const out: number[] = [];
+    const p = this.promptIds.length;
+    for (let i = start; i < start + count; i++) out.push(i < p ? this.promptIds[i] : this.outputIds[i - p]);
+    return out;
+  }
+
+  /** Drops the KV bookkeeping after preemption: the tokens stay, the cache is recomputed later. */
+  resetComputed(): void {
+    this.numComputedTokens = 0;
+    this.compressed = false;
+    this.numPreemptions++;
+  }
+}
