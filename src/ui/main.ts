@@ -1,11 +1,10 @@
 /**
  * The page: loads the bundled default model in the engine Worker and
- * streams a completion into the page. Talks to the Worker only through
- * comlink; model text goes in as textContent, never as HTML.
+ * streams a completion into the page through the OpenAI-style API. Talks
+ * to the Worker only through comlink (WorkerEngine); model text goes in as
+ * textContent, never as HTML.
  */
-import * as Comlink from 'comlink';
-import type { EngineWorkerApi } from '../worker/protocol.ts';
-import type { GenerationChunk, LoadProgress } from '../engine/types.ts';
+import { WorkerEngine } from '../worker/client.ts';
 
 const DEFAULT_MODEL = new URLSearchParams(location.search).get('model') ?? '/models/stories260K';
 
@@ -17,8 +16,9 @@ const metrics = $<HTMLParagraphElement>('metrics');
 const go = $<HTMLButtonElement>('go');
 const stop = $<HTMLButtonElement>('stop');
 
-const worker = new Worker(new URL('../worker/engine.worker.ts', import.meta.url), { type: 'module' });
-const engine = Comlink.wrap<EngineWorkerApi>(worker);
+const engine = WorkerEngine.create();
+let currentId: string | null = null;
+let counter = 0;
 
 function showError(e: unknown): void {
   status.textContent = e instanceof Error ? e.message : String(e);
@@ -27,13 +27,10 @@ function showError(e: unknown): void {
 
 async function load(): Promise<void> {
   try {
-    const info = await engine.load(
-      DEFAULT_MODEL,
-      Comlink.proxy((p: LoadProgress) => {
-        status.textContent = `Loading ${p.file}…`;
-        if (p.total) progress.value = p.loaded / p.total;
-      }),
-    );
+    const info = await engine.load(DEFAULT_MODEL, {}, (p) => {
+      status.textContent = `Loading ${p.file}…`;
+      if (p.total) progress.value = p.loaded / p.total;
+    });
     progress.value = 1;
     status.textContent = `Ready: ${info.modelId} (${info.architecture}, ${(info.parameters / 1e3).toFixed(0)}K parameters) on ${info.adapter}`;
     go.disabled = false;
@@ -48,25 +45,37 @@ $<HTMLFormElement>('form').addEventListener('submit', async (ev) => {
   output.textContent = prompt;
   go.disabled = true;
   stop.disabled = false;
+  document.body.dataset.done = 'false';
+  currentId = `ui-${++counter}`;
   try {
-    const result = await engine.generate(
-      prompt,
-      { maxTokens: Number($<HTMLInputElement>('max-tokens').value), sampling: { temperature: Number($<HTMLInputElement>('temperature').value), seed: Date.now() % 1e6 } },
-      Comlink.proxy((c: GenerationChunk) => {
-        output.textContent += c.text;
-      }),
-    );
-    const t = result.timing;
-    metrics.textContent = `${result.tokens.length} tokens (${result.finishReason}) · TTFT ${t.ttftMs.toFixed(0)} ms · ${t.tokensPerSecond.toFixed(1)} tokens/s`;
+    const stream = await engine.chat.completions.create({
+      messages: [{ role: 'user', content: prompt }],
+      stream: true,
+      max_tokens: Number($<HTMLInputElement>('max-tokens').value),
+      temperature: Number($<HTMLInputElement>('temperature').value),
+      seed: Date.now() % 1e6,
+      request_id: currentId,
+    });
+    for await (const chunk of stream) {
+      output.textContent += chunk.choices[0].delta.content ?? '';
+      const u = chunk.usage;
+      if (u) {
+        const tps = u.extra.tpotMs > 0 ? 1000 / u.extra.tpotMs : 0;
+        metrics.textContent = `${u.completion_tokens} tokens (${chunk.choices[0].finish_reason}) · TTFT ${u.extra.ttftMs.toFixed(0)} ms · ${tps.toFixed(1)} tokens/s`;
+      }
+    }
     document.body.dataset.done = 'true';
   } catch (e) {
     showError(e);
   } finally {
     go.disabled = false;
     stop.disabled = true;
+    currentId = null;
   }
 });
 
-stop.addEventListener('click', () => engine.abort());
+stop.addEventListener('click', () => {
+  if (currentId) void engine.abort(currentId);
+});
 
 load();

@@ -1,7 +1,7 @@
 /// <reference lib="webworker" />
 /**
- * The engine lives here so the page's thread never waits on the GPU: the
- * UI talks to it only through comlink (see protocol.ts).
+ * The engine lives here so the page's thread never waits on the GPU or the
+ * model; the page reaches it only through comlink (protocol.ts).
  */
 import * as Comlink from 'comlink';
 import { acquireGpu } from '../gpu/device.ts';
@@ -11,36 +11,39 @@ import type { EngineWorkerApi } from './protocol.ts';
 
 let gpu: Gpu | null = null;
 let engine: Engine | null = null;
-let current: AbortController | null = null;
+
+function loaded(): Engine {
+  if (!engine) throw new Error('no model is loaded: call load() first');
+  return engine;
+}
 
 const api: EngineWorkerApi = {
-  async load(modelRef, onProgress) {
+  async load(modelRef, opts, onProgress) {
     gpu ??= await acquireGpu();
     engine?.destroy();
     engine = null;
-    engine = await Engine.load(gpu, modelRef, { ...(onProgress ? { onProgress } : {}) });
-    const c = engine.config;
+    engine = await Engine.load(gpu, modelRef, { ...opts, ...(onProgress ? { onProgress } : {}) });
+    const w = engine.model.weights;
     return {
-      modelId: modelRef,
-      architecture: c.architecture,
-      parameters: engine.model.weights.bytes / (engine.model.weights.dtype === 'f16' ? 2 : 4),
+      modelId: engine.modelId,
+      architecture: engine.config.architecture,
+      parameters: w.bytes / (w.dtype === 'f16' ? 2 : 4),
       adapter: `${gpu.adapter.vendor} ${gpu.adapter.architecture}`.trim(),
       kvPages: engine.pool.numPages,
       pageSize: engine.pool.pageSize,
     };
   },
-  async generate(prompt, opts, onChunk) {
-    if (!engine) throw new Error('no model is loaded: call load() first');
-    current = new AbortController();
-    try {
-      return await engine.generate(prompt, { ...opts, signal: current.signal, onToken: onChunk });
-    } finally {
-      current = null;
-    }
+  async createCompletion(req, onChunk) {
+    const e = loaded();
+    if (!req.stream) return e.chat.completions.create({ ...req, stream: false });
+    // awaiting each callback keeps chunks ahead of the final reply: a proxied
+    // callback has its own message port, so nothing else orders them
+    for await (const chunk of await e.chat.completions.create({ ...req, stream: true })) await onChunk?.(chunk);
+    return null;
   },
-  abort() {
-    current?.abort();
-  },
+  abort: (id) => loaded().abort(id),
+  stats: () => loaded().stats(),
+  resetStats: () => loaded().resetStats(),
 };
 
 Comlink.expose(api);

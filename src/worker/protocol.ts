@@ -1,8 +1,22 @@
 /**
- * What the page may ask of the engine Worker (through comlink). Only plain
- * data and comlink-proxied callbacks cross this boundary.
+ * Everything the page may ask of the engine Worker, through comlink. Only
+ * plain data and comlink-proxied callbacks cross; errors cross as Error
+ * objects ({name, message}) which comlink re-throws on the page's side.
  */
-import type { GenerateOptions, GenerationChunk, GenerationResult, LoadProgress } from '../engine/types.ts';
+import type { LoadProgress } from '../engine/types.ts';
+import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from '../engine/openai-types.ts';
+import type { EngineStats } from '../scheduler/metrics.ts';
+import type { SchedulerConfig } from '../scheduler/scheduler.ts';
+
+export interface WorkerLoadOptions {
+  kvDtype?: 'f32' | 'f16';
+  kvCacheBytes?: number;
+  kvPages?: number;
+  pageSize?: number;
+  prefillChunk?: number;
+  weightDtype?: 'f32' | 'f16' | 'auto';
+  scheduler?: Partial<SchedulerConfig>;
+}
 
 export interface LoadedInfo {
   modelId: string;
@@ -14,7 +28,10 @@ export interface LoadedInfo {
 }
 
 export interface EngineWorkerApi {
-  load(modelRef: string, onProgress?: (p: LoadProgress) => void): Promise<LoadedInfo>;
-  generate(prompt: string, opts: Omit<GenerateOptions, 'signal'>, onChunk: (c: GenerationChunk) => void): Promise<GenerationResult>;
-  abort(): void;
+  load(modelRef: string, opts: WorkerLoadOptions, onProgress?: (p: LoadProgress) => void): Promise<LoadedInfo>;
+  /** Non-streaming: resolves with the completion. Streaming: each chunk goes to onChunk; resolves with null at the end. */
+  createCompletion(req: ChatCompletionRequest, onChunk?: (c: ChatCompletionChunk) => void | Promise<void>): Promise<ChatCompletion | null>;
+  abort(requestId: string): boolean;
+  stats(): EngineStats;
+  resetStats(): void;
 }
