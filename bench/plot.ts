@@ -30,6 +30,14 @@ export function renderSvg(p: PlotSpec): string {
   return out.join('\n');
 }
 
+/** Several plots as panels of one SVG, `columns` to a row (one plot: the plain chart). */
+export function renderPanels(plots: PlotSpec[], columns = 2): string {
+  if (plots.length === 1) return renderSvg(plots[0]);
+  const cols = Math.min(columns, plots.length), rows = Math.ceil(plots.length / cols);
+  const panels = plots.map((p, i) => renderSvg(p).replace('<svg ', `<svg x="${(i % cols) * W}" y="${Math.floor(i / cols) * H}" `));
+  return [`<svg xmlns="http://www.w3.org/2000/svg" width="${W * cols}" height="${H * rows}">`, `<rect width="100%" height="100%" fill="white"/>`, ...panels, '</svg>'].join('\n');
+}
+
 function bars(p: PlotSpec, out: string[], pw: number, yPos: (y: number) => number): void {
   const cats = [...new Set(p.series.flatMap((s) => s.points.map((q) => String(q.x))))];
   const gw = pw / cats.length, bw = (gw * 0.8) / p.series.length;

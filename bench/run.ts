@@ -16,7 +16,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createServer } from 'vite';
 import { chromium } from 'playwright-core';
-import { markdownTable, renderSvg } from './plot.ts';
+import { markdownTable, renderPanels } from './plot.ts';
 import type { BenchResult } from './types.ts';
 
 const DEFAULT_FLAGS = ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
@@ -71,8 +71,11 @@ async function main(): Promise<void> {
     writeFileSync(`${base}.json`, JSON.stringify({ meta, ...result }, null, 2));
     const md = [`# ${a.name}`, '', `${meta.date} · commit ${meta.commit}${meta.dirty ? ' (dirty)' : ''} · Chromium ${meta.browser.version} · ${JSON.stringify(result.adapter)}`, `flags: \`${args.join(' ')}\` · options: \`${JSON.stringify(a.opts)}\``, '', markdownTable(result.table), '', ...(result.notes ?? []).map((n) => `- ${n}`), '', `![${a.name}](${a.name}.png)`, ''];
     writeFileSync(`${base}.md`, md.join('\n'));
-    await page.setContent(renderSvg(result.plot));
-    await page.locator('svg').screenshot({ path: `${base}.png` });
+    const plots = [...(result.plot ? [result.plot] : []), ...(result.plots ?? [])];
+    if (plots.length > 0) {
+      await page.setContent(renderPanels(plots));
+      await page.locator('svg').first().screenshot({ path: `${base}.png` });
+    }
     console.log(`\n${markdownTable(result.table)}\n`);
     (result.notes ?? []).forEach((n) => console.log(`- ${n}`));
     console.log(`\nwrote ${base}.{json,md,png}`);

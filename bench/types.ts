@@ -1,10 +1,12 @@
-/** What a benchmark suite returns: raw data, one Markdown table and one plot. */
+/** What a benchmark suite returns: raw data, one Markdown table and one plot (or several, drawn as panels of one PNG). */
 export interface BenchResult {
   name: string;
   /** Everything measured, machine-readable. */
   data: Record<string, unknown>;
   table: { headers: string[]; rows: (string | number)[][] };
-  plot: PlotSpec;
+  /** One plot; or `plots`, drawn as panels in a grid (two per row); both may be given (`plot` comes first). */
+  plot?: PlotSpec;
+  plots?: PlotSpec[];
   notes?: string[];
 }
 
