@@ -1,0 +1,354 @@
+/**
+ * FastCache's concurrency test, in the browser: N requests arrive at R req/s
+ * (evenly spaced, as FastCache's harness sends them, or as a seeded Poisson
+ * process) and are served either
+ *
+ *   baseline  — one at a time to completion, in arrival order: a request that
+ *               arrives while another runs waits in a page-side FIFO (a plain
+ *               per-request generate loop), or
+ *   scheduler — each sent at its arrival time; the engine batches them.
+ *
+ * Both use the same engine Worker, model, prompts and seed, in one session.
+ * TTFT runs on the page clock from the request's scheduled arrival to its
+ * first streamed chunk reaching the page; FastCache's own figure (arrival →
+ * end of prefill) is reported beside it. Default rates are multiples of the
+ * baseline's service rate μ = 1 / (mean time of one request alone), measured
+ * first, so the sweep always straddles the baseline's saturation.
+ *
+ * options: --model /models/stories260K  --n 24 (requests per run)
+ *          --rates 1,2,4 (req/s; default μ × 0.5,1,2,4,8)  --max-tokens 32
+ *          --arrivals even,poisson  --seed 1
+ */
+import { WorkerEngine } from '../../src/worker/client.ts';
+import { DEFAULT_SCHEDULER_CONFIG, type SchedulerConfig } from '../../src/scheduler/scheduler.ts';
+import type { EngineStats, RequestMetrics } from '../../src/scheduler/metrics.ts';
+import { loadTokenizer, type Tokenizer } from '../../src/model/tokenizer.ts';
+import { resolveSource } from '../../src/model/source.ts';
+import type { Gpu } from '../../src/gpu/context.ts';
+import type { BenchResult, PlotSpec } from '../types.ts';
+
+type System = 'baseline' | 'scheduler';
+type Arrivals = 'even' | 'poisson';
+
+/** Prompt lengths (tokens, BOS included) of the fixed set; requests draw from it uniformly. */
+const TARGET_LENGTHS = [8, 16, 24, 40, 64, 96, 128, 160, 200];
+/** Default sweep, as multiples of the baseline's service rate μ. */
+const RATE_MULTIPLES = [0.5, 1, 2, 4, 8];
+
+const STORY = `Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her red ball. One day, she saw a big dog under a tree. The dog was sad because he was lost. Lily wanted to help him find his home. She walked with the dog down the street and asked everyone she met if they knew him. An old man said, "I know that dog! He lives by the blue house near the pond." Lily was very happy. She took the dog to the blue house and knocked on the door. A boy opened the door and smiled. "Max! You came back!" he said. The boy hugged his dog and thanked Lily. From that day on, Lily and the boy were best friends, and they played with Max in the park every day. Tom was a small bird who lived in a tall tree. He liked to sing songs in the morning when the sun came up. One day, a strong wind came and shook the tree. Tom was scared and flew down to the ground. There he met a kind frog named Ben. Ben said, "Do not be afraid, Tom. The wind will stop soon." They sat together by the pond and watched the leaves fly. When the wind stopped, Tom flew back to his tree and sang a new song about his friend Ben. Every morning after that, Ben came to the tree to listen. Sue had a little boat that she liked to push in the bath. Her mom told her that boats can go very far on the sea. Sue wanted to see the sea, so her dad took her to the beach. The water was big and blue, and the sand was warm. Sue put her boat in the water and watched it float. A small wave came and took the boat away. Sue was sad, but then a nice girl swam out and brought it back. Sue said thank you and shared her apple with the girl. They built a big sand castle together until the sun went down.`;
+
+interface Prompt {
+  text: string;
+  tokens: number;
+}
+
+/** One request of one run; times in ms on the page clock, relative to the run's start. */
+interface Sample {
+  i: number;
+  prompt: number;
+  promptTokens: number;
+  completionTokens: number;
+  arrivalMs: number; //  scheduled arrival
+  sentMs: number; //     create() called (baseline: after the FIFO wait)
+  firstMs: number; //    first streamed chunk reached the page
+  doneMs: number; //     last chunk reached the page
+  ttftMs: number; //     arrival → first chunk on the page
+  prefillTtftMs: number; // FastCache's: arrival → end of prefill (page wait + Worker-measured)
+  worker: RequestMetrics; // usage.extra, measured in the Worker from its receipt
+}
+
+interface RunSummary {
+  arrivals: Arrivals;
+  rate: number;
+  rateOverMu: number;
+  system: System;
+  n: number;
+  wallMs: number;
+  ttft: { p50: number; p90: number; p99: number; mean: number };
+  prefillTtftP50: number;
+  workerPrefillTtftP50: number;
+  tpotP50: number;
+  tokPerS: number;
+  reqPerS: number;
+  peakPages: number;
+  meanDecodeRows: number;
+  meanPrefillTokens: number;
+  steps: number;
+  maxSendLateMs: number;
+}
+
+interface Setup {
+  engine: WorkerEngine;
+  prompts: Prompt[];
+  maxTokens: number;
+  seed: number;
+  log: (s: string) => void;
+}
+
+export async function run(_gpu: Gpu, opts: Record<string, string>, log: (s: string) => void): Promise<BenchResult> {
+  const model = opts.model ?? '/models/stories260K';
+  const n = Number(opts.n ?? 24);
+  const maxTokens = Number(opts['max-tokens'] ?? 32);
+  const seed = Number(opts.seed ?? 1);
+  const arrivalKinds = (opts.arrivals ?? 'even,poisson').split(',') as Arrivals[];
+  for (const a of arrivalKinds) if (a !== 'even' && a !== 'poisson') throw new Error(`unknown arrival process '${a}'; use even and/or poisson`);
+  const scheduler: SchedulerConfig = { ...DEFAULT_SCHEDULER_CONFIG };
+
+  const t0 = performance.now();
+  const engine = WorkerEngine.create();
+  try {
+    const info = await engine.load(model, { scheduler });
+    log(`loaded ${info.modelId} (${info.architecture}, ${info.parameters} params) on ${info.adapter}; ${info.kvPages} KV pages of ${info.pageSize} tokens`);
+    const prompts = buildPrompts(await loadTokenizer(resolveSource(model)));
+    log(`prompt set: ${prompts.map((p) => p.tokens).join(', ')} tokens; max_tokens ${maxTokens}, greedy, ignore_eos`);
+    const s: Setup = { engine, prompts, maxTokens, seed, log };
+    await warmUp(s);
+    const alone = await calibrate(s);
+    const mu = 1000 / alone.meanMs;
+    log(`baseline alone: ${alone.meanMs.toFixed(0)} ms per request (mean over the prompt set) → service rate μ = ${mu.toFixed(2)} req/s`);
+    const rates = opts.rates ? opts.rates.split(',').map(Number) : RATE_MULTIPLES.map((m) => round2(m * mu));
+    if (rates.some((r) => !(r > 0))) throw new Error(`--rates must be positive numbers, got '${opts.rates}'`);
+
+    const runs: { summary: RunSummary; samples: Sample[] }[] = [];
+    for (const arrivals of arrivalKinds) {
+      const draws = drawRequests(n, prompts.length, seed, arrivals);
+      for (const rate of rates) {
+        for (const system of ['baseline', 'scheduler'] as const) {
+          const r = await runOnce(s, system, arrivals, rate, draws);
+          r.summary.rateOverMu = r.summary.rate / mu;
+          runs.push(r);
+          const m = r.summary;
+          log(`${arrivals} R=${rate} ${system}: TTFT p50 ${m.ttft.p50.toFixed(0)} ms p99 ${m.ttft.p99.toFixed(0)} ms, ${m.tokPerS.toFixed(1)} tok/s, ${m.reqPerS.toFixed(2)} req/s, peak ${m.peakPages} pages, mean decode rows ${m.meanDecodeRows.toFixed(1)} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+        }
+      }
+    }
+    return report({ model, info, n, maxTokens, seed, scheduler, prompts, alone, mu, rates, arrivalKinds, runs });
+  } finally {
+    engine.terminate();
+  }
+}
+
+// ---------------------------------------------------------------- workload
+
+/** Prompts of the target lengths, each from a different point of the story so no two share a prefix. */
+function buildPrompts(tok: Tokenizer): Prompt[] {
+  const words = STORY.split(/\s+/);
+  return TARGET_LENGTHS.map((target, k) => {
+    const start = Math.floor((k * words.length) / TARGET_LENGTHS.length);
+    let text = '';
+    for (let w = 0; w < words.length; w++) {
+      const next = (text ? text + ' ' : '') + words[(start + w) % words.length];
+      if (tok.encode(next).length > target && text) break;
+      text = next;
+    }
+    return { text, tokens: tok.encode(text).length };
+  });
+}
+
+/** Which prompt each request carries, and its arrival offset in units of 1/R (so every rate sees the same pattern). */
+function drawRequests(n: number, numPrompts: number, seed: number, arrivals: Arrivals): { prompt: number; at: number }[] {
+  const pick = mulberry32(seed);
+  const gaps = mulberry32(seed * 7919 + 17);
+  let at = 0;
+  return Array.from({ length: n }, (_, i) => {
+    if (i > 0) at += arrivals === 'even' ? 1 : -Math.log(1 - gaps());
+    return { prompt: Math.floor(pick() * numPrompts), at };
+  });
+}
+
+/** Compiles every pipeline on both paths (alone and batched) before anything is timed. */
+async function warmUp(s: Setup): Promise<void> {
+  const last = s.prompts.length - 1;
+  await send(s, 0, 'warm-a', 0);
+  await send(s, last, 'warm-b', 0);
+  await Promise.all(s.prompts.map((_, k) => send(s, k, `warm-c${k}`, 0)));
+  s.log('warmed up');
+}
+
+/** Each prompt alone, twice: the mean time per request a plain loop needs. */
+async function calibrate(s: Setup): Promise<{ meanMs: number; perPrompt: { tokens: number; e2eMs: number; ttftMs: number }[] }> {
+  const perPrompt: { tokens: number; e2eMs: number; ttftMs: number }[] = [];
+  for (let k = 0; k < s.prompts.length; k++) {
+    const ms: number[] = [];
+    const tt: number[] = [];
+    for (let rep = 0; rep < 2; rep++) {
+      const t = performance.now();
+      const r = await send(s, k, `alone-${k}-${rep}`, t);
+      ms.push(r.doneMs - t);
+      tt.push(r.ttftMs);
+    }
+    perPrompt.push({ tokens: s.prompts[k].tokens, e2eMs: mean(ms), ttftMs: mean(tt) });
+  }
+  return { meanMs: mean(perPrompt.map((p) => p.e2eMs)), perPrompt };
+}
+
+// ---------------------------------------------------------------- one run
+
+async function runOnce(s: Setup, system: System, arrivals: Arrivals, rate: number, draws: { prompt: number; at: number }[]): Promise<{ summary: RunSummary; samples: Sample[] }> {
+  await s.engine.resetStats();
+  const start = performance.now() + 10;
+  const arrivalAt = draws.map((d) => start + (d.at * 1000) / rate);
+  const tag = `${system}-${arrivals}-${rate}`;
+  const raw: Omit<Sample, 'i' | 'prompt'>[] = [];
+  if (system === 'baseline') {
+    for (let i = 0; i < draws.length; i++) {
+      await sleepUntil(arrivalAt[i]);
+      raw.push(await send(s, draws[i].prompt, `${tag}-${i}`, arrivalAt[i]));
+    }
+  } else {
+    const pending: Promise<Omit<Sample, 'i' | 'prompt'>>[] = [];
+    for (let i = 0; i < draws.length; i++) {
+      await sleepUntil(arrivalAt[i]);
+      pending.push(send(s, draws[i].prompt, `${tag}-${i}`, arrivalAt[i]));
+    }
+    raw.push(...(await Promise.all(pending)));
+  }
+  const stats = await s.engine.stats();
+  const rel = (t: number) => t - start;
+  const samples: Sample[] = raw.map((r, i) => ({
+    ...r, i, prompt: draws[i].prompt, arrivalMs: rel(r.arrivalMs), sentMs: rel(r.sentMs), firstMs: rel(r.firstMs), doneMs: rel(r.doneMs),
+  }));
+  return { summary: summarize(system, arrivals, rate, samples, stats), samples };
+}
+
+/** One streamed request; absolute page-clock times, TTFT from `arrival`. */
+async function send(s: Setup, prompt: number, id: string, arrival: number): Promise<Omit<Sample, 'i' | 'prompt'>> {
+  const sent = performance.now();
+  const stream = await s.engine.chat.completions.create({
+    messages: [{ role: 'user', content: s.prompts[prompt].text }],
+    stream: true, max_tokens: s.maxTokens, temperature: 0, seed: s.seed, ignore_eos: true, request_id: id,
+  });
+  let first: number | null = null;
+  let usage: { prompt_tokens: number; completion_tokens: number; extra: RequestMetrics } | undefined;
+  for await (const c of stream) {
+    first ??= performance.now();
+    if (c.usage) usage = c.usage;
+  }
+  const done = performance.now();
+  if (!usage || first === null) throw new Error(`request ${id} ended without a final usage chunk`);
+  if (usage.completion_tokens !== s.maxTokens) throw new Error(`request ${id} produced ${usage.completion_tokens} tokens, expected ${s.maxTokens} (ignore_eos)`);
+  return {
+    promptTokens: usage.prompt_tokens, completionTokens: usage.completion_tokens,
+    arrivalMs: arrival, sentMs: sent, firstMs: first, doneMs: done,
+    ttftMs: first - arrival, prefillTtftMs: sent - arrival + usage.extra.prefillTtftMs, worker: usage.extra,
+  };
+}
+
+function summarize(system: System, arrivals: Arrivals, rate: number, xs: Sample[], stats: EngineStats): RunSummary {
+  const wallMs = Math.max(...xs.map((x) => x.doneMs)) - Math.min(...xs.map((x) => x.arrivalMs));
+  const ttft = xs.map((x) => x.ttftMs);
+  const tokens = xs.reduce((n, x) => n + x.completionTokens, 0);
+  return {
+    arrivals, rate, rateOverMu: 0, system, n: xs.length, wallMs,
+    ttft: { p50: pct(ttft, 50), p90: pct(ttft, 90), p99: pct(ttft, 99), mean: mean(ttft) },
+    prefillTtftP50: pct(xs.map((x) => x.prefillTtftMs), 50),
+    workerPrefillTtftP50: pct(xs.map((x) => x.worker.prefillTtftMs), 50),
+    tpotP50: pct(xs.map((x) => x.worker.tpotMs), 50),
+    tokPerS: (tokens * 1000) / wallMs,
+    reqPerS: (xs.length * 1000) / wallMs,
+    peakPages: stats.pool.peakPagesInUse,
+    meanDecodeRows: stats.meanBatch.decodeRows,
+    meanPrefillTokens: stats.meanBatch.prefillTokens,
+    steps: stats.steps,
+    maxSendLateMs: system === 'scheduler' ? Math.max(...xs.map((x) => x.sentMs - x.arrivalMs)) : 0,
+  };
+}
+
+// ---------------------------------------------------------------- report
+
+interface Report {
+  model: string;
+  info: unknown;
+  n: number;
+  maxTokens: number;
+  seed: number;
+  scheduler: SchedulerConfig;
+  prompts: Prompt[];
+  alone: { meanMs: number; perPrompt: unknown[] };
+  mu: number;
+  rates: number[];
+  arrivalKinds: Arrivals[];
+  runs: { summary: RunSummary; samples: Sample[] }[];
+}
+
+function report(r: Report): BenchResult {
+  const sums = r.runs.map((x) => x.summary);
+  const find = (a: Arrivals, rate: number, sys: System) => sums.find((x) => x.arrivals === a && x.rate === rate && x.system === sys)!;
+  // the saturating rate: the smallest swept rate at or above the baseline's service rate
+  const satRate = r.rates.filter((x) => x >= r.mu * 0.999).sort((a, b) => a - b)[0] ?? Math.max(...r.rates);
+  const ratios = r.arrivalKinds.map((a) => {
+    const b = find(a, satRate, 'baseline'), s = find(a, satRate, 'scheduler');
+    return { arrivals: a, rate: satRate, ttftP50Ratio: s.ttft.p50 / b.ttft.p50, throughputRatio: s.tokPerS / b.tokPerS, ttftP99Ratio: s.ttft.p99 / b.ttft.p99 };
+  });
+  const rows = sums.map((x) => [
+    x.arrivals, x.rate, `${x.rateOverMu.toFixed(2)}`, x.system, x.ttft.p50, x.ttft.p90, x.ttft.p99, x.prefillTtftP50, x.tpotP50, x.tokPerS, x.reqPerS, x.peakPages, x.meanDecodeRows,
+  ]);
+  const series = (a: Arrivals, f: (x: RunSummary) => number) =>
+    (['baseline', 'scheduler'] as const).map((sys) => ({ name: sys, points: r.rates.map((rate) => ({ x: String(rate), y: f(find(a, rate, sys)) })) }));
+  // one column per arrival process: TTFT on the first row, throughput on the second
+  const plots: PlotSpec[] = [
+    ...r.arrivalKinds.map((a): PlotSpec => ({ title: `TTFT p50 vs arrival rate (${a} arrivals)`, kind: 'bar', xLabel: `arrival rate R (req/s); baseline service rate μ = ${r.mu.toFixed(2)}`, yLabel: 'TTFT p50 (ms, log scale)', logY: true, series: series(a, (x) => x.ttft.p50) })),
+    ...r.arrivalKinds.map((a): PlotSpec => ({ title: `Throughput vs arrival rate (${a} arrivals)`, kind: 'bar', xLabel: 'arrival rate R (req/s)', yLabel: 'output tokens / s', series: series(a, (x) => x.tokPerS) })),
+  ];
+  return {
+    name: 'concurrency',
+    data: {
+      model: r.model, loaded: r.info, n: r.n, maxTokens: r.maxTokens, seed: r.seed, scheduler: r.scheduler,
+      prompts: r.prompts, alone: r.alone, serviceRateMu: r.mu, rates: r.rates, saturatingRate: satRate, ratios,
+      runs: r.runs,
+    },
+    table: {
+      headers: ['arrivals', 'R (req/s)', 'R/μ', 'system', 'TTFT p50 (ms)', 'TTFT p90', 'TTFT p99', 'prefill-TTFT p50 (ms)†', 'TPOT p50 (ms)‡', 'tok/s', 'req/s', 'peak KV pages', 'mean decode rows/step'],
+      rows,
+    },
+    plots,
+    notes: notes(r, satRate, ratios),
+  };
+}
+
+function notes(r: Report, satRate: number, ratios: { arrivals: Arrivals; ttftP50Ratio: number; throughputRatio: number; ttftP99Ratio: number }[]): string[] {
+  const c = r.scheduler;
+  return [
+    ...ratios.map((q) => `at the saturating rate R = ${satRate} req/s (${(satRate / r.mu).toFixed(2)} μ), ${q.arrivals} arrivals: scheduler TTFT p50 = ${q.ttftP50Ratio.toFixed(3)} × baseline (p99 ${q.ttftP99Ratio.toFixed(3)} ×), scheduler throughput = ${q.throughputRatio.toFixed(2)} × baseline — same browser session, model, prompts and seed`,
+    `baseline service rate μ = 1 / ${r.alone.meanMs.toFixed(0)} ms = ${r.mu.toFixed(2)} req/s (each prompt of the set run alone twice, mean end-to-end time on the page)`,
+    `${r.n} requests per run; prompts drawn (seed ${r.seed}) from ${r.prompts.length} story excerpts of ${r.prompts.map((p) => p.tokens).join('/')} tokens; max_tokens ${r.maxTokens}, ignore_eos, greedy (temperature 0)`,
+    'TTFT: from the request\'s scheduled arrival on the page clock to its first streamed chunk reaching the page (baseline: includes its wait in the page-side FIFO)',
+    '† prefill-TTFT is FastCache\'s figure (arrival → end of prefill): usage.extra.prefillTtftMs, measured inside the Worker from the Worker\'s receipt of the request, plus the page-side wait before sending (baseline FIFO wait; scheduler timer lateness); it leaves out the trip of the first token back to the page',
+    '‡ TPOT: usage.extra.tpotMs, measured in the Worker (mean time per output token after the first)',
+    'throughput: output tokens (and requests) over the run\'s wall time, first arrival → last completion on the page; peak KV pages: stats().pool.peakPagesInUse after resetStats() at the start of each run',
+    `scheduler knobs (defaults): maxBatchTokens ${c.maxBatchTokens}, maxSampledRows ${c.maxSampledRows}, maxPrefillChunk ${c.maxPrefillChunk}, maxRunning ${c.maxRunning}, maxCompressBatch ${c.maxCompressBatch}, admissionReservePages ${c.admissionReservePages}`,
+  ];
+}
+
+// ---------------------------------------------------------------- helpers
+
+function sleepUntil(t: number): Promise<void> {
+  const ms = t - performance.now();
+  return ms > 0 ? new Promise((resolve) => setTimeout(resolve, ms)) : Promise.resolve();
+}
+
+/** Linear-interpolated percentile. */
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const k = ((s.length - 1) * p) / 100, lo = Math.floor(k), hi = Math.ceil(k);
+  return s[lo] + (s[hi] - s[lo]) * (k - lo);
+}
+
+function mean(xs: number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / xs.length;
+}
+
+function round2(x: number): number {
+  return Number(x.toPrecision(2));
+}
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
