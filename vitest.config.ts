@@ -13,6 +13,7 @@ export default defineConfig({
         test: {
           name: 'node',
           include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
+          exclude: ['src/**/*.browser.test.ts'],
           environment: 'node',
           testTimeout: 120_000,
           hookTimeout: 120_000,

@@ -27,9 +27,11 @@ function showError(e: unknown): void {
 
 async function load(): Promise<void> {
   try {
-    const info = await engine.load(DEFAULT_MODEL, {}, (p) => {
-      status.textContent = `Loading ${p.file}…`;
-      if (p.total) progress.value = p.loaded / p.total;
+    const info = await engine.load(DEFAULT_MODEL, {
+      onProgress: (p) => {
+        status.textContent = `Loading ${p.file}…`;
+        if (p.total) progress.value = p.loaded / p.total;
+      },
     });
     progress.value = 1;
     status.textContent = `Ready: ${info.modelId} (${info.architecture}, ${(info.parameters / 1e3).toFixed(0)}K parameters) on ${info.adapter}`;

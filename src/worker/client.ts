@@ -3,7 +3,7 @@
  * as the in-process Engine, with streams rebuilt from comlink callbacks.
  *
  *   const engine = await WorkerEngine.create();
- *   await engine.load('/models/stories260K', {}, (p) => …);
+ *   await engine.load('/models/stories260K', { onProgress: (p) => … });
  *   for await (const c of await engine.chat.completions.create({ messages, stream: true })) …
  */
 import * as Comlink from 'comlink';
@@ -27,7 +27,7 @@ export class WorkerEngine {
     return new WorkerEngine(worker, Comlink.wrap<EngineWorkerApi>(worker));
   }
 
-  load(modelRef: string, opts: WorkerLoadOptions = {}, onProgress?: (p: LoadProgress) => void): Promise<LoadedInfo> {
+  load(modelRef: string, { onProgress, ...opts }: WorkerLoadOptions & { onProgress?: (p: LoadProgress) => void } = {}): Promise<LoadedInfo> {
     return this.remote.load(modelRef, opts, onProgress ? Comlink.proxy(onProgress) : undefined);
   }
 
