@@ -48,5 +48,5 @@ process.stdout.write('\n');
 if (values.ids) console.log(JSON.stringify(result.tokens));
 const t = result.timing;
 console.error(`[${result.tokens.length} tokens, ${result.finishReason}; TTFT ${t.ttftMs.toFixed(1)} ms, ${t.tokensPerSecond.toFixed(1)} tok/s decode on ${gpu.adapter.vendor} ${gpu.adapter.architecture}]`);
-engine.destroy();
+await engine.destroy();
 process.exit(0);

@@ -46,7 +46,7 @@ describe('stories260K against llama2.c', () => {
     while (agree < want.length && r.tokens[agree] === want[agree]) agree++;
     console.log(`stories260K with f16 KV: first ${agree} of ${want.length} greedy tokens agree with llama2.c`);
     expect(agree).toBeGreaterThan(0);
-    e16.destroy();
+    await e16.destroy();
   });
 });
 
@@ -77,7 +77,7 @@ describe.each(TINY_MODELS)('%s against the reference forward pass', (name) => {
     const chunked = await engine.generate(long, { maxTokens: 16, ignoreEos: true });
     const one = await Engine.load(gpu, modelRef(name), { kvPages: 48, pageSize: 16, prefillChunk: 128 });
     const whole = await one.generate(long, { maxTokens: 16, ignoreEos: true });
-    one.destroy();
+    await one.destroy();
     expect(chunked.tokens).toEqual(want);
     expect(whole.tokens).toEqual(want);
   });
@@ -102,7 +102,7 @@ describe('f16 weights and f16 KV (tiny-llama-hd32) against the reference with f1
       const got = await engine.generate(ids, { maxTokens: 64, ignoreEos: true });
       expect(got.tokens).toEqual(want);
     }
-    engine.destroy();
+    await engine.destroy();
   });
 });
 

@@ -58,7 +58,7 @@ export class Engine {
   private readonly counters = new StepCounters();
   private readonly view: KvCacheView;
   private readonly listeners = new Set<(e: EngineEvent) => void>();
-  private looping = false;
+  private looping: Promise<void> | null = null;
   compressStage: CompressStage = passThroughCompression;
 
   private constructor(
@@ -221,17 +221,22 @@ export class Engine {
     return () => this.listeners.delete(listener);
   }
 
-  destroy(): void {
+  /** Aborts what is running, waits for the step in flight, then frees the GPU memory. */
+  async destroy(): Promise<void> {
     for (const id of [...this.active.keys()]) this.abort(id);
+    await this.looping;
     this.model.destroy();
     this.pool.destroy();
   }
 
   // ---------------------------------------------------------------- the loop
 
-  private async loop(): Promise<void> {
-    if (this.looping) return;
-    this.looping = true;
+  private loop(): Promise<void> {
+    this.looping ??= this.runLoop().finally(() => (this.looping = null));
+    return this.looping;
+  }
+
+  private async runLoop(): Promise<void> {
     try {
       // let the caller that woke us add more requests before the first step
       await Promise.resolve();
@@ -246,8 +251,6 @@ export class Engine {
         this.active.delete(a.request.id);
         a.queue.fail(e);
       }
-    } finally {
-      this.looping = false;
     }
   }
 
@@ -255,6 +258,8 @@ export class Engine {
     const started = performance.now();
     for (const r of [...plan.decode, ...plan.prefill.map((p) => p.request)]) r.times.firstScheduled ??= started;
     await this.compressStage.run(plan.compress);
+    // a request aborted while the compress stage ran has already given its pages back: drop its rows
+    plan = { ...plan, decode: plan.decode.filter((r) => !r.finished), prefill: plan.prefill.filter((p) => !p.request.finished) };
     const sampled = await runStep(this.model, this.kv, this.view, plan);
     const now = performance.now();
     for (const p of plan.prefill) if (p.samples) p.request.times.prefillDone ??= now;

@@ -9,7 +9,7 @@ export function validateRequest(c: ModelConfig, kv: KVCacheManager, pageSize: nu
   for (const id of promptIds) {
     if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) throw new RangeError(`prompt token id ${id} is outside the vocabulary (0..${c.vocabSize - 1})`);
   }
-  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) throw new RangeError(`maxTokens must be a positive integer, got ${maxNewTokens}`);
+  if (!Number.isInteger(maxNewTokens) || maxNewTokens < 1) throw new RangeError(`maxTokens (max_tokens) must be a positive integer, got ${maxNewTokens}`);
   const tokens = Math.min(n + maxNewTokens, c.maxPositions) - 1; // the last sampled token is never written
   const pages = Math.ceil(tokens / pageSize);
   if (pages > kv.numTotalPages) {

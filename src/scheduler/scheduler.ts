@@ -121,7 +121,7 @@ export class Scheduler {
 
   private planDecode(plan: StepPlan): void {
     for (const r of [...this.running]) {
-      if (plan.decode.length >= this.config.maxSampledRows) break;
+      if (plan.decode.length >= Math.min(this.config.maxSampledRows, this.config.maxBatchTokens)) break;
       if (r.stage !== 'decode' || !this.running.includes(r)) continue;
       if (this.allocateOrPreempt(r, plan)) plan.decode.push(r);
     }

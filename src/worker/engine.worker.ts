@@ -20,7 +20,7 @@ function loaded(): Engine {
 const api: EngineWorkerApi = {
   async load(modelRef, opts, onProgress) {
     gpu ??= await acquireGpu();
-    engine?.destroy();
+    await engine?.destroy();
     engine = null;
     engine = await Engine.load(gpu, modelRef, { ...opts, ...(onProgress ? { onProgress } : {}) });
     const w = engine.model.weights;
