@@ -44,7 +44,8 @@ function parse(argv: string[]) {
 
 async function main(): Promise<void> {
   const a = parse(process.argv.slice(2));
-  const server = await createServer({ root: resolve(import.meta.dirname, '..'), logLevel: 'warn', server: { port: 0, host: '127.0.0.1' } });
+  // no HMR and no file watching: an edit elsewhere in the tree must not reload the page mid-run
+  const server = await createServer({ root: resolve(import.meta.dirname, '..'), logLevel: 'warn', server: { port: 0, host: '127.0.0.1', hmr: false, watch: null } });
   await server.listen();
   const address = server.httpServer!.address();
   const port = typeof address === 'object' && address ? address.port : 5173;
