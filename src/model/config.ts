@@ -9,13 +9,8 @@
 
 export type Architecture = 'llama' | 'qwen2';
 
-export interface RopeScaling {
-  ropeType: 'default' | 'linear' | 'llama3';
-  factor?: number;
-  lowFreqFactor?: number;
-  highFreqFactor?: number;
-  originalMaxPositionEmbeddings?: number;
-}
+import type { RopeScaling } from '../gpu/kernels/rope.ts';
+export type { RopeScaling };
 
 export interface ModelConfig {
   architecture: Architecture;
