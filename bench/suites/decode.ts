@@ -138,7 +138,7 @@ async function timedDecodeStep(gpu: Gpu, model: LlamaModel, pool: KvPool, kv: KV
     tokens: Uint32Array.from({ length: 1 }, () => 1 % config.vocabSize),
     positions: Uint32Array.of(n - 1),
     slots: kv.slotsFor(seq, n - 1, 1),
-    rowTables: new Uint32Array(1),
+    rowInfo: Uint32Array.of(0, n - 1),
     blockTables: Uint32Array.from(kv.blockTable(seq)),
     logitRows: Uint32Array.of(0),
     sampling: [{ params: { temperature: 0, topK: 0, topP: 1, seed: 0 }, step: 0 }],

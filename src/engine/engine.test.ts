@@ -148,7 +148,7 @@ async function lastLogits(engine: Engine, ids: number[]): Promise<Float32Array> 
         tokens: Uint32Array.from(ids),
         positions: Uint32Array.from(ids, (_, i) => i),
         slots: kv.slotsFor(seq, 0, ids.length),
-        rowTables: new Uint32Array(ids.length),
+        rowInfo: Uint32Array.from({ length: 2 * ids.length }, (_, j) => (j % 2 ? (j - 1) / 2 : 0)),
         blockTables: Uint32Array.from(kv.blockTable(seq)),
         logitRows: Uint32Array.of(ids.length - 1),
         sampling: [{ params: { temperature: 0, topK: 0, topP: 1, seed: 0 }, step: 0 }],

@@ -16,28 +16,25 @@ export async function runStep(model: LlamaModel, kv: KVCacheManager, view: KvCac
     ...plan.prefill,
   ];
   if (parts.length === 0) return [];
-  const rows: BatchRows[] = parts.map((p) => ({ seqId: p.request.id, start: p.start, count: p.count }));
+  // attention and the KV manager count slots; RoPE counts the tokens' own positions
+  const rows: BatchRows[] = parts.map((p) => ({ seqId: p.request.id, start: p.start - p.request.evictedTokens, count: p.count }));
   const packed = packAttentionBatch(kv, rows);
   const tokens = new Uint32Array(packed.nq);
   const logitRows: number[] = [];
   const sampling: StepInput['sampling'] = [];
+  const positions = new Uint32Array(packed.nq);
   let row = 0;
   for (const p of parts) {
     tokens.set(p.request.tokens(p.start, p.count), row);
+    for (let i = 0; i < p.count; i++) positions[row + i] = p.start + i;
     row += p.count;
     if (p.samples) {
       logitRows.push(row - 1);
       sampling.push({ params: p.request.sampling, step: p.request.outputIds.length });
     }
   }
-  const rowTables = new Uint32Array(packed.nq);
-  const positions = new Uint32Array(packed.nq);
-  for (let i = 0; i < packed.nq; i++) {
-    rowTables[i] = packed.rowInfo[2 * i];
-    positions[i] = packed.rowInfo[2 * i + 1];
-  }
   const out = await model.step(
-    { tokens, positions, slots: packed.slots, rowTables, blockTables: packed.blockTables, logitRows: Uint32Array.from(logitRows), sampling },
+    { tokens, positions, slots: packed.slots, rowInfo: packed.rowInfo, blockTables: packed.blockTables, logitRows: Uint32Array.from(logitRows), sampling },
     view,
   );
   const sampled: { request: Request; token: number }[] = [];

@@ -31,9 +31,11 @@ export interface KvCacheView {
 
 export interface StepInput {
   tokens: Uint32Array; //      [n] token ids
-  positions: Uint32Array; //   [n] absolute position of each token in its sequence
+  positions: Uint32Array; //   [n] RoPE position of each token in its sequence
   slots: Uint32Array; //       [n] pool slot (page * pageSize + offset) that receives the token's K/V
-  rowTables: Uint32Array; //   [n] offset in blockTables of the row's sequence
+  /** [n, 2]: offset in blockTables of the row's sequence, and the row's own slot index in that
+   * sequence (it attends to slots 0..that). Equal to the position unless a press evicted tokens. */
+  rowInfo: Uint32Array;
   blockTables: Uint32Array; // concatenated page lists of the sequences in the step
   logitRows: Uint32Array; //   [s] rows whose next token is sampled
   sampling: { params: SamplingParams; step: number }[]; // [s]
@@ -192,25 +194,20 @@ export class LlamaModel {
     if (input.blockTables.length > maxBlockTableEntries) {
       throw new RangeError(`step: ${input.blockTables.length} block-table entries exceed maxBlockTableEntries (${maxBlockTableEntries})`);
     }
-    for (const [name, a] of [['positions', input.positions], ['slots', input.slots], ['rowTables', input.rowTables]] as const) {
-      if (a.length !== n) throw new RangeError(`step: ${name} has ${a.length} entries for ${n} tokens`);
+    for (const [name, a, per] of [['positions', input.positions, 1], ['slots', input.slots, 1], ['rowInfo', input.rowInfo, 2]] as const) {
+      if (a.length !== per * n) throw new RangeError(`step: ${name} has ${a.length} entries for ${n} tokens`);
     }
     for (let i = 0; i < n; i++) {
       if (input.positions[i] >= this.config.maxPositions) {
         throw new RangeError(`step: position ${input.positions[i]} is beyond the model's context (${this.config.maxPositions})`);
       }
     }
-    const rowInfo = new Uint32Array(2 * n);
-    for (let i = 0; i < n; i++) {
-      rowInfo[2 * i] = input.rowTables[i];
-      rowInfo[2 * i + 1] = input.positions[i];
-    }
     const st = this.state;
     const gpu = this.gpu;
     writeBuffer(gpu, st.tokens, input.tokens);
     writeBuffer(gpu, st.positions, input.positions);
     writeBuffer(gpu, st.slots, input.slots);
-    writeBuffer(gpu, st.rowInfo, rowInfo);
+    writeBuffer(gpu, st.rowInfo, input.rowInfo);
     writeBuffer(gpu, st.blockTables, input.blockTables);
     if (s > 0) {
       writeBuffer(gpu, st.logitRows, input.logitRows);

@@ -29,6 +29,12 @@ export class Request {
   readonly outputIds: number[] = [];
   numComputedTokens = 0;
   compressed = false;
+  /**
+   * Tokens whose KV a press removed. The cache then holds numComputedTokens -
+   * evictedTokens slots; RoPE positions stay the tokens' own (slot + evicted
+   * for everything appended after compaction).
+   */
+  evictedTokens = 0;
   finishReason: FinishReason | null = null;
   numPreemptions = 0;
   readonly times: RequestTimes;
@@ -41,6 +47,11 @@ export class Request {
     arrival = performance.now(),
   ) {
     this.times = { arrival };
+  }
+
+  /** KV slots the sequence holds (what the KV manager and attention count). */
+  get numCachedSlots(): number {
+    return this.numComputedTokens - this.evictedTokens;
   }
 
   get numTokens(): number {
@@ -68,6 +79,7 @@ export class Request {
   resetComputed(): void {
     this.numComputedTokens = 0;
     this.compressed = false;
+    this.evictedTokens = 0;
     this.numPreemptions++;
   }
 }
