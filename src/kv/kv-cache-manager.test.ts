@@ -133,3 +133,22 @@ describe('packAttentionBatch', () => {
     expect(Array.from(packAttentionBatch(kv, []).blockTables)).toEqual([0]); // never an empty binding
   });
 });
+
+describe('KVCacheManager.truncate', () => {
+  it('frees trailing pages, keeps the front ones and their order, and keeps invariants', () => {
+    const kv = KVCacheManager.simulated(10, 4);
+    expect(kv.allocateSlots('a', 17)).toBe(true); // 5 pages
+    const before = [...kv.blockTable('a')];
+    expect(kv.truncate('a', 6)).toBe(3);
+    expect(kv.blockTable('a')).toEqual(before.slice(0, 2));
+    expect(kv.numTokens('a')).toBe(6);
+    expect(kv.numFreePages).toBe(8);
+    kv.checkInvariants();
+    expect(kv.allocateSlots('a', 3)).toBe(true); // 9 tokens: 3 pages
+    expect(kv.blockTable('a').length).toBe(3);
+    expect(() => kv.truncate('a', 10)).toThrow(/holds 9 tokens/);
+    expect(kv.truncate('a', 9)).toBe(0);
+    kv.free('a');
+    expect(kv.numFreePages).toBe(10);
+  });
+});

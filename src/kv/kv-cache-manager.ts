@@ -93,6 +93,23 @@ export class KVCacheManager {
     this.seqs.delete(seqId);
   }
 
+  /**
+   * Shortens a sequence to its first `numTokens` slots (after a press has
+   * compacted the kept tokens to the front): trailing pages go back to the
+   * pool at once. Returns how many pages were freed.
+   */
+  truncate(seqId: SeqId, numTokens: number): number {
+    const seq = this.get(seqId, 'truncate');
+    if (!Number.isInteger(numTokens) || numTokens < 0 || numTokens > seq.tokens) {
+      throw new RangeError(`KVCacheManager.truncate: sequence ${String(seqId)} holds ${seq.tokens} tokens; cannot truncate to ${numTokens}`);
+    }
+    const keep = this.pagesFor(numTokens);
+    const freed = seq.pages.splice(keep);
+    this.pool.free(freed.reverse());
+    seq.tokens = numTokens;
+    return freed.length;
+  }
+
   /** Whether `numTokens` more tokens fit: for a new sequence, or appended to `seqId` when given. */
   canFit(numTokens: number, seqId?: SeqId): boolean {
     const seq = seqId === undefined ? undefined : this.get(seqId, 'canFit');

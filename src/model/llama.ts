@@ -39,6 +39,9 @@ export interface StepInput {
   blockTables: Uint32Array; // concatenated page lists of the sequences in the step
   logitRows: Uint32Array; //   [s] rows whose next token is sampled
   sampling: { params: SamplingParams; step: number }[]; // [s]
+  /** For each entry, copy these rows' q|k|v (after RoPE) of every layer into `buffers[layer]`
+   * (f32 [rows, qkvDim]): the observation windows that attention-based KV presses score with. */
+  capture?: { rows: Uint32Array; buffers: readonly GPUBuffer[] }[];
 }
 
 export interface StepOutput {
@@ -105,13 +108,16 @@ export class LlamaModel {
 
   /** Runs one forward step and samples the logit rows. */
   async step(input: StepInput, kv: KvCacheView, opts: StepOptions = {}): Promise<StepOutput> {
+    this.upload(input); // validates first: a recorder opens an error scope that only submit closes
     const rec = new CommandRecorder(this.gpu, 'forward', opts.timer);
-    this.upload(input);
-    this.encodeForward(rec, input.tokens.length, input.logitRows.length, kv);
+    // capture windows are rare (once per compressed prompt): small id buffers per step are fine
+    const captureIds = (input.capture ?? []).map((c) => uploadBuffer(this.gpu, 'act:capture_rows', c.rows));
+    this.encodeForward(rec, input.tokens.length, input.logitRows.length, kv, input.capture, captureIds);
+    const freeCaptureIds = () => captureIds.forEach((b) => this.gpu.destroyBuffer(b));
     const s = input.logitRows.length;
     const st = this.state;
     if (s === 0) {
-      await rec.submit();
+      await rec.submit().finally(freeCaptureIds);
       return { tokens: new Uint32Array(0) };
     }
     rec.copy(st.sampled, 0, st.readback, 0, s * 4);
@@ -120,7 +126,7 @@ export class LlamaModel {
       logitsCopy = this.gpu.device.createBuffer({ size: s * this.config.vocabSize * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
       rec.copy(st.logits, 0, logitsCopy, 0, logitsCopy.size);
     }
-    await rec.submit();
+    await rec.submit().finally(freeCaptureIds);
     await st.readback.mapAsync(GPUMapMode.READ, 0, s * 4);
     const tokens = new Uint32Array(st.readback.getMappedRange(0, s * 4).slice(0));
     st.readback.unmap();
@@ -140,7 +146,7 @@ export class LlamaModel {
 
   // ---------------------------------------------------------------- forward
 
-  private encodeForward(rec: CommandRecorder, n: number, s: number, kv: KvCacheView): void {
+  private encodeForward(rec: CommandRecorder, n: number, s: number, kv: KvCacheView, capture: StepInput['capture'], captureIds: GPUBuffer[]): void {
     const c = this.config;
     const st = this.state;
     const w = this.weights;
@@ -159,6 +165,9 @@ export class LlamaModel {
       const rope = { x: st.qkv, positions: st.positions, cosSin: st.ropeTable, n, headDim: hd, rowStride: qkvDim, maxPositions: c.maxPositions };
       encodeRope(rec, { ...rope, numHeads: c.numHeads, headOffset: 0 });
       encodeRope(rec, { ...rope, numHeads: c.numKvHeads, headOffset: qDim });
+      capture?.forEach((c, i) => {
+        encodeGather(rec, { table: st.qkv, dtype: 'f32', ids: captureIds[i], out: c.buffers[l], rows: c.rows.length, dim: qkvDim, tableRows: n });
+      });
       encodeKvWrite(rec, {
         src: st.qkv, slots: st.slots, pool: kv.layers[l], n, numKvHeads: c.numKvHeads, headDim: hd,
         rowStride: qkvDim, kOffset: qDim, vOffset: qDim + c.numKvHeads * hd, pageSize: kv.pageSize, dtype: kv.dtype,
@@ -209,6 +218,10 @@ export class LlamaModel {
     writeBuffer(gpu, st.slots, input.slots);
     writeBuffer(gpu, st.rowInfo, input.rowInfo);
     writeBuffer(gpu, st.blockTables, input.blockTables);
+    for (const { rows, buffers } of input.capture ?? []) {
+      if (buffers.length !== this.config.numLayers) throw new RangeError(`step: capture needs one buffer per layer (${this.config.numLayers}), got ${buffers.length}`);
+      for (const r of rows) if (r >= n) throw new RangeError(`step: capture row ${r} is not one of the ${n} rows`);
+    }
     if (s > 0) {
       writeBuffer(gpu, st.logitRows, input.logitRows);
       writeBuffer(gpu, st.params, new Uint8Array(packSamplingParams(input.sampling)));
