@@ -10,7 +10,10 @@ import type { Request } from '../scheduler/request.ts';
  * advances each request's counts and appends the sampled tokens.
  * Returns the requests that received a token, in row order.
  */
-export async function runStep(model: LlamaModel, kv: KVCacheManager, view: KvCacheView, plan: StepPlan): Promise<{ request: Request; token: number }[]> {
+/** Where to put a request's observation-window q|k|v (one buffer per layer, f32 [rows, qkvDim]). */
+export type CaptureTarget = (request: Request, rows: number) => readonly GPUBuffer[];
+
+export async function runStep(model: LlamaModel, kv: KVCacheManager, view: KvCacheView, plan: StepPlan, captureTo?: CaptureTarget): Promise<{ request: Request; token: number }[]> {
   const parts: { request: Request; start: number; count: number; samples: boolean }[] = [
     ...plan.decode.map((r) => ({ request: r, start: r.numTokens - 1, count: 1, samples: true })),
     ...plan.prefill,
@@ -23,10 +26,15 @@ export async function runStep(model: LlamaModel, kv: KVCacheManager, view: KvCac
   const logitRows: number[] = [];
   const sampling: StepInput['sampling'] = [];
   const positions = new Uint32Array(packed.nq);
+  const capture: NonNullable<StepInput['capture']> = [];
   let row = 0;
   for (const p of parts) {
     tokens.set(p.request.tokens(p.start, p.count), row);
     for (let i = 0; i < p.count; i++) positions[row + i] = p.start + i;
+    const w = Math.min(p.request.finalChunkMin, p.count);
+    if (captureTo && p.samples && w > 0) {
+      capture.push({ rows: Uint32Array.from({ length: w }, (_, i) => row + p.count - w + i), buffers: captureTo(p.request, w) });
+    }
     row += p.count;
     if (p.samples) {
       logitRows.push(row - 1);
@@ -34,7 +42,7 @@ export async function runStep(model: LlamaModel, kv: KVCacheManager, view: KvCac
     }
   }
   const out = await model.step(
-    { tokens, positions, slots: packed.slots, rowInfo: packed.rowInfo, blockTables: packed.blockTables, logitRows: Uint32Array.from(logitRows), sampling },
+    { tokens, positions, slots: packed.slots, rowInfo: packed.rowInfo, blockTables: packed.blockTables, logitRows: Uint32Array.from(logitRows), sampling, ...(capture.length ? { capture } : {}) },
     view,
   );
   const sampled: { request: Request; token: number }[] = [];

@@ -15,6 +15,17 @@ import type { SamplingParams } from '../gpu/kernels/sample.ts';
  *   decode   — only the last sampled token lacks KV: feed it, sample one more.
  */
 export type Stage = 'prefill' | 'compress' | 'decode';
+
+/** How a request's prompt KV is compressed after prefill (see src/kv/presses). */
+export interface CompressionSpec {
+  press: string;
+  /** Fraction of the compressible tokens to evict, 0..1 (0 = keep all). */
+  ratio: number;
+  /** Tokens [start, end) of the prompt that may be evicted; default the whole prompt. */
+  region?: { start: number; end: number };
+  /** Prompt tokens at the end whose queries attention-based presses score with (0 = none needed). */
+  window: number;
+}
 export type FinishReason = 'stop' | 'length' | 'abort';
 
 export interface RequestTimes {
@@ -38,6 +49,7 @@ export class Request {
   finishReason: FinishReason | null = null;
   numPreemptions = 0;
   readonly times: RequestTimes;
+  compression: CompressionSpec | null = null;
 
   constructor(
     readonly id: string,
@@ -61,6 +73,11 @@ export class Request {
   get stage(): Stage {
     if (this.numComputedTokens < this.numTokens - 1 || this.outputIds.length === 0) return 'prefill';
     return this.compressed ? 'decode' : 'compress';
+  }
+
+  /** Tokens the prompt's last prefill chunk must hold, so the press sees its whole observation window. */
+  get finalChunkMin(): number {
+    return this.compression && this.compression.ratio > 0 ? Math.min(this.compression.window, this.numTokens) : 0;
   }
 
   get finished(): boolean {

@@ -133,8 +133,11 @@ export class Scheduler {
     let sampled = plan.decode.length + plan.prefill.filter((p) => p.samples).length;
     const chunk = (r: Request): boolean => {
       const remaining = r.numTokens - r.numComputedTokens;
+      const window = Math.min(r.finalChunkMin, c.maxPrefillChunk);
       let count = Math.min(remaining, budget, c.maxPrefillChunk);
-      if (count === remaining && sampled >= c.maxSampledRows) count -= 1; // no sampling room: stop one short
+      if (count === remaining && sampled >= c.maxSampledRows) count = window > 0 ? 0 : count - 1; // no sampling room: stop short
+      // a press scores with the queries of the prompt's last `window` tokens: keep them in one chunk
+      if (count < remaining && remaining - count < window) count = remaining - window;
       if (count <= 0 || !this.kv.allocateSlots(r.id, count)) return false;
       const p: PrefillChunk = { request: r, start: r.numComputedTokens, count, samples: count === remaining };
       plan.prefill.push(p);
