@@ -55,6 +55,7 @@ export class ChatCompletions {
     if (req.stop !== undefined) opts.stop = typeof req.stop === 'string' ? [req.stop] : req.stop;
     if (req.ignore_eos) opts.ignoreEos = true;
     if (req.request_id) opts.requestId = req.request_id;
+    if (req.kv_compression) opts.compression = req.kv_compression;
     return opts;
   }
 }

@@ -1,16 +1,142 @@
+import type { Gpu } from '../gpu/context.ts';
+import { storageBuffer, uploadBuffer } from '../gpu/buffers.ts';
+import { CommandRecorder } from '../gpu/recorder.ts';
+import { encodeKvScoreProtect } from '../gpu/kernels/kv-score-protect.ts';
+import type { ModelConfig } from '../model/config.ts';
+import type { KvPool } from '../kv/kv-pool.ts';
+import type { KVCacheManager } from '../kv/kv-cache-manager.ts';
+import { compactSequence } from '../kv/compaction.ts';
+import { createPress, type Press } from '../kv/presses/index.ts';
 import type { Request } from '../scheduler/request.ts';
 
 /**
- * The compress stage runs between a request's prefill and its first decode
- * step, batched over the requests that reached it (FastCache). Until KV
- * presses land it passes requests through unchanged.
+ * The compress stage (FastCache): between a request's prefill and its first
+ * decode step, its prompt KV goes through its press — scores on the GPU,
+ * top-k per (layer, kv head), compaction into the front pages — and the
+ * freed pages go back to the pool for other requests. Requests that reach
+ * the stage together are compressed in one submit.
  */
 export interface CompressStage {
   run(requests: Request[]): Promise<void>;
+  /** Where a request's observation-window q|k|v go during its last prefill chunk. */
+  captureFor(request: Request, rows: number): readonly GPUBuffer[];
+  /** Forget a request (finished or aborted): its window buffers are freed. */
+  drop(requestId: string): void;
 }
 
+export interface CompressStats {
+  requests: number;
+  evictedTokens: number;
+  freedPages: number;
+  ms: number;
+}
+
+export class PressCompressStage implements CompressStage {
+  readonly stats: CompressStats = { requests: 0, evictedTokens: 0, freedPages: 0, ms: 0 };
+  private readonly presses = new Map<string, Press>();
+  private readonly windows = new Map<string, { rows: number; buffers: GPUBuffer[] }>();
+
+  constructor(
+    private readonly gpu: Gpu,
+    private readonly config: ModelConfig,
+    private readonly pool: KvPool,
+    private readonly kv: KVCacheManager,
+  ) {}
+
+  /** Whether `name` scores with the observation window's queries (throws for an unknown press). */
+  needsQueries(name: string): boolean {
+    return this.press(name).needsQueries;
+  }
+
+  captureFor(request: Request, rows: number): readonly GPUBuffer[] {
+    this.drop(request.id);
+    const qkvDim = (this.config.numHeads + 2 * this.config.numKvHeads) * this.config.headDim;
+    const buffers = Array.from({ length: this.config.numLayers }, (_, l) => storageBuffer(this.gpu, `press:window${l}`, rows * qkvDim * 4));
+    this.windows.set(request.id, { rows, buffers });
+    return buffers;
+  }
+
+  drop(requestId: string): void {
+    this.windows.get(requestId)?.buffers.forEach((b) => this.gpu.destroyBuffer(b));
+    this.windows.delete(requestId);
+  }
+
+  async run(requests: Request[]): Promise<void> {
+    const t0 = performance.now();
+    const rec = new CommandRecorder(this.gpu, 'compress');
+    const scratch: GPUBuffer[] = [];
+    const releases: (() => void)[] = [];
+    for (const r of requests) {
+      r.compressed = true;
+      const done = this.encodeOne(rec, r, scratch);
+      if (done) releases.push(done);
+    }
+    try {
+      await rec.submit();
+    } finally {
+      releases.forEach((f) => f());
+      scratch.forEach((b) => this.gpu.destroyBuffer(b));
+      requests.forEach((r) => this.drop(r.id));
+    }
+    if (releases.length) this.stats.ms += performance.now() - t0;
+  }
+
+  /** Encodes one request's scoring and compaction; returns the cleanup to run after the submit, or null if nothing to do. */
+  private encodeOne(rec: CommandRecorder, r: Request, scratch: GPUBuffer[]): (() => void) | null {
+    const spec = r.compression;
+    if (!spec || spec.press === 'none' || spec.ratio <= 0 || !this.kv.has(r.id)) return null;
+    const c = this.config;
+    const n = this.kv.numTokens(r.id);
+    const start = Math.min(spec.region?.start ?? 0, n);
+    const end = Math.min(spec.region?.end ?? n, n);
+    const evict = Math.floor((end - start) * spec.ratio);
+    if (evict <= 0 || evict >= n) return null;
+    const press = this.press(spec.press);
+    const window = this.windows.get(r.id);
+    if (press.needsQueries && !window) return null; // recomputed after preemption without a window: keep everything
+    const blockTable = uploadBuffer(this.gpu, 'press:block_table', Uint32Array.from(this.kv.blockTable(r.id)));
+    scratch.push(blockTable);
+    const scores = Array.from({ length: c.numLayers }, (_, l) => storageBuffer(this.gpu, `press:scores${l}`, c.numKvHeads * n * 4));
+    scratch.push(...scores);
+    const qkvDim = (c.numHeads + 2 * c.numKvHeads) * c.headDim;
+    for (let l = 0; l < c.numLayers; l++) {
+      press.encodeScores({
+        rec, layer: l, pool: this.pool.layer(l), blockTable, numTokens: n, numKvHeads: c.numKvHeads, numHeads: c.numHeads,
+        headDim: c.headDim, pageSize: this.pool.pageSize, dtype: this.pool.dtype, out: scores[l],
+        ...(press.needsQueries && window ? { queries: { buffer: window.buffers[l], window: window.rows, rowStride: qkvDim, offset: 0 } } : {}),
+      });
+      if (start > 0 || end < n) encodeKvScoreProtect(rec, { scores: scores[l], numKvHeads: c.numKvHeads, numTokens: n, start, end });
+    }
+    const res = compactSequence(rec, { pool: this.pool, kv: this.kv, seqId: r.id, scoresPerLayer: scores, keep: n - evict });
+    r.evictedTokens += res.positionOffset;
+    this.stats.requests++;
+    this.stats.evictedTokens += res.positionOffset;
+    this.stats.freedPages += res.freedPages.length;
+    return res.release;
+  }
+
+  /** Frees every window and the presses' scratch buffers (engine shutdown, after the last submit). */
+  dispose(): void {
+    for (const id of [...this.windows.keys()]) this.drop(id);
+    this.presses.forEach((p) => p.destroy?.());
+    this.presses.clear();
+  }
+
+  private press(name: string): Press {
+    let p = this.presses.get(name);
+    if (!p) {
+      p = createPress(name);
+      this.presses.set(name, p);
+    }
+    return p;
+  }
+}
+
+/** A stage that only marks requests compressed (tests of scheduling alone). */
 export const passThroughCompression: CompressStage = {
   async run(requests) {
     for (const r of requests) r.compressed = true;
   },
+  captureFor: () => [],
+  drop: () => {},
 };

@@ -13,11 +13,12 @@ import { isEmpty, type StepPlan } from '../scheduler/step-plan.ts';
 import { StepCounters, requestMetrics, type EngineStats } from '../scheduler/metrics.ts';
 import { AsyncQueue } from './async-queue.ts';
 import { ChatCompletions } from './chat-completions.ts';
-import { passThroughCompression, type CompressStage } from './compress-stage.ts';
+import { PressCompressStage, type CompressStage } from './compress-stage.ts';
 import { IncrementalDetokenizer } from './detokenizer.ts';
 import { runStep } from './step-runner.ts';
 import { validateRequest } from './validate.ts';
-import type { ChatMessage, EngineEvent, GenerateOptions, GenerationChunk, GenerationResult, LoadProgress } from './types.ts';
+import type { ChatMessage, CompressionOptions, EngineEvent, GenerateOptions, GenerationChunk, GenerationResult, LoadProgress } from './types.ts';
+import type { CompressionSpec } from '../scheduler/request.ts';
 
 export interface EngineOptions {
   weightDtype?: WeightDtype | 'auto';
@@ -30,6 +31,8 @@ export interface EngineOptions {
   prefillChunk?: number;
   /** Batching policy; see SchedulerConfig. */
   scheduler?: Partial<SchedulerConfig>;
+  /** KV compression applied to every request that does not set its own (default none). */
+  compression?: CompressionOptions;
   onProgress?: (p: LoadProgress) => void;
 }
 
@@ -59,7 +62,9 @@ export class Engine {
   private readonly view: KvCacheView;
   private readonly listeners = new Set<(e: EngineEvent) => void>();
   private looping: Promise<void> | null = null;
-  compressStage: CompressStage = passThroughCompression;
+  readonly presses: PressCompressStage;
+  compressStage: CompressStage;
+  private readonly defaultCompression: CompressionOptions | null;
 
   private constructor(
     readonly gpu: Gpu,
@@ -69,8 +74,13 @@ export class Engine {
     readonly pool: KvPool,
     readonly kv: KVCacheManager,
     schedulerConfig: Partial<SchedulerConfig>,
+    compression: CompressionOptions | undefined,
   ) {
     this.scheduler = new Scheduler(kv, schedulerConfig);
+    this.presses = new PressCompressStage(gpu, loaded.config, pool, kv);
+    this.compressStage = this.presses;
+    this.defaultCompression = compression ?? null;
+    if (compression) this.compressionSpec(compression, 1); // a bad default fails at load, not at the first request
     this.view = { layers: pool.layers, pageSize: pool.pageSize, dtype: pool.dtype };
     this.chat = { completions: new ChatCompletions(this) };
   }
@@ -97,7 +107,7 @@ export class Engine {
       maxBlockTableEntries: pool.numPages + Math.ceil(c.maxPositions / pageSize) * (sched.maxRunning ?? 16),
     });
     const kv = new KVCacheManager(new BlockPool(pool.numPages), pageSize);
-    return new Engine(gpu, source.id, loaded, model, pool, kv, sched);
+    return new Engine(gpu, source.id, loaded, model, pool, kv, sched, opts.compression);
   }
 
   get config() {
@@ -162,7 +172,9 @@ export class Engine {
     };
     const id = opts.requestId ?? `req-${++requestCounter}`;
     if (this.active.has(id)) throw new Error(`a request with id '${id}' is already running; request ids must be unique`);
+    const compression = opts.compression ?? this.defaultCompression;
     const request = new Request(id, promptIds, Math.min(maxNew, this.config.maxPositions - promptIds.length), sampling);
+    if (compression) request.compression = this.compressionSpec(compression, promptIds.length);
     const queue = new AsyncQueue<GenerationChunk, GenerationResult>();
     this.active.set(id, {
       request, queue, maxPositions: this.config.maxPositions,
@@ -173,6 +185,20 @@ export class Engine {
     this.emit({ kind: 'request-queued', id, promptTokens: promptIds.length });
     void this.loop();
     return { id, queue };
+  }
+
+  /** Checks a request's compression options and resolves its observation window. */
+  private compressionSpec(o: CompressionOptions, promptTokens: number): CompressionSpec {
+    if (!(o.ratio >= 0 && o.ratio < 1)) throw new RangeError(`compression ratio must be in [0, 1), got ${o.ratio}`);
+    const needsQueries = this.presses.needsQueries(o.press); // throws for an unknown press, listing the known ones
+    const window = needsQueries ? Math.min(o.window ?? 16, promptTokens) : 0;
+    if (window > this.scheduler.config.maxPrefillChunk) {
+      throw new RangeError(`compression window ${window} exceeds the prefill chunk (${this.scheduler.config.maxPrefillChunk}); use a smaller window`);
+    }
+    if (o.region && !(0 <= o.region.start && o.region.start <= o.region.end)) {
+      throw new RangeError(`compression region [${o.region.start}, ${o.region.end}) is not a range of prompt tokens`);
+    }
+    return { press: o.press, ratio: o.ratio, window, ...(o.region ? { region: o.region } : {}) };
   }
 
   /** Stops a request now: its pages go back to the pool at once; its stream ends with finishReason 'abort'. */
@@ -206,6 +232,7 @@ export class Engine {
       pool: { pagesTotal: bp.numPages, pagesInUse: bp.numUsed, peakPagesInUse: bp.peakUsed, pageSize: this.pool.pageSize },
       gpuBytes: mem.bytes,
       gpuPeakBytes: mem.peakBytes,
+      compression: { ...this.presses.stats },
     };
   }
 
@@ -225,6 +252,7 @@ export class Engine {
   async destroy(): Promise<void> {
     for (const id of [...this.active.keys()]) this.abort(id);
     await this.looping;
+    this.presses.dispose();
     this.model.destroy();
     this.pool.destroy();
   }
@@ -260,7 +288,7 @@ export class Engine {
     await this.compressStage.run(plan.compress);
     // a request aborted while the compress stage ran has already given its pages back: drop its rows
     plan = { ...plan, decode: plan.decode.filter((r) => !r.finished), prefill: plan.prefill.filter((p) => !p.request.finished) };
-    const sampled = await runStep(this.model, this.kv, this.view, plan);
+    const sampled = await runStep(this.model, this.kv, this.view, plan, (r, rows) => this.compressStage.captureFor(r, rows));
     const now = performance.now();
     for (const p of plan.prefill) if (p.samples) p.request.times.prefillDone ??= now;
     this.counters.record(plan, sampled.length);
@@ -289,6 +317,7 @@ export class Engine {
     r.finishReason ??= reason;
     r.times.finished = performance.now();
     this.scheduler.finish(r);
+    this.compressStage.drop(r.id);
     if (reason === 'abort') this.counters.aborted++;
     else this.counters.finished++;
     const rest = a.detok.flush();

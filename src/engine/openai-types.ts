@@ -2,7 +2,7 @@
  * The OpenAI chat-completions shapes this engine speaks (the subset web-llm
  * and the OpenAI SDK use), plus a few named extensions.
  */
-import type { ChatMessage } from './types.ts';
+import type { ChatMessage, CompressionOptions } from './types.ts';
 import type { RequestMetrics } from '../scheduler/metrics.ts';
 
 export interface ChatCompletionRequest {
@@ -19,6 +19,8 @@ export interface ChatCompletionRequest {
   ignore_eos?: boolean;
   /** Id for the completion (and for `abort`); generated when absent. */
   request_id?: string;
+  /** KV-cache compression of the prompt: { press, ratio, window?, region? } (see CompressionOptions). */
+  kv_compression?: CompressionOptions;
 }
 
 export type FinishReasonOpenAI = 'stop' | 'length' | 'abort';

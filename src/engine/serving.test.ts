@@ -169,6 +169,8 @@ describe.each([
         }
         for (const r of requests) r.compressed = true;
       },
+      captureFor: () => [],
+      drop: () => {},
     };
     let releaseB!: () => void;
     const bMayStart = new Promise<void>((r) => (releaseB = r));

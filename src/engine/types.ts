@@ -6,7 +6,21 @@ export interface ChatMessage {
   content: string;
 }
 
+/** KV-cache compression of a request's prompt (kvpress-style presses; see src/kv/presses). */
+export interface CompressionOptions {
+  /** 'none', 'knorm', 'streaming-llm', 'sliding-window', 'snapkv', 'tova', 'observed-attention', 'expected-attention'. */
+  press: string;
+  /** Fraction of the compressible prompt tokens to evict, in [0, 1). */
+  ratio: number;
+  /** Observation window (last prompt tokens) for attention-based presses; default 16. */
+  window?: number;
+  /** The compressible tokens [start, end) of the prompt (e.g. only the image's); default all. */
+  region?: { start: number; end: number };
+}
+
 export interface GenerateOptions {
+  /** Overrides the engine's default compression for this request. */
+  compression?: CompressionOptions;
   maxTokens?: number;
   sampling?: { temperature?: number; topK?: number; topP?: number; seed?: number };
   stop?: string[];

@@ -120,6 +120,8 @@ export class ReferenceModel {
   private values: Float32Array[] = []; // per layer [capacity, kvHeads*headDim]
   private capacity = 0;
   private len = 0;
+  /** Tokens evicted from the cache: the next token's position is len + evicted. */
+  private evicted = 0;
 
   constructor(config: ModelConfig, weights: Map<string, CpuTensor>, opts: { kvDtype?: 'f32' | 'f16' } = {}) {
     this.config = config;
@@ -138,6 +140,7 @@ export class ReferenceModel {
   /** Empty the KV cache. */
   reset(): void {
     this.len = 0;
+    this.evicted = 0;
     this.capacity = 0;
     this.keys = [];
     this.values = [];
@@ -172,6 +175,24 @@ export class ReferenceModel {
     }
   }
 
+  /**
+   * Keeps only the cached tokens at `slots` (ascending, the same for every
+   * layer and head), as a press's compaction does: kept keys keep their
+   * rotation, and later tokens keep counting positions from the full length.
+   */
+  evict(slots: number[]): void {
+    const kvDim = this.config.numKvHeads * this.config.headDim;
+    slots.forEach((t, j) => {
+      if (!Number.isInteger(t) || t < j || t >= this.len || (j > 0 && t <= slots[j - 1])) throw new RangeError(`evict: slots must be ascending cache indexes < ${this.len}`);
+      for (let l = 0; l < this.config.numLayers; l++) {
+        this.keys[l].copyWithin(j * kvDim, t * kvDim, (t + 1) * kvDim);
+        this.values[l].copyWithin(j * kvDim, t * kvDim, (t + 1) * kvDim);
+      }
+    });
+    this.evicted += this.len - slots.length;
+    this.len = slots.length;
+  }
+
   /** Copies of layer's cached K and V (after RoPE; f16-rounded with kvDtype 'f16'), [position, kvHeads*headDim]. */
   cachedKV(layer: number): { k: Float32Array; v: Float32Array } {
     const n = this.len * this.config.numKvHeads * this.config.headDim;
@@ -184,10 +205,11 @@ export class ReferenceModel {
   private step(token: number): void {
     const c = this.config;
     const { s, w } = this;
-    const pos = this.len;
+    const slot = this.len;
+    const pos = slot + this.evicted;
     if (!Number.isInteger(token) || token < 0 || token >= c.vocabSize) throw new RangeError(`token id ${token} out of range [0, ${c.vocabSize})`);
     if (pos >= c.maxPositions) throw new RangeError(`position ${pos} exceeds max_position_embeddings ${c.maxPositions}`);
-    this.ensureCapacity(pos + 1);
+    this.ensureCapacity(slot + 1);
     const h = c.hiddenSize;
     const q = c.numHeads * c.headDim;
     const kv = c.numKvHeads * c.headDim;
@@ -203,8 +225,8 @@ export class ReferenceModel {
       matvec(s.v, lw.wv, s.xb, kv, h, lw.bv);
       rope(s.q, c.numHeads, c.headDim, cos, sin);
       rope(s.k, c.numKvHeads, c.headDim, cos, sin);
-      this.appendKV(l, pos);
-      this.attention(l, pos + 1);
+      this.appendKV(l, slot);
+      this.attention(l, slot + 1);
       matvec(s.xb, lw.wo, s.att, h, q, null);
       addInPlace(s.x, s.xb);
       // MLP: x += down(silu(gate(x')) * up(x'))
@@ -217,7 +239,7 @@ export class ReferenceModel {
     }
     rmsnorm(s.xb, s.x, w.finalNorm, c.rmsNormEps);
     matvec(s.logits, w.lmHead, s.xb, c.vocabSize, h, null);
-    this.len = pos + 1;
+    this.len = slot + 1;
   }
 
   /** GQA attention of every query head over cache positions [0, n) into s.att. */

@@ -45,6 +45,8 @@ export interface EngineStats {
   pool: { pagesTotal: number; pagesInUse: number; peakPagesInUse: number; pageSize: number };
   gpuBytes: number;
   gpuPeakBytes: number;
+  /** The compress stage so far: requests compressed, tokens evicted, pages freed, time spent. */
+  compression: { requests: number; evictedTokens: number; freedPages: number; ms: number };
 }
 
 /** Accumulates per-step counts for EngineStats. */
