@@ -82,6 +82,17 @@ describe.each(TINY_MODELS)('%s against the reference forward pass', (name) => {
     expect(whole.tokens).toEqual(want);
   });
 
+  it('teacher forcing emits the forced ids and returns the logits each came from', async () => {
+    const ids = engine.encode('Once upon a time');
+    const forced = [5, 17, 300, 42, 9];
+    const r = await engine.generate(ids, { maxTokens: 5, forceTokens: forced, returnLogits: true, ignoreEos: true });
+    expect(r.tokens).toEqual(forced);
+    reference.reset();
+    const want = reference.forwardAll([...ids, ...forced.slice(0, -1)]).slice(ids.length - 1);
+    expect(r.logits!.length).toBe(5);
+    r.logits!.forEach((l, i) => expect(maxRelErr(l, want[i], 1e-3, 1e-3)).toBeLessThanOrEqual(1));
+  });
+
   it('last-step logits agree with the reference', async () => {
     const ids = engine.encode('The dog ran to the park');
     reference.reset();

@@ -39,6 +39,7 @@ export interface EngineOptions {
 /** A request in flight: what the loop needs to stream it to its caller. */
 interface Active {
   request: Request;
+  logits: Float32Array[] | null;
   detok: IncrementalDetokenizer;
   eos: number[];
   maxPositions: number;
@@ -175,9 +176,14 @@ export class Engine {
     const compression = opts.compression ?? this.defaultCompression;
     const request = new Request(id, promptIds, Math.min(maxNew, this.config.maxPositions - promptIds.length), sampling);
     if (compression) request.compression = this.compressionSpec(compression, promptIds.length);
+    if (opts.forceTokens) {
+      for (const t of opts.forceTokens) if (!Number.isInteger(t) || t < 0 || t >= this.config.vocabSize) throw new RangeError(`forceTokens: id ${t} is outside the vocabulary`);
+      request.forcedTokens = opts.forceTokens;
+    }
+    request.wantsLogits = opts.returnLogits === true;
     const queue = new AsyncQueue<GenerationChunk, GenerationResult>();
     this.active.set(id, {
-      request, queue, maxPositions: this.config.maxPositions,
+      request, queue, maxPositions: this.config.maxPositions, logits: request.wantsLogits ? [] : null,
       detok: new IncrementalDetokenizer(this.tokenizer, opts.stop ?? []),
       eos: opts.ignoreEos ? [] : this.tokenizer.eosTokenIds,
     });
@@ -293,7 +299,10 @@ export class Engine {
     for (const p of plan.prefill) if (p.samples) p.request.times.prefillDone ??= now;
     this.counters.record(plan, sampled.length);
     this.emit({ kind: 'step', decode: plan.decode.length, prefillTokens: plan.prefill.reduce((n, c) => n + c.count, 0), compress: plan.compress.length, preempted: plan.preempted.length, pagesInUse: this.kv.pool.numUsed });
-    for (const { request, token } of sampled) this.deliver(request, token);
+    for (const { request, token, logits } of sampled) {
+      if (logits) this.active.get(request.id)?.logits?.push(logits);
+      this.deliver(request, token);
+    }
   }
 
   /** Hands a sampled token to its caller, and ends the request if it is done. */
@@ -331,6 +340,7 @@ export class Engine {
       promptTokens: r.promptIds.length,
       finishReason: r.finishReason,
       timing: { ...m, tokensPerSecond: m.tpotMs > 0 ? 1000 / m.tpotMs : 0 },
+      ...(a.logits ? { logits: a.logits.slice(0, tokens.length) } : {}),
     });
     this.emit({ kind: 'request-finished', id: r.id, finishReason: r.finishReason, metrics: m });
   }

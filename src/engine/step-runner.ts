@@ -13,7 +13,14 @@ import type { Request } from '../scheduler/request.ts';
 /** Where to put a request's observation-window q|k|v (one buffer per layer, f32 [rows, qkvDim]). */
 export type CaptureTarget = (request: Request, rows: number) => readonly GPUBuffer[];
 
-export async function runStep(model: LlamaModel, kv: KVCacheManager, view: KvCacheView, plan: StepPlan, captureTo?: CaptureTarget): Promise<{ request: Request; token: number }[]> {
+export interface Sampled {
+  request: Request;
+  token: number;
+  /** The row's next-token logits, when its request wants them. */
+  logits?: Float32Array;
+}
+
+export async function runStep(model: LlamaModel, kv: KVCacheManager, view: KvCacheView, plan: StepPlan, captureTo?: CaptureTarget): Promise<Sampled[]> {
   const parts: { request: Request; start: number; count: number; samples: boolean }[] = [
     ...plan.decode.map((r) => ({ request: r, start: r.numTokens - 1, count: 1, samples: true })),
     ...plan.prefill,
@@ -44,16 +51,22 @@ export async function runStep(model: LlamaModel, kv: KVCacheManager, view: KvCac
   const out = await model.step(
     { tokens, positions, slots: packed.slots, rowInfo: packed.rowInfo, blockTables: packed.blockTables, logitRows: Uint32Array.from(logitRows), sampling, ...(capture.length ? { capture } : {}) },
     view,
+    { returnLogits: parts.some((p) => p.samples && p.request.wantsLogits) },
   );
-  const sampled: { request: Request; token: number }[] = [];
+  const sampled: Sampled[] = [];
+  const vocab = model.config.vocabSize;
   let s = 0;
   for (const p of parts) {
-    p.request.numComputedTokens = p.start + p.count;
-    if (p.samples) {
-      const token = out.tokens[s++];
-      p.request.outputIds.push(token);
-      sampled.push({ request: p.request, token });
-    }
+    const r = p.request;
+    r.numComputedTokens = p.start + p.count;
+    if (!p.samples) continue;
+    const forced = r.forcedTokens?.[r.outputIds.length];
+    const token = forced ?? out.tokens[s];
+    const entry: Sampled = { request: r, token };
+    if (r.wantsLogits && out.logits) entry.logits = out.logits.slice(s * vocab, (s + 1) * vocab);
+    s++;
+    r.outputIds.push(token);
+    sampled.push(entry);
   }
   return sampled;
 }

@@ -29,6 +29,10 @@ export interface GenerateOptions {
   signal?: AbortSignal;
   /** Caller-chosen id (unique among running requests), e.g. to abort it from elsewhere. */
   requestId?: string;
+  /** Teacher forcing: emit these ids in order instead of sampling (e.g. to score a compressed cache on another run's continuation). */
+  forceTokens?: number[];
+  /** Return the next-token logits of every generated position (`GenerationResult.logits`). */
+  returnLogits?: boolean;
 }
 
 export interface GenerationChunk {
@@ -44,6 +48,8 @@ export interface GenerationResult {
   promptTokens: number;
   finishReason: 'stop' | 'length' | 'abort';
   timing: RequestMetrics & { tokensPerSecond: number };
+  /** With returnLogits: logits[i] is the distribution token i was drawn from (f32 [vocab]). */
+  logits?: Float32Array[];
 }
 
 export interface LoadProgress {

@@ -50,6 +50,10 @@ export class Request {
   numPreemptions = 0;
   readonly times: RequestTimes;
   compression: CompressionSpec | null = null;
+  /** Teacher forcing: output i is forcedTokens[i] whatever the sampler drew. */
+  forcedTokens: readonly number[] | null = null;
+  /** Keep the next-token logits of each step (quality measurements). */
+  wantsLogits = false;
 
   constructor(
     readonly id: string,
