@@ -3,7 +3,7 @@
  * plain data and comlink-proxied callbacks cross; errors cross as Error
  * objects ({name, message}) which comlink re-throws on the page's side.
  */
-import type { LoadProgress } from '../engine/types.ts';
+import type { CompressionOptions, LoadProgress } from '../engine/types.ts';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from '../engine/openai-types.ts';
 import type { EngineStats } from '../scheduler/metrics.ts';
 import type { SchedulerConfig } from '../scheduler/scheduler.ts';
@@ -16,6 +16,8 @@ export interface WorkerLoadOptions {
   prefillChunk?: number;
   weightDtype?: 'f32' | 'f16' | 'auto';
   scheduler?: Partial<SchedulerConfig>;
+  /** Default KV compression for every request (a request's kv_compression overrides it). */
+  compression?: CompressionOptions;
 }
 
 export interface LoadedInfo {
