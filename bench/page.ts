@@ -9,6 +9,8 @@ import type { BenchResult } from './types.ts';
 const suites: Record<string, () => Promise<{ run: (gpu: import('../src/gpu/context.ts').Gpu, opts: Record<string, string>, log: (s: string) => void) => Promise<BenchResult> }>> = {
   decode: () => import('./suites/decode.ts'),
   concurrency: () => import('./suites/concurrency.ts'),
+  compression: () => import('./suites/compression.ts'),
+  memory: () => import('./suites/memory.ts'),
 };
 
 const logEl = document.getElementById('log')!;
