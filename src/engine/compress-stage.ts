@@ -62,38 +62,50 @@ export class PressCompressStage implements CompressStage {
   }
 
   async run(requests: Request[]): Promise<void> {
+    if (requests.length === 0) return; // most steps: no submit, no error scope
     const t0 = performance.now();
-    const rec = new CommandRecorder(this.gpu, 'compress');
+    let rec: CommandRecorder | null = null; // opened on the first request with work: an empty submit still costs ~2 ms
     const scratch: GPUBuffer[] = [];
     const releases: (() => void)[] = [];
-    for (const r of requests) {
-      r.compressed = true;
-      const done = this.encodeOne(rec, r, scratch);
-      if (done) releases.push(done);
-    }
     try {
-      await rec.submit();
+      for (const r of requests) {
+        r.compressed = true;
+        if (!this.hasWork(r)) continue;
+        rec ??= new CommandRecorder(this.gpu, 'compress');
+        releases.push(this.encodeOne(rec, r, scratch));
+      }
+      if (rec) await rec.submit();
     } finally {
       releases.forEach((f) => f());
       scratch.forEach((b) => this.gpu.destroyBuffer(b));
       requests.forEach((r) => this.drop(r.id));
     }
-    if (releases.length) this.stats.ms += performance.now() - t0;
+    if (rec) this.stats.ms += performance.now() - t0;
   }
 
-  /** Encodes one request's scoring and compaction; returns the cleanup to run after the submit, or null if nothing to do. */
-  private encodeOne(rec: CommandRecorder, r: Request, scratch: GPUBuffer[]): (() => void) | null {
+  /** Whether a request's press would evict anything (a recomputed request without a window keeps all). */
+  private hasWork(r: Request): boolean {
     const spec = r.compression;
-    if (!spec || spec.press === 'none' || spec.ratio <= 0 || !this.kv.has(r.id)) return null;
-    const c = this.config;
+    if (!spec || spec.press === 'none' || spec.ratio <= 0 || !this.kv.has(r.id)) return false;
+    const { evict, n } = this.plan(r);
+    return evict > 0 && evict < n && (!this.press(spec.press).needsQueries || this.windows.has(r.id));
+  }
+
+  /** Tokens cached, the compressible region, and how many of them go. */
+  private plan(r: Request): { n: number; start: number; end: number; evict: number } {
+    const spec = r.compression!;
     const n = this.kv.numTokens(r.id);
     const start = Math.min(spec.region?.start ?? 0, n);
     const end = Math.min(spec.region?.end ?? n, n);
-    const evict = Math.floor((end - start) * spec.ratio);
-    if (evict <= 0 || evict >= n) return null;
-    const press = this.press(spec.press);
+    return { n, start, end, evict: Math.floor((end - start) * spec.ratio) };
+  }
+
+  /** Encodes one request's scoring and compaction (hasWork(r) holds); returns the cleanup to run after the submit. */
+  private encodeOne(rec: CommandRecorder, r: Request, scratch: GPUBuffer[]): () => void {
+    const c = this.config;
+    const { n, start, end, evict } = this.plan(r);
+    const press = this.press(r.compression!.press);
     const window = this.windows.get(r.id);
-    if (press.needsQueries && !window) return null; // recomputed after preemption without a window: keep everything
     const blockTable = uploadBuffer(this.gpu, 'press:block_table', Uint32Array.from(this.kv.blockTable(r.id)));
     scratch.push(blockTable);
     const scores = Array.from({ length: c.numLayers }, (_, l) => storageBuffer(this.gpu, `press:scores${l}`, c.numKvHeads * n * 4));
