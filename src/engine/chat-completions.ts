@@ -11,7 +11,8 @@ export class ChatCompletions {
   create(req: ChatCompletionRequest): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>>;
   async create(req: ChatCompletionRequest): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> {
     const opts = this.toOptions(req);
-    const { id, queue } = this.engine.submit(req.messages, opts); // throws on bad input, before anything streams
+    // bad input (an unreadable image included) throws here, before anything streams
+    const { id, queue } = this.engine.submit(await this.engine.prepare(req.messages), opts);
     const created = Math.floor(Date.now() / 1000);
     const model = this.engine.modelId;
     if (req.stream) return streamChunks(id, created, model, queue, () => this.engine.abort(id));
@@ -36,8 +37,9 @@ export class ChatCompletions {
     }
     if (!Array.isArray(req.messages) || req.messages.length === 0) throw new TypeError("'messages' must be a non-empty array of {role, content}");
     for (const m of req.messages) {
-      if (typeof m?.content !== 'string' || !['system', 'user', 'assistant'].includes(m.role)) {
-        throw new TypeError(`each message needs role 'system' | 'user' | 'assistant' and string content; got ${JSON.stringify(m)?.slice(0, 80)}`);
+      const okContent = typeof m?.content === 'string' || (Array.isArray(m?.content) && m.content.every((p) => ['text', 'image_url', 'image'].includes(p?.type)));
+      if (!okContent || !['system', 'user', 'assistant'].includes(m.role)) {
+        throw new TypeError(`each message needs role 'system' | 'user' | 'assistant' and content: a string or parts {type: 'text' | 'image_url' | 'image'}; got ${JSON.stringify(m)?.slice(0, 80)}`);
       }
     }
     const num = (name: string, v: number | undefined, lo: number, hi: number) => {

@@ -18,7 +18,11 @@ import { IncrementalDetokenizer } from './detokenizer.ts';
 import { runStep } from './step-runner.ts';
 import { validateRequest } from './validate.ts';
 import type { ChatMessage, CompressionOptions, EngineEvent, GenerateOptions, GenerationChunk, GenerationResult, LoadProgress } from './types.ts';
-import type { CompressionSpec } from '../scheduler/request.ts';
+import type { CompressionSpec, PromptImage } from '../scheduler/request.ts';
+import { MultimodalProcessor, type MultimodalMessage } from '../model/multimodal-processor.ts';
+import { VisionEncoder, type VisionEncoderOptions } from '../model/vision-encoder.ts';
+import { PrefixCache } from '../kv/prefix-cache.ts';
+import { ImageFeatureCache } from './image-features.ts';
 
 export interface EngineOptions {
   weightDtype?: WeightDtype | 'auto';
@@ -33,8 +37,23 @@ export interface EngineOptions {
   scheduler?: Partial<SchedulerConfig>;
   /** KV compression applied to every request that does not set its own (default none). */
   compression?: CompressionOptions;
+  /** Vision encoder: 'auto' (WebGPU on this engine's device where onnxruntime-web can, else wasm), or a backend / file. */
+  vision?: Omit<VisionEncoderOptions, 'onProgress'>;
+  /** GPU bytes kept for image features of past images (default 32 MiB). */
+  imageCacheBytes?: number;
+  /** Share KV pages of equal prompt prefixes across requests (default true). */
+  prefixCache?: boolean;
   onProgress?: (p: LoadProgress) => void;
 }
+
+/** A prompt ready for the scheduler: ids, and the images whose features fill image-token positions (pinned in the feature cache). */
+export interface PreparedPrompt {
+  ids: number[];
+  images: PromptImage[];
+}
+
+/** What `stream`, `generate` and `submit` take: text, chat messages (with images for a VLM), token ids, or a prepared prompt. */
+export type PromptInput = string | ChatMessage[] | number[] | PreparedPrompt;
 
 /** A request in flight: what the loop needs to stream it to its caller. */
 interface Active {
@@ -66,6 +85,8 @@ export class Engine {
   readonly presses: PressCompressStage;
   compressStage: CompressStage;
   private readonly defaultCompression: CompressionOptions | null;
+  readonly prefixCache: PrefixCache | null;
+  readonly imageCache: ImageFeatureCache;
 
   private constructor(
     readonly gpu: Gpu,
@@ -76,8 +97,13 @@ export class Engine {
     readonly kv: KVCacheManager,
     schedulerConfig: Partial<SchedulerConfig>,
     compression: CompressionOptions | undefined,
+    readonly processor: MultimodalProcessor | null,
+    readonly vision: VisionEncoder | null,
+    opts: EngineOptions,
   ) {
-    this.scheduler = new Scheduler(kv, schedulerConfig);
+    this.prefixCache = opts.prefixCache === false ? null : new PrefixCache(kv.pool, kv);
+    this.imageCache = new ImageFeatureCache(gpu, opts.imageCacheBytes ?? 32 * 2 ** 20);
+    this.scheduler = new Scheduler(kv, schedulerConfig, this.prefixCache);
     this.presses = new PressCompressStage(gpu, loaded.config, pool, kv);
     this.compressStage = this.presses;
     this.defaultCompression = compression ?? null;
@@ -108,7 +134,13 @@ export class Engine {
       maxBlockTableEntries: pool.numPages + Math.ceil(c.maxPositions / pageSize) * (sched.maxRunning ?? 16),
     });
     const kv = new KVCacheManager(new BlockPool(pool.numPages), pageSize);
-    return new Engine(gpu, source.id, loaded, model, pool, kv, sched, opts.compression);
+    let processor: MultimodalProcessor | null = null;
+    let vision: VisionEncoder | null = null;
+    if (loaded.vision) {
+      processor = await MultimodalProcessor.load(source, loaded.tokenizer, loaded.vision);
+      vision = await VisionEncoder.load(gpu, source, loaded.vision, c, loaded.weights, { ...opts.vision, ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
+    }
+    return new Engine(gpu, source.id, loaded, model, pool, kv, sched, opts.compression, processor, vision, opts);
   }
 
   get config() {
@@ -119,19 +151,56 @@ export class Engine {
     return this.loaded.tokenizer;
   }
 
-  /** Token ids of a prompt: text gets the tokenizer's special tokens (BOS), messages the chat template. */
+  /**
+   * Token ids of a text prompt: text gets the tokenizer's special tokens (BOS),
+   * messages the chat template. Messages for a vision model go through `prepare`.
+   */
   encode(input: string | ChatMessage[] | number[]): number[] {
     if (Array.isArray(input) && input.every((x) => typeof x === 'number')) return input as number[];
     if (typeof input === 'string') return this.tokenizer.encode(input);
-    return this.tokenizer.applyChatTemplate(input as ChatMessage[], { addGenerationPrompt: true });
+    const messages = input as ChatMessage[];
+    if (this.processor || messages.some((m) => typeof m.content !== 'string')) {
+      throw new TypeError('messages with images (or for a vision model) need prepare(): use stream, generate or chat.completions.create, which call it');
+    }
+    return this.tokenizer.applyChatTemplate(messages as { role: string; content: string }[], { addGenerationPrompt: true });
+  }
+
+  /**
+   * Any prompt → ids plus image features: images are decoded and checked,
+   * expanded by the model's processor, and encoded by the vision encoder —
+   * unless the feature cache already holds them (same image bytes, same model).
+   * The features stay pinned until the request submitted with them ends.
+   */
+  async prepare(input: PromptInput): Promise<PreparedPrompt> {
+    if (isPrepared(input)) return input;
+    if (typeof input === 'string' || !input.length || typeof input[0] === 'number') return { ids: this.encode(input as string | number[]), images: [] };
+    const messages = input as ChatMessage[];
+    if (!this.processor || !this.vision) {
+      if (messages.some((m) => typeof m.content !== 'string' && m.content.some((p) => p.type !== 'text'))) {
+        throw new TypeError(`model ${this.modelId} takes no images (it has no vision encoder); send text only or load a vision model`);
+      }
+      return { ids: this.encode(messages.map((m) => ({ role: m.role, content: textOf(m.content) }))), images: [] };
+    }
+    const mm = await this.processor.prepare(messages.map(toMultimodal));
+    const images: PromptImage[] = [];
+    try {
+      for (const img of mm.images) {
+        const features = await this.imageCache.acquire(img.key, () => this.vision!.encode(img));
+        images.push({ key: img.key, runs: img.runs, features });
+      }
+    } catch (e) {
+      for (const img of images) this.imageCache.release(img.key);
+      throw e;
+    }
+    return { ids: mm.ids, images };
   }
 
   /**
    * Enqueues a request and streams its chunks; the generator's return value is
    * the whole result. Breaking out of the loop early aborts the request.
    */
-  async *stream(input: string | ChatMessage[] | number[], opts: GenerateOptions = {}): AsyncGenerator<GenerationChunk, GenerationResult> {
-    const { id, queue } = this.submit(input, opts);
+  async *stream(input: PromptInput, opts: GenerateOptions = {}): AsyncGenerator<GenerationChunk, GenerationResult> {
+    const { id, queue } = this.submit(await this.prepare(input), opts);
     const onAbort = () => this.abort(id);
     opts.signal?.addEventListener('abort', onAbort);
     let done = false;
@@ -151,7 +220,7 @@ export class Engine {
   }
 
   /** Runs to completion; `onToken` sees each chunk as it arrives. */
-  async generate(input: string | ChatMessage[] | number[], opts: GenerateOptions & { onToken?: (c: GenerationChunk) => void } = {}): Promise<GenerationResult> {
+  async generate(input: PromptInput, opts: GenerateOptions & { onToken?: (c: GenerationChunk) => void } = {}): Promise<GenerationResult> {
     const it = this.stream(input, opts);
     for (;;) {
       const r = await it.next();
@@ -164,8 +233,17 @@ export class Engine {
    * Adds a request to the scheduler. Validation errors throw here, before
    * anything is queued; the returned queue yields its chunks.
    */
-  submit(input: string | ChatMessage[] | number[], opts: GenerateOptions = {}): { id: string; queue: AsyncQueue<GenerationChunk, GenerationResult> } {
-    const promptIds = this.encode(input);
+  submit(input: PromptInput, opts: GenerateOptions = {}): { id: string; queue: AsyncQueue<GenerationChunk, GenerationResult> } {
+    const prompt = isPrepared(input) ? input : { ids: this.encode(input), images: [] };
+    try {
+      return this.enqueue(prompt, opts);
+    } catch (e) {
+      for (const img of prompt.images) this.imageCache.release(img.key);
+      throw e;
+    }
+  }
+
+  private enqueue({ ids: promptIds, images }: PreparedPrompt, opts: GenerateOptions): { id: string; queue: AsyncQueue<GenerationChunk, GenerationResult> } {
     const maxNew = opts.maxTokens ?? 128;
     validateRequest(this.config, this.kv, this.view.pageSize, promptIds, maxNew);
     const sampling: SamplingParams = {
@@ -175,7 +253,8 @@ export class Engine {
     if (this.active.has(id)) throw new Error(`a request with id '${id}' is already running; request ids must be unique`);
     const compression = opts.compression ?? this.defaultCompression;
     const request = new Request(id, promptIds, Math.min(maxNew, this.config.maxPositions - promptIds.length), sampling);
-    if (compression) request.compression = this.compressionSpec(compression, promptIds.length);
+    request.images = images;
+    if (compression) request.compression = this.compressionSpec(compression, promptIds.length, images);
     if (opts.forceTokens) {
       for (const t of opts.forceTokens) if (!Number.isInteger(t) || t < 0 || t >= this.config.vocabSize) throw new RangeError(`forceTokens: id ${t} is outside the vocabulary`);
       request.forcedTokens = opts.forceTokens;
@@ -194,17 +273,29 @@ export class Engine {
   }
 
   /** Checks a request's compression options and resolves its observation window. */
-  private compressionSpec(o: CompressionOptions, promptTokens: number): CompressionSpec {
+  private compressionSpec(o: CompressionOptions, promptTokens: number, images: readonly PromptImage[] = []): CompressionSpec {
     if (!(o.ratio >= 0 && o.ratio < 1)) throw new RangeError(`compression ratio must be in [0, 1), got ${o.ratio}`);
     const needsQueries = this.presses.needsQueries(o.press); // throws for an unknown press, listing the known ones
     const window = needsQueries ? Math.min(o.window ?? 16, promptTokens) : 0;
     if (window > this.scheduler.config.maxPrefillChunk) {
       throw new RangeError(`compression window ${window} exceeds the prefill chunk (${this.scheduler.config.maxPrefillChunk}); use a smaller window`);
     }
-    if (o.region && !(0 <= o.region.start && o.region.start <= o.region.end)) {
-      throw new RangeError(`compression region [${o.region.start}, ${o.region.end}) is not a range of prompt tokens`);
+    const region = this.compressionRegion(o.region, images);
+    return { press: o.press, ratio: o.ratio, window, ...(region ? { region } : {}) };
+  }
+
+  /** 'all' → the whole prompt; 'image' → the span of the image tokens (an error without images); a range as given. */
+  private compressionRegion(r: CompressionOptions['region'], images: readonly PromptImage[]): CompressionSpec['region'] {
+    if (r === undefined || r === 'all') return undefined;
+    if (r === 'image') {
+      const runs = images.flatMap((i) => i.runs);
+      if (!runs.length) throw new RangeError("compression region 'image' needs a prompt with an image");
+      return { start: Math.min(...runs.map((x) => x.start)), end: Math.max(...runs.map((x) => x.start + x.count)) };
     }
-    return { press: o.press, ratio: o.ratio, window, ...(o.region ? { region: o.region } : {}) };
+    if (!(typeof r === 'object' && 0 <= r.start && r.start <= r.end)) {
+      throw new RangeError(`compression region ${JSON.stringify(r)} is not 'all', 'image' or a range {start, end} of prompt tokens`);
+    }
+    return r;
   }
 
   /** Stops a request now: its pages go back to the pool at once; its stream ends with finishReason 'abort'. */
@@ -239,6 +330,8 @@ export class Engine {
       gpuBytes: mem.bytes,
       gpuPeakBytes: mem.peakBytes,
       compression: { ...this.presses.stats },
+      vision: { encoderCalls: this.vision?.calls ?? 0, imagesEncoded: this.imageCache.misses, featureCacheHits: this.imageCache.hits },
+      prefixCache: this.prefixCache?.snapshot() ?? { lookups: 0, hitRequests: 0, hitTokens: 0, cachedPages: 0 },
     };
   }
 
@@ -259,6 +352,8 @@ export class Engine {
     for (const id of [...this.active.keys()]) this.abort(id);
     await this.looping;
     this.presses.dispose();
+    this.vision?.destroy();
+    this.imageCache.clear();
     this.model.destroy();
     this.pool.destroy();
   }
@@ -295,6 +390,11 @@ export class Engine {
     // a request aborted while the compress stage ran has already given its pages back: drop its rows
     plan = { ...plan, decode: plan.decode.filter((r) => !r.finished), prefill: plan.prefill.filter((p) => !p.request.finished) };
     const sampled = await runStep(this.model, this.kv, this.view, plan, (r, rows) => this.compressStage.captureFor(r, rows));
+    if (this.prefixCache) {
+      for (const r of [...plan.decode, ...plan.prefill.map((p) => p.request)]) {
+        if (r.prefixCacheable && !r.finished && this.kv.has(r.id)) this.prefixCache.publish(r, r.numCachedSlots);
+      }
+    }
     const now = performance.now();
     for (const p of plan.prefill) if (p.samples) p.request.times.prefillDone ??= now;
     this.counters.record(plan, sampled.length);
@@ -327,6 +427,8 @@ export class Engine {
     r.times.finished = performance.now();
     this.scheduler.finish(r);
     this.compressStage.drop(r.id);
+    this.prefixCache?.drop(r.id);
+    for (const img of r.images) this.imageCache.release(img.key);
     if (reason === 'abort') this.counters.aborted++;
     else this.counters.finished++;
     const rest = a.detok.flush();
@@ -348,4 +450,26 @@ export class Engine {
   private emit(e: EngineEvent): void {
     for (const l of this.listeners) l(e);
   }
+}
+
+function isPrepared(input: PromptInput): input is PreparedPrompt {
+  return typeof input === 'object' && !Array.isArray(input) && input !== null && Array.isArray((input as PreparedPrompt).ids);
+}
+
+function textOf(content: ChatMessage['content']): string {
+  return typeof content === 'string' ? content : content.map((p) => (p.type === 'text' ? p.text : '')).join('');
+}
+
+/** OpenAI content parts → the processor's: image_url and image parts both become images. */
+function toMultimodal(m: ChatMessage): MultimodalMessage {
+  if (typeof m.content === 'string') return { role: m.role, content: m.content };
+  return {
+    role: m.role,
+    content: m.content.map((p) => {
+      if (p.type === 'text') return { type: 'text' as const, text: p.text };
+      if (p.type === 'image_url') return { type: 'image' as const, image: p.image_url.url };
+      if (p.type === 'image') return { type: 'image' as const, image: p.image };
+      throw new TypeError(`unknown content part type '${(p as { type: string }).type}' (use 'text', 'image_url' or 'image')`);
+    }),
+  };
 }

@@ -1,4 +1,4 @@
-import type { KvCacheView, LlamaModel, StepInput } from '../model/llama.ts';
+import type { EmbedRows, KvCacheView, LlamaModel, StepInput } from '../model/llama.ts';
 import type { KVCacheManager } from '../kv/kv-cache-manager.ts';
 import { packAttentionBatch, type BatchRows } from '../kv/attention-batch.ts';
 import type { StepPlan } from '../scheduler/step-plan.ts';
@@ -34,9 +34,11 @@ export async function runStep(model: LlamaModel, kv: KVCacheManager, view: KvCac
   const sampling: StepInput['sampling'] = [];
   const positions = new Uint32Array(packed.nq);
   const capture: NonNullable<StepInput['capture']> = [];
+  const embeds: EmbedRows[] = [];
   let row = 0;
   for (const p of parts) {
     tokens.set(p.request.tokens(p.start, p.count), row);
+    embeds.push(...imageRows(p.request, p.start, p.count, row));
     for (let i = 0; i < p.count; i++) positions[row + i] = p.start + i;
     const w = Math.min(p.request.finalChunkMin, p.count);
     if (captureTo && p.samples && w > 0) {
@@ -49,7 +51,7 @@ export async function runStep(model: LlamaModel, kv: KVCacheManager, view: KvCac
     }
   }
   const out = await model.step(
-    { tokens, positions, slots: packed.slots, rowInfo: packed.rowInfo, blockTables: packed.blockTables, logitRows: Uint32Array.from(logitRows), sampling, ...(capture.length ? { capture } : {}) },
+    { tokens, positions, slots: packed.slots, rowInfo: packed.rowInfo, blockTables: packed.blockTables, logitRows: Uint32Array.from(logitRows), sampling, ...(capture.length ? { capture } : {}), ...(embeds.length ? { embeds } : {}) },
     view,
     { returnLogits: parts.some((p) => p.samples && p.request.wantsLogits) },
   );
@@ -69,4 +71,17 @@ export async function runStep(model: LlamaModel, kv: KVCacheManager, view: KvCac
     sampled.push(entry);
   }
   return sampled;
+}
+
+/** The step rows [row, row+count) that hold image tokens of `r`'s positions [start, start+count), with their feature rows. */
+function imageRows(r: Request, start: number, count: number, row: number): EmbedRows[] {
+  const out: EmbedRows[] = [];
+  for (const img of r.images) {
+    for (const run of img.runs) {
+      const a = Math.max(start, run.start);
+      const b = Math.min(start + count, run.start + run.count);
+      if (a < b) out.push({ row: row + a - start, count: b - a, source: img.features, sourceRow: run.featureRow + a - run.start });
+    }
+  }
+  return out;
 }

@@ -1,9 +1,19 @@
 /** Types at the engine's public boundary. Names follow transformers.js (camelCase) and OpenAI. */
 import type { RequestMetrics } from '../scheduler/metrics.ts';
+import type { PixelData } from '../model/image-input.ts';
+
+/** An image as the page or a caller has it: a URL (data:, blob:, http(s):) or the bytes/bitmap itself. */
+export type ImageInput = string | Blob | ImageBitmap | PixelData;
+
+/** OpenAI-style content parts; `{type: 'image', image}` is the extension for a File/Blob/ImageBitmap. */
+export type ContentPart =
+  | { type: 'text'; text: string }
+  | { type: 'image_url'; image_url: { url: string } }
+  | { type: 'image'; image: Blob | ImageBitmap | PixelData };
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
-  content: string;
+  content: string | ContentPart[];
 }
 
 /** KV-cache compression of a request's prompt (kvpress-style presses; see src/kv/presses). */
@@ -14,8 +24,8 @@ export interface CompressionOptions {
   ratio: number;
   /** Observation window (last prompt tokens) for attention-based presses; default 16. */
   window?: number;
-  /** The compressible tokens [start, end) of the prompt (e.g. only the image's); default all. */
-  region?: { start: number; end: number };
+  /** The compressible tokens: 'all' (default), 'image' (only image tokens' span), or [start, end) of the prompt. */
+  region?: 'all' | 'image' | { start: number; end: number };
 }
 
 export interface GenerateOptions {

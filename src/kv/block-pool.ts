@@ -30,6 +30,8 @@ export class BlockPool {
   private readonly prev: Int32Array;
   private free_ = 0;
   private peak = 0;
+  /** Told when `allocate` hands out a free page, whose old contents are then lost (the prefix cache forgets it). */
+  onReuse: ((page: number) => void) | null = null;
 
   constructor(readonly numPages: number) {
     if (!Number.isInteger(numPages) || numPages < 0) throw new RangeError(`BlockPool: numPages must be a non-negative integer, got ${numPages}`);
@@ -54,9 +56,23 @@ export class BlockPool {
       this.unlink(p);
       this.refs[p] = 1;
       out.push(p);
+      this.onReuse?.(p);
     }
     this.peak = Math.max(this.peak, this.numUsed);
     return out;
+  }
+
+  /**
+   * Takes one more reference to a page whose contents are wanted again (a
+   * prefix-cache hit): a free page leaves the free list, a used page is shared.
+   */
+  reclaim(page: number): void {
+    this.checkPage('reclaim', page);
+    if (this.refs[page] === 0) {
+      this.unlink(page);
+    }
+    this.refs[page]++;
+    this.peak = Math.max(this.peak, this.numUsed);
   }
 
   /** Adds one reference to each page (a page listed twice gets two). Every page must be in use. */

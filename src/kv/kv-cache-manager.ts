@@ -63,6 +63,15 @@ export class KVCacheManager {
     return true;
   }
 
+  /**
+   * Starts `seqId` on pages that already hold its first `pages.length * pageSize`
+   * tokens (a prefix-cache hit; the caller has taken a reference on each).
+   */
+  adopt(seqId: SeqId, pages: readonly number[]): void {
+    if (this.seqs.has(seqId)) throw new Error(`KVCacheManager.adopt: sequence ${JSON.stringify(seqId)} already exists`);
+    this.seqs.set(seqId, { pages: [...pages], tokens: pages.length * this.pageSize });
+  }
+
   /** The sequence's page ids, token order. A read-only view: copy it before the next allocateSlots. */
   blockTable(seqId: SeqId): readonly number[] {
     return this.get(seqId, 'blockTable').pages;

@@ -42,6 +42,16 @@ export interface StepInput {
   /** For each entry, copy these rows' q|k|v (after RoPE) of every layer into `buffers[layer]`
    * (f32 [rows, qkvDim]): the observation windows that attention-based KV presses score with. */
   capture?: { rows: Uint32Array; buffers: readonly GPUBuffer[] }[];
+  /** Rows whose input embedding comes from `source` (f32 [.., hidden], e.g. vision features)
+   * instead of the token table: rows [row, row+count) ← source rows [sourceRow, sourceRow+count). */
+  embeds?: EmbedRows[];
+}
+
+export interface EmbedRows {
+  row: number;
+  count: number;
+  source: GPUBuffer;
+  sourceRow: number;
 }
 
 export interface StepOutput {
@@ -112,7 +122,7 @@ export class LlamaModel {
     const rec = new CommandRecorder(this.gpu, 'forward', opts.timer);
     // capture windows are rare (once per compressed prompt): small id buffers per step are fine
     const captureIds = (input.capture ?? []).map((c) => uploadBuffer(this.gpu, 'act:capture_rows', c.rows));
-    this.encodeForward(rec, input.tokens.length, input.logitRows.length, kv, input.capture, captureIds);
+    this.encodeForward(rec, input.tokens.length, input.logitRows.length, kv, input.capture, captureIds, input.embeds ?? []);
     const freeCaptureIds = () => captureIds.forEach((b) => this.gpu.destroyBuffer(b));
     const s = input.logitRows.length;
     const st = this.state;
@@ -146,7 +156,7 @@ export class LlamaModel {
 
   // ---------------------------------------------------------------- forward
 
-  private encodeForward(rec: CommandRecorder, n: number, s: number, kv: KvCacheView, capture: StepInput['capture'], captureIds: GPUBuffer[]): void {
+  private encodeForward(rec: CommandRecorder, n: number, s: number, kv: KvCacheView, capture: StepInput['capture'], captureIds: GPUBuffer[], embeds: EmbedRows[]): void {
     const c = this.config;
     const st = this.state;
     const w = this.weights;
@@ -157,6 +167,7 @@ export class LlamaModel {
     const F = c.intermediateSize;
 
     encodeGather(rec, { table: w.embed, dtype: w.dtype, ids: st.tokens, out: st.x, rows: n, dim: D, tableRows: c.vocabSize });
+    for (const e of embeds) rec.copy(e.source, e.sourceRow * D * 4, st.x, e.row * D * 4, e.count * D * 4);
     for (let l = 0; l < c.numLayers; l++) {
       const lw = w.layers[l];
       // attention block: x += o(attn(rope(qkv(norm(x)))))
@@ -218,6 +229,12 @@ export class LlamaModel {
     writeBuffer(gpu, st.slots, input.slots);
     writeBuffer(gpu, st.rowInfo, input.rowInfo);
     writeBuffer(gpu, st.blockTables, input.blockTables);
+    for (const e of input.embeds ?? []) {
+      const end = (e.sourceRow + e.count) * this.config.hiddenSize * 4;
+      if (e.count <= 0 || e.row < 0 || e.row + e.count > n || e.sourceRow < 0 || end > e.source.size) {
+        throw new RangeError(`step: embedding rows [${e.row}, ${e.row + e.count}) from source rows at ${e.sourceRow} do not fit the step (${n} rows) or the source (${e.source.size} bytes)`);
+      }
+    }
     for (const { rows, buffers } of input.capture ?? []) {
       if (buffers.length !== this.config.numLayers) throw new RangeError(`step: capture needs one buffer per layer (${this.config.numLayers}), got ${buffers.length}`);
       for (const r of rows) if (r >= n) throw new RangeError(`step: capture row ${r} is not one of the ${n} rows`);

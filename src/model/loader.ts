@@ -9,6 +9,7 @@
  * model.language_model.*, language_model.model.*) are read under the canonical names.
  */
 import { parseConfig, type ModelConfig } from './config.ts';
+import { parseVisionConfig, type VisionSpec } from './vision-config.ts';
 import { parseSafetensors, tensorToF16Bits, tensorToF32, type ParsedSafetensors, type TensorInfo } from './safetensors.ts';
 import type { FileProgress, ModelSource } from './source.ts';
 import { loadTokenizer, type Tokenizer } from './tokenizer.ts';
@@ -22,6 +23,10 @@ export interface LoadedModel {
   tokenizer: Tokenizer;
   generationConfig: Record<string, unknown>;
   source: ModelSource;
+  /** The image path of a VLM (idefics3 / llava), null for a text model. */
+  vision: VisionSpec | null;
+  /** config.json says the weights are random (a generated test model). */
+  randomWeights: boolean;
 }
 
 export interface LoadOptions {
@@ -52,16 +57,31 @@ export async function loadModel(source: ModelSource, opts: LoadOptions = {}): Pr
   };
 
   let config: ModelConfig;
+  let vision: VisionSpec | null;
+  const configJson = await readJson('config.json');
   try {
-    config = parseConfig(await readJson('config.json'));
+    config = parseConfig(configJson);
+    vision = parseVisionConfig(configJson);
   } catch (e) {
     throw new Error(`${where}: ${(e as Error).message}`);
   }
   const generationConfig = (await source.has('generation_config.json')) ? await readJson('generation_config.json') : {};
   config.eosTokenIds = mergeEos(generationConfig.eos_token_id, config.eosTokenIds);
   const tokenizer = await loadTokenizer(source, { eosTokenIds: config.eosTokenIds });
-  const weights = await loadWeights(source, config, opts, where, readJson);
-  return { config, weights, tokenizer, generationConfig, source };
+  const extra = vision?.kind === 'llava' ? projectorShapes(vision, config) : new Map<string, number[]>();
+  const weights = await loadWeights(source, config, extra, opts, where, readJson);
+  return { config, weights, tokenizer, generationConfig, source, vision, randomWeights: configJson.fastcache_random_weights === true };
+}
+
+/** LLaVA's multi_modal_projector (linear_1 → act → linear_2), under its canonical names. */
+export function projectorShapes(vision: VisionSpec, config: ModelConfig): Map<string, number[]> {
+  const h = config.hiddenSize;
+  return new Map([
+    ['multi_modal_projector.linear_1.weight', [h, vision.visionHidden]],
+    ['multi_modal_projector.linear_1.bias', [h]],
+    ['multi_modal_projector.linear_2.weight', [h, h]],
+    ['multi_modal_projector.linear_2.bias', [h]],
+  ]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -71,11 +91,12 @@ export async function loadModel(source: ModelSource, opts: LoadOptions = {}): Pr
 async function loadWeights(
   source: ModelSource,
   config: ModelConfig,
+  extra: Map<string, number[]>,
   opts: LoadOptions,
   where: string,
   readJson: (file: string) => Promise<Record<string, unknown>>,
 ): Promise<Map<string, CpuTensor>> {
-  const expected = expectedTensorShapes(config);
+  const expected = new Map([...expectedTensorShapes(config), ...extra]);
   let files: string[];
   let prefix: string | null = null;
   if (await source.has(INDEX_FILE)) {
@@ -139,6 +160,7 @@ function convert(bytes: Uint8Array, info: TensorInfo, dataOffset: number, want: 
 /** The names a canonical tensor may have in the checkpoint, given its text prefix. */
 function candidates(name: string, prefix: string): string[] {
   if (name === LM_HEAD) return LM_HEAD_NAMES;
+  if (!name.startsWith('model.')) return [name, 'model.' + name]; // a VLM's own parts (projector)
   return [prefix + name.slice('model.'.length)];
 }
 

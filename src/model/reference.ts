@@ -146,10 +146,13 @@ export class ReferenceModel {
     this.values = [];
   }
 
-  /** Run the tokens after the cached ones; returns the logits of the last one ([vocab]). */
-  forward(tokens: number[]): Float32Array {
+  /**
+   * Run the tokens after the cached ones; returns the logits of the last one ([vocab]).
+   * `embeds[i]`, when given, replaces token i's embedding (an image token's vision features).
+   */
+  forward(tokens: number[], embeds?: readonly (Float32Array | null)[]): Float32Array {
     if (tokens.length === 0) throw new RangeError('forward: no tokens');
-    for (const t of tokens) this.step(t);
+    tokens.forEach((t, i) => this.step(t, embeds?.[i] ?? null));
     return this.s.logits.slice();
   }
 
@@ -162,11 +165,11 @@ export class ReferenceModel {
   }
 
   /** Greedy decoding from scratch (resets the cache): up to maxNewTokens new ids, an EOS included. */
-  greedy(promptIds: number[], maxNewTokens: number, eosIds: number[] = this.config.eosTokenIds): number[] {
+  greedy(promptIds: number[], maxNewTokens: number, eosIds: number[] = this.config.eosTokenIds, embeds?: readonly (Float32Array | null)[]): number[] {
     this.reset();
     const out: number[] = [];
     if (maxNewTokens <= 0) return out;
-    let logits = this.forward(promptIds);
+    let logits = this.forward(promptIds, embeds);
     for (;;) {
       const next = argmax(logits);
       out.push(next);
@@ -202,7 +205,7 @@ export class ReferenceModel {
   // -------------------------------------------------------------------------------------------
 
   /** One token at position this.len through every layer; leaves its logits in s.logits. */
-  private step(token: number): void {
+  private step(token: number, embedding: Float32Array | null = null): void {
     const c = this.config;
     const { s, w } = this;
     const slot = this.len;
@@ -215,7 +218,8 @@ export class ReferenceModel {
     const kv = c.numKvHeads * c.headDim;
     const { cos, sin } = this.ropeAt(pos);
 
-    s.x.set(w.embed.subarray(token * h, token * h + h));
+    if (embedding && embedding.length !== h) throw new RangeError(`embedding has ${embedding.length} values, the model's hidden size is ${h}`);
+    s.x.set(embedding ?? w.embed.subarray(token * h, token * h + h));
     for (let l = 0; l < c.numLayers; l++) {
       const lw = w.layers[l];
       // Attention: x += o_proj(attn(rope(q), rope(k), v))

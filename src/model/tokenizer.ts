@@ -26,6 +26,8 @@ export interface Tokenizer {
   /** Number of entries in the vocabulary, added tokens included. */
   readonly vocabSize: number;
   readonly hasChatTemplate: boolean;
+  /** The transformers.js tokenizer itself, for a transformers.js processor to wrap (src/model/multimodal-processor.ts). */
+  readonly hf: unknown;
 }
 
 /** The subset of transformers' PreTrainedTokenizer used here. */
@@ -80,6 +82,10 @@ class HfTokenizerAdapter implements Tokenizer {
   readonly bosTokenId?: number;
   readonly vocabSize: number;
   readonly hasChatTemplate: boolean;
+
+  get hf(): unknown {
+    return this.tok;
+  }
 
   constructor(private readonly tok: HfTokenizer, extraEos: number[]) {
     this.eosTokenIds = [...new Set([...(tok.eos_token_id != null ? [tok.eos_token_id] : []), ...extraEos])];

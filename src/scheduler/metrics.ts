@@ -47,6 +47,10 @@ export interface EngineStats {
   gpuPeakBytes: number;
   /** The compress stage so far: requests compressed, tokens evicted, pages freed, time spent. */
   compression: { requests: number; evictedTokens: number; freedPages: number; ms: number };
+  /** Images: vision-encoder runs (calls) and images served from the feature cache instead. */
+  vision: { encoderCalls: number; imagesEncoded: number; featureCacheHits: number };
+  /** Prefix cache: prompt tokens whose KV was reused instead of prefilled. */
+  prefixCache: { lookups: number; hitRequests: number; hitTokens: number; cachedPages: number };
 }
 
 /** Accumulates per-step counts for EngineStats. */

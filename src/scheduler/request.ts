@@ -26,6 +26,13 @@ export interface CompressionSpec {
   /** Prompt tokens at the end whose queries attention-based presses score with (0 = none needed). */
   window: number;
 }
+/** An image in the prompt: its content key, the positions its features fill, and the features (f32 [rows, hidden]). */
+export interface PromptImage {
+  key: string;
+  runs: readonly { start: number; count: number; featureRow: number }[];
+  features: GPUBuffer;
+}
+
 export type FinishReason = 'stop' | 'length' | 'abort';
 
 export interface RequestTimes {
@@ -54,6 +61,10 @@ export class Request {
   forcedTokens: readonly number[] | null = null;
   /** Keep the next-token logits of each step (quality measurements). */
   wantsLogits = false;
+  /** Images whose features replace the embeddings of image-token positions. */
+  images: readonly PromptImage[] = [];
+  /** Prompt tokens whose KV came from the prefix cache (last admission). */
+  prefixHitTokens = 0;
 
   constructor(
     readonly id: string,
@@ -96,11 +107,30 @@ export class Request {
     return out;
   }
 
+  /** Shares KV pages through the prefix cache: not when a press will rewrite them in place. */
+  get prefixCacheable(): boolean {
+    return !this.compression || this.compression.ratio === 0;
+  }
+
+  /** The image content behind tokens [start, start+count): part of their prefix-cache key. */
+  extraKey(start: number, count: number): string {
+    const parts: string[] = [];
+    for (const img of this.images) {
+      for (const r of img.runs) {
+        const a = Math.max(start, r.start);
+        const b = Math.min(start + count, r.start + r.count);
+        if (a < b) parts.push(`${img.key}@${r.featureRow + a - r.start}+${b - a}`);
+      }
+    }
+    return parts.join(';');
+  }
+
   /** Drops the KV bookkeeping after preemption: the tokens stay, the cache is recomputed later. */
   resetComputed(): void {
     this.numComputedTokens = 0;
     this.compressed = false;
     this.evictedTokens = 0;
+    this.prefixHitTokens = 0;
     this.numPreemptions++;
   }
 }

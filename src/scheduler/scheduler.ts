@@ -1,3 +1,4 @@
+import type { PrefixCache } from '../kv/prefix-cache.ts';
 import type { KVCacheManager } from '../kv/kv-cache-manager.ts';
 import type { Request } from './request.ts';
 import type { PrefillChunk, StepPlan } from './step-plan.ts';
@@ -45,6 +46,7 @@ export class Scheduler {
   constructor(
     private readonly kv: KVCacheManager,
     config: Partial<SchedulerConfig> = {},
+    private readonly prefix: PrefixCache | null = null,
   ) {
     this.config = { ...DEFAULT_SCHEDULER_CONFIG, ...config };
     const c = this.config;
@@ -151,15 +153,35 @@ export class Scheduler {
     }
     while (this.waiting.length > 0 && this.running.length < c.maxRunning && budget > 0) {
       const r = this.waiting[0];
-      const pagesNeeded = this.kv.pagesFor(r.numTokens) + c.admissionReservePages;
-      if (this.kv.numFreePages < pagesNeeded && this.running.length > 0) return;
-      if (!chunk(r)) return;
+      this.attachPrefix(r);
+      const held = this.kv.has(r.id) ? this.kv.blockTable(r.id).length : 0;
+      const pagesNeeded = this.kv.pagesFor(r.numTokens) - held + c.admissionReservePages;
+      if ((this.kv.numFreePages < pagesNeeded && this.running.length > 0) || !chunk(r)) {
+        this.detachPrefix(r);
+        return;
+      }
       this.waiting.shift();
       this.running.push(r);
     }
   }
 
   // ---------------------------------------------------------------- helpers
+
+  /** A request about to be admitted starts on the cached pages of its longest known prefix. */
+  private attachPrefix(r: Request): void {
+    if (!this.prefix || !r.prefixCacheable || this.kv.has(r.id) || r.numComputedTokens > 0) return;
+    // at least the last token is computed: its step samples the next one
+    r.prefixHitTokens = this.prefix.attach(r, r.numTokens - 1);
+    r.numComputedTokens = r.prefixHitTokens;
+  }
+
+  /** Undoes attachPrefix when the request could not be admitted after all. */
+  private detachPrefix(r: Request): void {
+    if (r.prefixHitTokens === 0) return;
+    if (this.kv.has(r.id)) this.kv.free(r.id);
+    r.numComputedTokens = 0;
+    r.prefixHitTokens = 0;
+  }
 
   /** One more slot for `r`, preempting newer running requests while the pool is full. */
   private allocateOrPreempt(r: Request, plan: StepPlan): boolean {

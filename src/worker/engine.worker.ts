@@ -31,6 +31,8 @@ const api: EngineWorkerApi = {
       adapter: `${gpu.adapter.vendor} ${gpu.adapter.architecture}`.trim(),
       kvPages: engine.pool.numPages,
       pageSize: engine.pool.pageSize,
+      vision: engine.vision !== null,
+      randomWeights: engine.loaded.randomWeights,
     };
   },
   async createCompletion(req, onChunk) {

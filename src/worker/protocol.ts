@@ -27,6 +27,10 @@ export interface LoadedInfo {
   adapter: string;
   kvPages: number;
   pageSize: number;
+  /** The model takes images (a vision encoder is loaded). */
+  vision: boolean;
+  /** The weights are random (a generated test model): its answers mean nothing. */
+  randomWeights: boolean;
 }
 
 export interface EngineWorkerApi {
