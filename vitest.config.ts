@@ -20,7 +20,7 @@ export default defineConfig({
         },
       },
       {
-        optimizeDeps: { include: ['@huggingface/transformers', 'comlink'] },
+        optimizeDeps: { include: ['@huggingface/transformers', 'comlink', 'onnxruntime-web/webgpu'] },
         test: {
           name: 'browser',
           // Kernel and engine tests that do not read the disk run in Chromium too.

@@ -14,12 +14,9 @@
 import { execSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { createServer } from 'vite';
-import { chromium } from 'playwright-core';
+import { openHeadless } from '../scripts/headless.ts';
 import { markdownTable, renderPanels } from './plot.ts';
 import type { BenchResult } from './types.ts';
-
-const DEFAULT_FLAGS = ['--no-sandbox', '--enable-unsafe-webgpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
 
 function parse(argv: string[]) {
   const [name, ...rest] = argv;
@@ -44,18 +41,9 @@ function parse(argv: string[]) {
 
 async function main(): Promise<void> {
   const a = parse(process.argv.slice(2));
-  // no HMR and no file watching: an edit elsewhere in the tree must not reload the page mid-run
-  const server = await createServer({ root: resolve(import.meta.dirname, '..'), logLevel: 'warn', server: { port: 0, host: '127.0.0.1', hmr: false, watch: null } });
-  await server.listen();
-  const address = server.httpServer!.address();
-  const port = typeof address === 'object' && address ? address.port : 5173;
-  const args = [...DEFAULT_FLAGS, ...a.flags];
-  const browser = await chromium.launch({ executablePath: a.browser, headless: true, args });
+  const { page, browser, args, close } = await openHeadless('bench/page.html', { browser: a.browser, flags: a.flags });
   try {
-    const page = await browser.newPage();
     page.on('console', (m) => m.text().startsWith('[bench]') && console.log(m.text().slice(8)));
-    page.on('pageerror', (e) => console.error(`page error: ${e.message}`));
-    await page.goto(`http://127.0.0.1:${port}/bench/page.html`);
     await page.waitForFunction(() => typeof window.runBench === 'function');
     page.setDefaultTimeout(a.timeout * 1000);
     const result = (await page.evaluate(([n, o]) => window.runBench(n, o), [a.name, a.opts] as const)) as BenchResult & { adapter: unknown };
@@ -81,8 +69,7 @@ async function main(): Promise<void> {
     (result.notes ?? []).forEach((n) => console.log(`- ${n}`));
     console.log(`\nwrote ${base}.{json,md,png}`);
   } finally {
-    await browser.close();
-    await server.close();
+    await close();
   }
 }
 

@@ -149,7 +149,7 @@ describe('chat.completions.create', () => {
       ['a model that is not loaded', { model: 'gpt-4o', messages }, /model 'gpt-4o' is not loaded/, Error],
       ['no messages', { messages: [] }, /'messages' must be a non-empty array/, TypeError],
       ['a bad role', { messages: [{ role: 'tool', content: 'x' } as unknown as ChatMessage] }, /role 'system' \| 'user' \| 'assistant'/, TypeError],
-      ['content that is not a string', { messages: [{ role: 'user', content: 42 } as unknown as ChatMessage] }, /string content/, TypeError],
+      ['content that is not a string', { messages: [{ role: 'user', content: 42 } as unknown as ChatMessage] }, /content: a string or parts/, TypeError],
       ['temperature 5', { messages, temperature: 5 }, /'temperature' must be between 0 and 2, got 5/, RangeError],
       ['top_p 1.5', { messages, top_p: 1.5 }, /'top_p' must be between 0 and 1/, RangeError],
       ['max_tokens 0', { messages, max_tokens: 0 }, /max_tokens\) must be a positive integer/, RangeError],

@@ -16,6 +16,7 @@ import { resolveSource } from '../model/source.ts';
 import { readF32 } from '../gpu/buffers.ts';
 import type { Gpu } from '../gpu/context.ts';
 import type { ChatMessage } from './types.ts';
+import type { PixelData } from '../model/image-input.ts';
 
 let gpu: Gpu;
 beforeAll(async () => {
@@ -30,7 +31,7 @@ function f32(bytes: Uint8Array): Float32Array {
   return new Float32Array(bytes.slice().buffer);
 }
 
-function ask(image: Blob, question: string): ChatMessage[] {
+function ask(image: Blob | PixelData, question: string): ChatMessage[] {
   return [{ role: 'user', content: [{ type: 'image', image }, { type: 'text', text: question }] }];
 }
 
@@ -43,7 +44,7 @@ describe.each(CASES)('$model', ({ model, features, imageTokens }) => {
   let engine: Engine;
   let image: Blob;
   beforeAll(async () => {
-    engine = await Engine.load(gpu, modelRef(model), { kvPages: 64, pageSize: 8 });
+    engine = await Engine.load(gpu, modelRef(model), { kvPages: 64, pageSize: 8, });
     image = new Blob([(await file(model, 'reference/image.png')) as Uint8Array<ArrayBuffer>], { type: 'image/png' });
   });
   afterAll(() => engine.destroy());
@@ -52,6 +53,8 @@ describe.each(CASES)('$model', ({ model, features, imageTokens }) => {
     const p = await engine.prepare(ask(image, 'What is this?'));
     expect(p.ids.filter((t) => t === engine.loaded.vision!.imageTokenId)).toHaveLength(imageTokens);
     expect(p.images).toHaveLength(1);
+    // a browser runs the encoder on WebGPU on the engine's own device; Node on wasm
+    expect(engine.vision!.backend).toBe(typeof window === 'undefined' ? 'wasm' : 'webgpu');
     const got = await readF32(gpu, p.images[0].features, 0, imageTokens * engine.config.hiddenSize);
     const want = f32(await file(model, features));
     expect(got.length).toBe(want.length);

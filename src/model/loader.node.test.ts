@@ -96,12 +96,13 @@ describe('tiny models', () => {
     await editJson(join(dir, 'config.json'), (j) => {
       const text = { ...j };
       for (const k of Object.keys(j)) delete j[k];
-      Object.assign(j, { architectures: ['Idefics3ForConditionalGeneration'], model_type: 'idefics3', text_config: text });
+      Object.assign(j, { architectures: ['Idefics3ForConditionalGeneration'], model_type: 'idefics3', image_token_id: 49190, vision_config: { hidden_size: 8 }, text_config: text });
     });
     const vlm = await loadModel(localFolderSource(dir));
     const plain = await loadModel(localFolderSource(join(models, 'tiny-qwen2')));
     expect([...vlm.weights.keys()].sort()).toEqual([...plain.weights.keys()].sort());
     expect(vlm.weights.get('model.embed_tokens.weight')!.data).toEqual(plain.weights.get('model.embed_tokens.weight')!.data);
+    expect(vlm.vision).toEqual({ kind: 'idefics3', imageTokenId: 49190, visionHidden: 8 });
   });
 });
 

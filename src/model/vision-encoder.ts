@@ -50,8 +50,9 @@ export class VisionEncoder {
     let backend: VisionBackend = 'wasm';
     if (wantGpu) {
       try {
-        (ort.env.webgpu as unknown as { device: GPUDevice }).device = gpu.device;
-        session = await ort.InferenceSession.create(bytes, { executionProviders: ['webgpu'], preferredOutputLocation: 'gpu-buffer' });
+        // the EP option `device` makes ORT run on our device, so its output buffer is ours to copy
+        const ep = { name: 'webgpu', device: gpu.device } as unknown as Ort.InferenceSession.ExecutionProviderConfig;
+        session = await ort.InferenceSession.create(bytes, { executionProviders: [ep], preferredOutputLocation: 'gpu-buffer' });
         backend = 'webgpu';
       } catch (e) {
         if (opts.backend === 'webgpu') throw new Error(`model ${source.id}: the vision encoder does not run on WebGPU here: ${(e as Error).message}`);
@@ -104,9 +105,15 @@ export class VisionEncoder {
   private async toBuffer(t: Ort.Tensor, bytes: number): Promise<GPUBuffer> {
     if (t.location === 'gpu-buffer') {
       const buf = storageBuffer(this.gpu, 'vision:features', bytes);
+      this.gpu.device.pushErrorScope('validation');
       const enc = this.gpu.device.createCommandEncoder();
       enc.copyBufferToBuffer(t.gpuBuffer as GPUBuffer, 0, buf, 0, bytes);
       this.gpu.device.queue.submit([enc.finish()]);
+      const err = await this.gpu.device.popErrorScope();
+      if (err) {
+        this.gpu.destroyBuffer(buf);
+        throw new Error(`copying the vision features failed: ${err.message}`);
+      }
       return buf;
     }
     return uploadBuffer(this.gpu, 'vision:features', (await t.getData()) as Float32Array);

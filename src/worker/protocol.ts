@@ -18,6 +18,12 @@ export interface WorkerLoadOptions {
   scheduler?: Partial<SchedulerConfig>;
   /** Default KV compression for every request (a request's kv_compression overrides it). */
   compression?: CompressionOptions;
+  /** Share KV pages of equal prompt prefixes (default true). */
+  prefixCache?: boolean;
+  /** Vision encoder backend: 'auto' (default: WebGPU on the engine's device, else wasm), 'webgpu' or 'wasm'. */
+  vision?: { backend?: 'auto' | 'webgpu' | 'wasm' };
+  /** GPU bytes kept for past images' features (default 32 MiB). */
+  imageCacheBytes?: number;
 }
 
 export interface LoadedInfo {
