@@ -1,0 +1,77 @@
+/**
+ * The trained shapes VLM (public/models/tiny-vlm-shapes) against PyTorch, an
+ * independent implementation: for a CI subset of the held-out test items
+ * (the first two of each question type), the engine's prompt ids equal the
+ * training pipeline's, its greedy answer ids equal PyTorch's greedy ids, and
+ * its first-step logits agree with PyTorch's (top-20 values, and the whole
+ * vocabulary for the items whose full logits are shipped). The benchmark
+ * (`npm run bench -- vqa`) checks the whole split.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testGpu } from '../../test/gpu.ts';
+import { modelRef } from '../../test/models.ts';
+import { Engine } from './engine.ts';
+import { resolveSource } from '../model/source.ts';
+import type { Gpu } from '../gpu/context.ts';
+
+interface RefItem {
+  index: number;
+  type: string;
+  question: string;
+  prompt_ids: number[];
+  greedy_ids: number[];
+  first_top20_ids: number[];
+  first_top20_logits: number[];
+}
+
+const MODEL = modelRef('tiny-vlm-shapes');
+/** |engine − PyTorch| on first-step logits (f32 GPU vs f32 CPU over ~100 positions; logits are O(10)). */
+const LOGIT_TOL = 2e-3;
+const PER_TYPE = 2;
+
+let gpu: Gpu;
+let engine: Engine;
+let items: RefItem[];
+let fullLogits: Float32Array;
+
+beforeAll(async () => {
+  gpu = await testGpu();
+  engine = await Engine.load(gpu, MODEL, { kvPages: 128, pageSize: 16 });
+  const src = resolveSource(MODEL);
+  const ref = JSON.parse(new TextDecoder().decode(await src.readFile('reference_answers.json'))) as { items: RefItem[] };
+  const byType = new Map<string, RefItem[]>();
+  for (const it of ref.items) byType.set(it.type, [...(byType.get(it.type) ?? []), it]);
+  items = [...byType.values()].flatMap((l) => l.slice(0, PER_TYPE));
+  fullLogits = new Float32Array((await src.readFile('reference_first_logits.f32')).slice().buffer);
+});
+afterAll(() => engine.destroy());
+
+async function image(index: number): Promise<Blob> {
+  const bytes = await resolveSource(MODEL).readFile(`testset/test_${String(index).padStart(4, '0')}.png`);
+  return new Blob([bytes as Uint8Array<ArrayBuffer>], { type: 'image/png' });
+}
+
+describe('tiny-vlm-shapes = PyTorch on the CI subset', () => {
+  it('prompt ids, greedy answers and first-step logits', async () => {
+    const vocab = engine.config.vocabSize;
+    const results = await Promise.all(items.map(async (it) => {
+      const prompt = await engine.prepare([{ role: 'user', content: [{ type: 'image', image: await image(it.index) }, { type: 'text', text: it.question }] }]);
+      expect(prompt.ids).toEqual(it.prompt_ids);
+      const r = await engine.generate(prompt, { maxTokens: 64, returnLogits: true });
+      return { it, r };
+    }));
+    let worst = 0;
+    for (const { it, r } of results) {
+      // PyTorch's ids end with the EOS the engine does not return
+      expect(r.tokens, `item ${it.index} (${it.type}): "${it.question}"`).toEqual(it.greedy_ids.filter((t) => !engine.tokenizer.eosTokenIds.includes(t)));
+      const first = r.logits![0];
+      it.first_top20_ids.forEach((id, k) => (worst = Math.max(worst, Math.abs(first[id] - it.first_top20_logits[k]))));
+      if (it.index < fullLogits.length / vocab) {
+        const want = fullLogits.subarray(it.index * vocab, (it.index + 1) * vocab);
+        for (let v = 0; v < vocab; v++) worst = Math.max(worst, Math.abs(first[v] - want[v]));
+      }
+    }
+    expect(worst).toBeLessThan(LOGIT_TOL);
+    expect(engine.kv.pool.numUsed).toBe(0);
+  });
+});
