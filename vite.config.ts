@@ -12,6 +12,8 @@ export default defineConfig({
   server: { host: '127.0.0.1', headers: isolation },
   preview: { host: '127.0.0.1', headers: isolation },
   worker: { format: 'es' },
+  // pre-bundled up front: discovering them at first import makes Vite re-optimize and reload the page
+  optimizeDeps: { include: ['@huggingface/transformers', 'comlink', 'onnxruntime-web/webgpu'] },
   build: {
     target: 'es2022',
     rollupOptions: {
