@@ -11,6 +11,7 @@ const suites: Record<string, () => Promise<{ run: (gpu: import('../src/gpu/conte
   concurrency: () => import('./suites/concurrency.ts'),
   compression: () => import('./suites/compression.ts'),
   memory: () => import('./suites/memory.ts'),
+  vqa: () => import('./suites/vqa.ts'),
 };
 
 const logEl = document.getElementById('log')!;

@@ -23,6 +23,7 @@ import { MultimodalProcessor, type MultimodalMessage } from '../model/multimodal
 import { VisionEncoder, type VisionEncoderOptions } from '../model/vision-encoder.ts';
 import { PrefixCache } from '../kv/prefix-cache.ts';
 import { ImageFeatureCache } from './image-features.ts';
+import { GpuTurns } from './gpu-turns.ts';
 
 export interface EngineOptions {
   weightDtype?: WeightDtype | 'auto';
@@ -87,6 +88,7 @@ export class Engine {
   private readonly defaultCompression: CompressionOptions | null;
   readonly prefixCache: PrefixCache | null;
   readonly imageCache: ImageFeatureCache;
+  private readonly turns = new GpuTurns();
 
   private constructor(
     readonly gpu: Gpu,
@@ -185,7 +187,7 @@ export class Engine {
     const images: PromptImage[] = [];
     try {
       for (const img of mm.images) {
-        const features = await this.imageCache.acquire(img.key, () => this.vision!.encode(img));
+        const features = await this.imageCache.acquire(img.key, () => this.turns.run(() => this.vision!.encode(img)));
         images.push({ key: img.key, runs: img.runs, features });
       }
     } catch (e) {
@@ -372,7 +374,7 @@ export class Engine {
       while (this.scheduler.hasWork()) {
         const plan = this.scheduler.schedule();
         if (isEmpty(plan)) throw new Error(`the scheduler could not place any request: ${this.scheduler.debugString()}`);
-        await this.runPlan(plan);
+        await this.turns.run(() => this.runPlan(plan));
       }
     } catch (e) {
       for (const a of [...this.active.values()]) {

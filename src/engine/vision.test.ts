@@ -44,7 +44,9 @@ describe.each(CASES)('$model', ({ model, features, imageTokens }) => {
   let engine: Engine;
   let image: Blob;
   beforeAll(async () => {
-    engine = await Engine.load(gpu, modelRef(model), { kvPages: 64, pageSize: 8, });
+    // Chromium runs the encoder on ORT's WebGPU EP on the engine's own device ('auto' picks wasm on SwiftShader)
+    const vision = { backend: typeof window === 'undefined' ? ('wasm' as const) : ('webgpu' as const) };
+    engine = await Engine.load(gpu, modelRef(model), { kvPages: 64, pageSize: 8, vision });
     image = new Blob([(await file(model, 'reference/image.png')) as Uint8Array<ArrayBuffer>], { type: 'image/png' });
   });
   afterAll(() => engine.destroy());
@@ -53,7 +55,6 @@ describe.each(CASES)('$model', ({ model, features, imageTokens }) => {
     const p = await engine.prepare(ask(image, 'What is this?'));
     expect(p.ids.filter((t) => t === engine.loaded.vision!.imageTokenId)).toHaveLength(imageTokens);
     expect(p.images).toHaveLength(1);
-    // a browser runs the encoder on WebGPU on the engine's own device; Node on wasm
     expect(engine.vision!.backend).toBe(typeof window === 'undefined' ? 'wasm' : 'webgpu');
     const got = await readF32(gpu, p.images[0].features, 0, imageTokens * engine.config.hiddenSize);
     const want = f32(await file(model, features));
