@@ -18,6 +18,31 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 IMAGE_TOKEN_ID = 49190
+
+# Training speed only: Debian's CPU torch runs bmm on these shapes ~3x slower than a loop of mm
+# (BLAS) calls. train.py sets this True; eval/export keep the plain batched form (the same math; it
+# traces to a batch-size-independent ONNX graph).
+LOOP_ATTENTION = False
+
+
+def attention(q, k, v, scale, mask=None):
+    """softmax(q k^T * scale + mask) v for q,k,v [B,H,T,hd] (k, v already expanded to H heads)."""
+    if not LOOP_ATTENTION:
+        s = (q @ k.transpose(-1, -2)) * scale
+        if mask is not None:
+            s = s + mask
+        return torch.softmax(s, dim=-1) @ v
+    B, H, T, hd = q.shape
+    # unbind (not indexing): its backward is one stack, indexing's is a full-size zero fill per slice
+    qs, ks, vs = q.reshape(B * H, T, hd).unbind(0), k.reshape(B * H, T, hd).unbind(0), v.reshape(B * H, T, hd).unbind(0)
+    m = None if mask is None else mask.reshape(T, T)
+    outs = []
+    for qi, ki, vi in zip(qs, ks, vs):
+        s = torch.mm(qi, ki.t()) * scale
+        if m is not None:
+            s = s + m
+        outs.append(torch.mm(torch.softmax(s, dim=-1), vi))
+    return torch.stack(outs).view(B, H, T, hd)
 END_OF_UTTERANCE_ID = 49279
 
 
@@ -63,7 +88,7 @@ class VAttn(nn.Module):
         q = self.q_proj(x).view(B, T, self.h, hd).transpose(1, 2)
         k = self.k_proj(x).view(B, T, self.h, hd).transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.h, hd).transpose(1, 2)
-        a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(hd), dim=-1) @ v
+        a = attention(q, k, v, 1.0 / math.sqrt(hd))
         return self.out_proj(a.transpose(1, 2).reshape(B, T, D))
 
 
@@ -198,8 +223,7 @@ class Attn(nn.Module):
         rep = c.heads // c.kv_heads
         k = k.repeat_interleave(rep, dim=1)
         v = v.repeat_interleave(rep, dim=1)
-        s = (q @ k.transpose(-1, -2)) / math.sqrt(hd) + mask
-        a = torch.softmax(s, dim=-1) @ v
+        a = attention(q, k, v, 1.0 / math.sqrt(hd), mask)
         return self.o_proj(a.transpose(1, 2).reshape(B, T, c.heads * hd))
 
 
