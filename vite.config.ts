@@ -20,6 +20,7 @@ export default defineConfig({
       input: {
         main: resolve(import.meta.dirname, 'index.html'),
         bench: resolve(import.meta.dirname, 'bench/page.html'),
+        embed: resolve(import.meta.dirname, 'examples/embed.html'),
       },
     },
   },

@@ -1,0 +1,109 @@
+/**
+ * The metrics panel: the last answer's TTFT and tokens/s (from its usage),
+ * and the engine's pool use and cache hits (EngineStats), polled while an
+ * answer streams, with a live plot. Each value sits in a
+ * <dd data-metric="…"> so tests and readers can find it.
+ */
+import { h } from './dom.ts';
+import { LivePlot } from './live-plot.ts';
+import type { Usage } from '../engine/openai-types.ts';
+import type { EngineStats } from '../scheduler/metrics.ts';
+
+const POLL_MS = 500;
+
+const FIELDS = [
+  ['ttft', 'TTFT'],
+  ['tokens-per-s', 'tokens/s'],
+  ['pool', 'pool pages in use'],
+  ['image-cache-hits', 'image-cache hits'],
+  ['encoder-calls', 'vision encoder runs'],
+  ['prefix-hit-tokens', 'prefix-cache hit tokens'],
+] as const;
+
+type Field = (typeof FIELDS)[number][0];
+
+export class MetricsPanel {
+  readonly el = h('section', { class: 'fc-metrics', id: 'metrics', 'aria-label': 'metrics' });
+  private readonly values = new Map<Field, HTMLElement>();
+  private readonly plot: LivePlot | null;
+  private timer: ReturnType<typeof setInterval> | null = null;
+  private tokens = 0;
+  private lastTick = 0;
+  private polling = false;
+
+  constructor(private readonly stats: () => Promise<EngineStats>, withPlot: boolean) {
+    const dl = h('dl');
+    for (const [key, label] of FIELDS) {
+      const dd = h('dd', { 'data-metric': key }, '–');
+      this.values.set(key, dd);
+      dl.append(h('div', {}, h('dt', {}, label), dd));
+    }
+    this.plot = withPlot ? new LivePlot() : null;
+    this.el.append(dl, ...(this.plot ? [this.plot.el] : []));
+  }
+
+  /** An answer started streaming: sample tokens/s and the pool every POLL_MS. */
+  begin(): void {
+    this.tokens = 0;
+    this.lastTick = performance.now();
+    this.timer ??= setInterval(() => void this.tick(), POLL_MS);
+  }
+
+  /** Counts streamed pieces (one chunk is about one token) for the live tokens/s. */
+  token(): void {
+    this.tokens++;
+  }
+
+  /** The answer ended: its figures, a last sample, and the polling stops. */
+  end(usage: Usage | null): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    if (usage) {
+      const x = usage.extra;
+      this.set('ttft', `${x.ttftMs.toFixed(0)} ms`);
+      const decodeMs = x.e2eMs - x.ttftMs;
+      const tps = usage.completion_tokens > 1 && decodeMs > 0 ? ((usage.completion_tokens - 1) * 1000) / decodeMs : 0;
+      this.set('tokens-per-s', tps.toFixed(1));
+    }
+    void this.tick();
+  }
+
+  /** Reads the engine's counters once (after a load, or after an answer). */
+  async refresh(): Promise<void> {
+    try {
+      this.show(await this.stats());
+    } catch {
+      // no model loaded (yet): leave the figures as they were
+    }
+  }
+
+  private async tick(): Promise<void> {
+    if (this.polling) return;
+    this.polling = true;
+    const now = performance.now();
+    const tokensPerS = (this.tokens * 1000) / Math.max(1, now - this.lastTick);
+    this.tokens = 0;
+    this.lastTick = now;
+    if (this.timer) this.set('tokens-per-s', `${tokensPerS.toFixed(1)} (live)`); // the answer's own figure replaces it at the end
+    try {
+      const s = await this.stats();
+      this.show(s);
+      this.plot?.push({ tokensPerS, pagesInUse: s.pool.pagesInUse });
+    } catch {
+      this.plot?.push({ tokensPerS, pagesInUse: 0 });
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  private show(s: EngineStats): void {
+    this.set('pool', `${s.pool.pagesInUse} / ${s.pool.pagesTotal} (peak ${s.pool.peakPagesInUse})`);
+    this.set('image-cache-hits', String(s.vision?.featureCacheHits ?? 0));
+    this.set('encoder-calls', String(s.vision?.encoderCalls ?? 0));
+    this.set('prefix-hit-tokens', String(s.prefixCache?.hitTokens ?? 0));
+  }
+
+  private set(key: Field, text: string): void {
+    this.values.get(key)!.textContent = text;
+  }
+}
