@@ -66,6 +66,7 @@ from PIL import Image
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "train"))
 from model import Cfg, TinyVLM, VisionModel  # noqa: E402
+from safetensors_write import write_safetensors  # noqa: E402
 
 REAL = "/work/shared/models/smolvlm-256m-instruct-files"
 TOKENIZER_FILES = ["tokenizer.json", "special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt",
@@ -98,26 +99,6 @@ def randomize(module, seed, skip=()):
                 fan_in = int(np.prod(p.shape[1:]))
                 v = torch.randn(p.shape, generator=g) / math.sqrt(fan_in)
             p.copy_(v)
-
-
-def write_safetensors(path, tensors, f16=()):
-    """tensors: name -> torch tensor; names in f16 are stored as F16, the rest as F32. Sorted names,
-    header padded with spaces to a multiple of 8 bytes."""
-    header, off, blobs = {}, 0, []
-    for name in sorted(tensors):
-        dt = "F16" if name in f16 else "F32"
-        a = np.ascontiguousarray(tensors[name].detach().cpu().numpy().astype("<f2" if dt == "F16" else "<f4"))
-        b = a.tobytes()
-        header[name] = {"dtype": dt, "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
-        off += len(b)
-        blobs.append(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
 
 
 def write_json(path, obj):

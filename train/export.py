@@ -36,25 +36,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shapes_data as D  # noqa: E402
 import train as T  # noqa: E402
 from model import Cfg, TinyVLM  # noqa: E402
+from safetensors_write import write_safetensors  # noqa: E402
 
 REAL = "/work/shared/models/smolvlm-256m-instruct-files"
-
-
-def write_safetensors(path, tensors):
-    header, off, blobs = {}, 0, []
-    for name in sorted(tensors):
-        a = np.ascontiguousarray(tensors[name].detach().cpu().numpy().astype("<f4"))
-        b = a.tobytes()
-        header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
-        off += len(b)
-        blobs.append(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
 
 
 class VisionExport(torch.nn.Module):
