@@ -93,7 +93,7 @@ fn kvTail(w: u32) -> vec2<f32> {
 // First word of key j's row for kv head g (kv = 0: K, 1: V) of the table at `table`.
 fn rowWord(table: u32, j: u32, kv: u32, g: u32) -> u32 {
   let page = blockTables[table + j / p.pageSize];
-  return (((page * 2u + kv) * p.numKvHeads + g) * p.pageSize + j % p.pageSize) * rowWords();
+  return kvRowStart(page, kv, g, j % p.pageSize, p.numKvHeads, p.pageSize, rowWords());
 }
 
 struct Item { r: u32, h: u32, g: u32, table: u32, nk: u32 }

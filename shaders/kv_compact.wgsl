@@ -45,7 +45,7 @@ override WG: u32 = 64;
 fn wordAddr(t: u32, kv: u32, h: u32, w: u32) -> u32 {
   let page = blockTable[t / p.pageSize];
   if (page >= p.numPages) { return 0xffffffffu; }
-  return (((page * 2u + kv) * p.numKvHeads + h) * p.pageSize + t % p.pageSize) * p.rowWords + w;
+  return kvRowStart(page, kv, h, t % p.pageSize, p.numKvHeads, p.pageSize, p.rowWords) + w;
 }
 
 @compute @workgroup_size(WG)

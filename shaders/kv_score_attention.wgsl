@@ -67,7 +67,7 @@ fn rowWords() -> u32 { if (KV_F16) { return HEAD_DIM / 2u; } return HEAD_DIM; }
 
 fn keyWord(j: u32, g: u32) -> u32 {
   let page = blockTable[j / p.pageSize];
-  return ((page * 2u * p.numKvHeads + g) * p.pageSize + j % p.pageSize) * rowWords();
+  return kvRowStart(page, 0u, g, j % p.pageSize, p.numKvHeads, p.pageSize, rowWords());
 }
 
 // <reg, K row at word w>

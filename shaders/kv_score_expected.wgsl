@@ -61,7 +61,7 @@ fn rowWords() -> u32 { if (KV_F16) { return HEAD_DIM / 2u; } return HEAD_DIM; }
 // First word of token j's K (kv = 0) or V (kv = 1) row of kv head g.
 fn rowWord(j: u32, kv: u32, g: u32) -> u32 {
   let page = blockTable[j / p.pageSize];
-  return (((page * 2u + kv) * p.numKvHeads + g) * p.pageSize + j % p.pageSize) * rowWords();
+  return kvRowStart(page, kv, g, j % p.pageSize, p.numKvHeads, p.pageSize, rowWords());
 }
 
 fn loadRow(w: u32) {

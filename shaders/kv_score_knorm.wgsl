@@ -36,7 +36,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let g = t / p.numTokens;
   let j = t % p.numTokens;
   let page = blockTable[j / p.pageSize];
-  let w = ((page * 2u * p.numKvHeads + g) * p.pageSize + j % p.pageSize) * rowWords();
+  let w = kvRowStart(page, 0u, g, j % p.pageSize, p.numKvHeads, p.pageSize, rowWords());
   var s = 0.0;
   if (KV_F16) {
     for (var i = 0u; i < HEAD_DIM / 2u; i++) { let v = unpack2x16float(pool[w + i]); s += dot(v, v); }

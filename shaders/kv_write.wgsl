@@ -60,8 +60,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var headDim = p.rowWords;
   if (KV_F16) { headDim = 2u * p.rowWords; }
   let srcRow = r * p.rowStride + h * headDim;
-  let kDst = (((page * 2u) * p.numKvHeads + h) * p.pageSize + off) * p.rowWords + w;
-  let vDst = (((page * 2u + 1u) * p.numKvHeads + h) * p.pageSize + off) * p.rowWords + w;
+  let kDst = kvRowStart(page, 0u, h, off, p.numKvHeads, p.pageSize, p.rowWords) + w;
+  let vDst = kvRowStart(page, 1u, h, off, p.numKvHeads, p.pageSize, p.rowWords) + w;
   pool[kDst] = word(srcRow + p.kOffset, w);
   pool[vDst] = word(srcRow + p.vOffset, w);
 }

@@ -44,6 +44,8 @@ export class PrefixCache {
   private readonly contentOf = new Map<number, string>();
   /** Per sequence: the keys of its first pages, computed once. */
   private readonly chains = new Map<SeqId, string[]>();
+  /** Per sequence: its pages before this index are published (or were adopted from the cache). */
+  private readonly published = new Map<SeqId, number>();
   readonly stats: Omit<PrefixCacheStats, 'cachedPages'> = { lookups: 0, hitRequests: 0, hitTokens: 0 };
 
   constructor(
@@ -71,6 +73,7 @@ export class PrefixCache {
       if (p === undefined || this.contentOf.get(p) !== this.content(seq, chain, i)) break;
       pages.push(p);
     }
+    this.published.set(seq.id, pages.length);
     if (pages.length === 0) return 0;
     for (const p of pages) this.pool.reclaim(p);
     this.kv.adopt(seq.id, pages);
@@ -84,18 +87,20 @@ export class PrefixCache {
   publish(seq: PrefixSource, computedTokens: number): void {
     const table = this.kv.blockTable(seq.id);
     const chain = this.chain(seq, Math.min(Math.floor(computedTokens / this.pageSize), table.length));
-    chain.forEach((key, i) => {
+    for (let i = this.published.get(seq.id) ?? 0; i < chain.length; i++) {
       const page = table[i];
-      if (this.pageOf.has(key) || this.keyOf.has(page)) return; // an equal page is cached already
-      this.pageOf.set(key, page);
-      this.keyOf.set(page, key);
+      if (this.pageOf.has(chain[i]) || this.keyOf.has(page)) continue; // an equal page is cached already
+      this.pageOf.set(chain[i], page);
+      this.keyOf.set(page, chain[i]);
       this.contentOf.set(page, this.content(seq, chain, i));
-    });
+    }
+    this.published.set(seq.id, chain.length);
   }
 
   /** Forgets a sequence's memoized keys (it finished; its pages stay cached). */
   drop(id: SeqId): void {
     this.chains.delete(id);
+    this.published.delete(id);
   }
 
   get numCachedPages(): number {

@@ -1,8 +1,12 @@
-import source from '../../../shaders/attention_paged.wgsl?raw';
+import sourceRaw from '../../../shaders/attention_paged.wgsl?raw';
+import kvLayout from '../../../shaders/kv_layout.wgsl?raw';
 import type { CommandRecorder } from '../recorder.ts';
 import { Uniforms } from '../uniforms.ts';
 import { assertFits, assertPositiveInt } from './guards.ts';
 import { assertKvGeometry, type KvDtype, kvPageBytes } from './kv-write.ts';
+
+// every kernel that addresses the pool shares its layout function
+const source = sourceRaw + kvLayout;
 
 export interface AttentionPagedArgs {
   /** f32; q of row r, head h, dim d at q[r*qRowStride + qOffset + h*headDim + d]. */

@@ -1,8 +1,12 @@
-import source from '../../../shaders/kv_compact.wgsl?raw';
+import sourceRaw from '../../../shaders/kv_compact.wgsl?raw';
+import kvLayout from '../../../shaders/kv_layout.wgsl?raw';
 import type { CommandRecorder } from '../recorder.ts';
 import { Uniforms } from '../uniforms.ts';
 import { assertFits, assertPositiveInt } from './guards.ts';
 import { assertKvGeometry, type KvGeometry, kvPageBytes, kvRowWords } from './kv-write.ts';
+
+// every kernel that addresses the pool shares its layout function
+const source = sourceRaw + kvLayout;
 
 export interface KvCompactArgs extends KvGeometry {
   /** One layer's pool buffer (KvPool.layer(l)); compacted in place. */

@@ -1,11 +1,17 @@
-import attentionSource from '../../../shaders/kv_score_attention.wgsl?raw';
-import expectedSource from '../../../shaders/kv_score_expected.wgsl?raw';
-import knormSource from '../../../shaders/kv_score_knorm.wgsl?raw';
+import attentionSourceRaw from '../../../shaders/kv_score_attention.wgsl?raw';
+import expectedSourceRaw from '../../../shaders/kv_score_expected.wgsl?raw';
+import knormSourceRaw from '../../../shaders/kv_score_knorm.wgsl?raw';
 import positionSource from '../../../shaders/kv_score_position.wgsl?raw';
+import kvLayout from '../../../shaders/kv_layout.wgsl?raw';
 import type { CommandRecorder } from '../recorder.ts';
 import { Uniforms } from '../uniforms.ts';
 import { assertFits, assertPositiveInt } from './guards.ts';
 import { assertKvGeometry, type KvGeometry, kvPageBytes } from './kv-write.ts';
+
+// every kernel that addresses the pool shares its layout function
+const attentionSource = attentionSourceRaw + kvLayout;
+const expectedSource = expectedSourceRaw + kvLayout;
+const knormSource = knormSourceRaw + kvLayout;
 
 /**
  * Scoring kernels for KV-cache compression: one score per cached token of

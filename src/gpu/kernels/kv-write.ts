@@ -1,7 +1,11 @@
-import source from '../../../shaders/kv_write.wgsl?raw';
+import sourceRaw from '../../../shaders/kv_write.wgsl?raw';
+import kvLayout from '../../../shaders/kv_layout.wgsl?raw';
 import type { CommandRecorder } from '../recorder.ts';
 import { Uniforms } from '../uniforms.ts';
 import { assertFits, assertPositiveInt } from './guards.ts';
+
+// every kernel that addresses the pool shares its layout function
+const source = sourceRaw + kvLayout;
 
 export type KvDtype = 'f32' | 'f16';
 
