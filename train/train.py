@@ -297,6 +297,8 @@ def main():
     ap.add_argument("--v-layers", type=int, default=Cfg.v_layers)
     ap.add_argument("--v-heads", type=int, default=Cfg.v_heads)
     ap.add_argument("--v-inter", type=int, default=Cfg.v_inter)
+    ap.add_argument("--pos-init-std", type=float, default=0.0,
+                    help="re-initialise the vision position embedding N(0, std) (SigLIP's 1/sqrt(width)); 0: torch's N(0, 1)")
     ap.add_argument("--aux-pool", default="mean", choices=["mean", "meanmax"], help="object pooling of the aux head")
     ap.add_argument("--aux-weight", type=float, default=0.0, help="aux loss weight during the LM phase")
     ap.add_argument("--q-per-image", type=int, default=1, help="questions per image in an LM batch (vision run once)")
@@ -310,6 +312,8 @@ def main():
     ap.add_argument("--out", default=os.path.join(REPO, "train", "out"))
     ap.add_argument("--bench", action="store_true")
     ap.add_argument("--init", default=None, help="start from this checkpoint's weights (continuation run)")
+    ap.add_argument("--init-vision", default=None,
+                    help="then take the vision tower, connector and aux heads from this checkpoint (e.g. a longer aux phase)")
     ap.add_argument("--data-offset", type=int, default=0, help="first train index (continuation runs use fresh items)")
     ap.add_argument("--final-greedy", action="store_true", help="final eval by real greedy generation (slow)")
     a = ap.parse_args()
@@ -356,6 +360,9 @@ def main():
 
     cfg = Cfg(**{k: getattr(a, k) for k in ("v_hidden", "v_layers", "v_heads", "v_inter")})
     model = TinyVLM(cfg)
+    if a.pos_init_std > 0:
+        # nn.Embedding's N(0, 1) is ~8x the patch embedding's output scale: positions drown the pixels
+        torch.nn.init.normal_(model.model.vision_model.embeddings.position_embedding.weight, std=a.pos_init_std)
     if a.init:
         model.load_state_dict(torch.load(a.init, map_location="cpu")["model"])
         P(f"initialized from {a.init}")
@@ -367,6 +374,16 @@ def main():
             aux.load_state_dict(ck0["aux"])
         info_prev = ck0.get("train_info")
         P(f"init checkpoint: step {ck0.get('step')}, train_info {info_prev}")
+    vision_info = None
+    if a.init_vision:
+        ckv = torch.load(a.init_vision, map_location="cpu")
+        own = model.state_dict()
+        vis = {k: v for k, v in ckv["model"].items() if k.startswith(("model.vision_model.", "model.connector."))}
+        assert vis and all(own[k].shape == v.shape for k, v in vis.items()), "vision config differs from --init-vision's"
+        model.load_state_dict(vis, strict=False)
+        aux.load_state_dict(ckv["aux"])
+        vision_info = ckv.get("train_info")
+        P(f"vision tower + connector + aux heads from {a.init_vision} (its train_info {ckv.get('train_info')})")
     nparam = sum(p.numel() for p in model.parameters())
     nvis = sum(p.numel() for p in model.model.vision_model.parameters())
     P(f"cfg {cfg.to_dict()}\nparams total {nparam} (vision {nvis}, embed {cfg.vocab * cfg.hidden})")
@@ -375,6 +392,8 @@ def main():
 
     if a.init and info_prev:
         info["previous"] = info_prev
+    if vision_info:
+        info["vision_from"] = vision_info
 
     def save(step, name="ckpt.pt"):
         info.update(steps=step, train_seconds=round(time.time() - t_start, 1))

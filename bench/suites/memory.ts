@@ -8,16 +8,21 @@
  *       total time. Compression frees prompt pages right after prefill, so
  *       more requests fit.
  *   (b) the concurrency workload — N requests arriving evenly at a saturating
- *       rate (a multiple of the service rate of one request alone) on the
- *       default (ample) pool: peak pages and throughput.
+ *       rate (a multiple of the service rate of one request alone) on a pool
+ *       the uncompressed load outgrows: peak pages and throughput. Every
+ *       request has its own prompt and the prefix cache is off, so no row
+ *       gains from shared prefixes (compressed requests never share pages).
+ *       Configs run in turn, --load-repeats times, so machine noise shows as
+ *       the spread between repeats of one config.
  *
  * The in-process Engine (on the page's thread) is used so each step can be
  * observed synchronously (engine.on('step') + engine.stats()).
  *
- * options: --model /models/stories260K  --n 16 (requests in a)  --prompt 200 (tokens)
- *          --max-tokens 32  --pages 64  --page-size 16
+ * options: --model /models/stories260K  --n 16 (requests in a)  --prompt 400 (tokens)
+ *          --max-tokens 64  --pages 64  --page-size 16
  *          --configs none,snapkv@0.5,snapkv@0.75,knorm@0.5,knorm@0.75
- *          --load-n 24 (requests in b)  --load-rate 2 (× service rate μ)  --load-configs none,snapkv@0.5
+ *          --load-n 24 (requests in b)  --load-rate 8 (× service rate μ)  --load-pages 300 (0: default pool)
+ *          --load-configs none,snapkv@0.5,knorm@0.5,streaming-llm@0.5  --load-repeats 2
  */
 import { Engine } from '../../src/engine/engine.ts';
 import type { CompressionOptions, EngineEvent } from '../../src/engine/types.ts';
@@ -46,18 +51,19 @@ interface Run {
 export async function run(gpu: Gpu, opts: Record<string, string>, log: (s: string) => void): Promise<BenchResult> {
   const model = opts.model ?? '/models/stories260K';
   const n = Number(opts.n ?? 16);
-  const promptLen = Number(opts.prompt ?? 200);
-  const maxTokens = Number(opts['max-tokens'] ?? 32);
+  const promptLen = Number(opts.prompt ?? 400);
+  const maxTokens = Number(opts['max-tokens'] ?? 64);
   const pages = Number(opts.pages ?? 64);
   const pageSize = Number(opts['page-size'] ?? 16);
   const configs = (opts.configs ?? 'none,snapkv@0.5,snapkv@0.75,knorm@0.5,knorm@0.75').split(',');
   const loadN = Number(opts['load-n'] ?? 24);
-  const loadRate = Number(opts['load-rate'] ?? 2);
-  const loadConfigs = (opts['load-configs'] ?? 'none,snapkv@0.5').split(',');
-  // --load-pages N runs the load on a pool it can outgrow (its uncompressed peak is ~140 pages),
-  // so KV memory limits it; the default (0) is the default 64 MiB pool
-  const loadPages = Number(opts['load-pages'] ?? 0);
-  for (const [k, v] of Object.entries({ n, promptLen, maxTokens, pages, pageSize, loadN })) if (!(Number.isInteger(v) && v >= 1)) throw new Error(`${k} must be a positive integer, got ${v}`);
+  const loadRate = Number(opts['load-rate'] ?? 8);
+  const loadConfigs = (opts['load-configs'] ?? 'none,snapkv@0.5,knorm@0.5,streaming-llm@0.5').split(',');
+  const loadRepeats = Number(opts['load-repeats'] ?? 2);
+  // a pool the uncompressed load nearly fills (400 + 64 tokens hold 29 pages; ~10 requests decode together
+  // at this rate); 0 = the default 64 MiB pool
+  const loadPages = Number(opts['load-pages'] ?? 300);
+  for (const [k, v] of Object.entries({ n, promptLen, maxTokens, pages, pageSize, loadN, loadRepeats })) if (!(Number.isInteger(v) && v >= 1)) throw new Error(`${k} must be a positive integer, got ${v}`);
   configs.concat(loadConfigs).forEach(parseConfig);
   const runs: Run[] = [];
   const t0 = performance.now();
@@ -79,9 +85,10 @@ export async function run(gpu: Gpu, opts: Record<string, string>, log: (s: strin
   }
 
   // (b) the concurrency workload on a pool of loadPages (or the default pool)
-  const big = await Engine.load(gpu, model, { pageSize, ...(loadPages > 0 ? { kvPages: loadPages } : {}) });
+  const big = await Engine.load(gpu, model, { pageSize, prefixCache: false, ...(loadPages > 0 ? { kvPages: loadPages } : {}) });
   let mu = 0;
   try {
+    const loadPrompts = storyPrompts(big, loadN, [promptLen]);
     await big.generate(prompts[0].ids, { maxTokens: 2, ignoreEos: true, compression: { press: 'snapkv', ratio: 0.5 } });
     const alone: number[] = [];
     for (let k = 0; k < 3; k++) {
@@ -92,10 +99,10 @@ export async function run(gpu: Gpu, opts: Record<string, string>, log: (s: strin
     mu = 1000 / (alone.reduce((a, b) => a + b, 0) / alone.length);
     const rate = loadRate * mu;
     log(`(b) service rate alone μ = ${mu.toFixed(2)} req/s; ${loadN} requests at ${rate.toFixed(2)} req/s, even arrivals`);
-    for (const config of loadConfigs) {
-      const r = await arrivals(big, prompts, loadN, maxTokens, config, rate);
+    for (let rep = 0; rep < loadRepeats; rep++) for (const config of loadConfigs) {
+      const r = await arrivals(big, loadPrompts, loadN, maxTokens, config, rate);
       runs.push(r);
-      log(`(b) ${config}: ${r.tokPerS.toFixed(1)} tok/s, peak ${r.peakPages} pages, peak ${r.peakDecodeRows} decoding together, TTFT p50 ${r.ttftP50Ms.toFixed(0)} ms (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+      log(`(b) ${config} #${rep + 1}: ${r.tokPerS.toFixed(1)} tok/s, peak ${r.peakPages} pages, peak ${r.peakDecodeRows} decoding together, TTFT p50 ${r.ttftP50Ms.toFixed(0)} ms (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
     }
   } finally {
     await big.destroy();
@@ -183,6 +190,19 @@ function report(runs: Run[], p: { model: string; n: number; promptLen: number; m
   const cap = runs.filter((r) => r.part === 'capacity'), load = runs.filter((r) => r.part === 'load');
   const ratio = (xs: Run[], f: (r: Run) => number) => xs.slice(1).map((r) => `${r.config}: ${(f(r) / f(xs[0])).toFixed(2)} ×`).join(', ');
   const bar = (title: string, yLabel: string, xs: Run[], f: (r: Run) => number): PlotSpec => ({ title, kind: 'bar', xLabel: 'compression', yLabel, series: [{ name: 'measured', points: xs.map((r) => ({ x: r.config, y: f(r) })) }] });
+  // (b) runs each config several times in turn: one bar series per repeat, ratios of the means, with each repeat's ratio
+  const loadConfigs = [...new Set(load.map((r) => r.config))];
+  const reps = (config: string) => load.filter((r) => r.config === config);
+  const mean = (xs: Run[], f: (r: Run) => number) => xs.reduce((a, r) => a + f(r), 0) / xs.length;
+  const loadRatio = (f: (r: Run) => number) => loadConfigs.slice(1).map((c) => {
+    const base = reps(loadConfigs[0]);
+    const each = reps(c).map((r, i) => (f(r) / f(base[i] ?? base[0])).toFixed(2)).join(' / ');
+    return `${c}: ${(mean(reps(c), f) / mean(base, f)).toFixed(2)} × (per repeat ${each})`;
+  }).join(', ');
+  const loadBar = (title: string, yLabel: string, f: (r: Run) => number): PlotSpec => ({
+    title, kind: 'bar', xLabel: 'compression', yLabel,
+    series: reps(loadConfigs[0]).map((_, i) => ({ name: `repeat ${i + 1}`, points: loadConfigs.flatMap((c) => reps(c)[i] ? [{ x: c, y: f(reps(c)[i]) }] : []) })),
+  });
   return {
     name: 'memory',
     data: { ...p, runs },
@@ -193,14 +213,14 @@ function report(runs: Run[], p: { model: string; n: number; promptLen: number; m
     plots: [
       bar(`(a) Requests decoding together in a ${p.pages}-page pool`, 'peak decode rows in one step', cap, (r) => r.peakDecodeRows),
       bar(`(a) Throughput, ${p.n} requests at once, ${p.pages}-page pool`, 'output tok/s', cap, (r) => r.tokPerS),
-      bar(`(b) Peak KV pages, ${p.loadN} requests at ${p.loadRate} μ (${p.loadPool})`, 'peak pages in use', load, (r) => r.peakPages),
-      bar(`(b) Throughput, ${p.loadN} requests at ${p.loadRate} μ`, 'output tok/s', load, (r) => r.tokPerS),
+      loadBar(`(b) Peak KV pages, ${p.loadN} requests at ${p.loadRate} μ (${p.loadPool})`, 'peak pages in use', (r) => r.peakPages),
+      loadBar(`(b) Throughput, ${p.loadN} requests at ${p.loadRate} μ`, 'output tok/s', (r) => r.tokPerS),
     ],
     notes: [
       `(a) capacity: ${p.model}, pool of ${p.pages} pages × ${p.pageSize} tokens; ${p.n} requests submitted at once, ${p.promptLen}-token story prompts, max_tokens ${p.maxTokens}, greedy, ignore_eos; an uncompressed request needs ${Math.ceil((p.promptLen + p.maxTokens) / p.pageSize)} pages`,
       `(a) ratios vs none — peak decoding together: ${ratio(cap, (r) => r.peakDecodeRows)}; throughput: ${ratio(cap, (r) => r.tokPerS)}; wall time: ${ratio(cap, (r) => r.wallMs)}`,
-      `(b) load: ${p.loadN} requests, even arrivals at ${p.loadRate} × μ = ${(p.loadRate * p.mu).toFixed(2)} req/s (μ = ${p.mu.toFixed(2)} req/s, one ${p.promptLen}-token request alone), ${p.loadPool}`,
-      `(b) ratios vs none — peak pages: ${ratio(load, (r) => r.peakPages)}; throughput: ${ratio(load, (r) => r.tokPerS)}; TTFT p50: ${ratio(load, (r) => r.ttftP50Ms)}`,
+      `(b) load: ${p.loadN} requests with distinct ${p.promptLen}-token prompts, max_tokens ${p.maxTokens}, even arrivals at ${p.loadRate} × μ = ${(p.loadRate * p.mu).toFixed(2)} req/s (μ = ${p.mu.toFixed(2)} req/s, one request alone), ${p.loadPool}, prefix cache off; ${reps(loadConfigs[0]).length} repeats of the configs in turn`,
+      `(b) ratios vs ${loadConfigs[0]} (means over repeats) — peak pages: ${loadRatio((r) => r.peakPages)}; throughput: ${loadRatio((r) => r.tokPerS)}; TTFT p50: ${loadRatio((r) => r.ttftP50Ms)}`,
       'peak decoding together: most decode rows in one engine step (requests past prefill and compression, holding their KV at once); peak running: max stats().requestsRunning sampled at each step (includes requests still in prefill); first token before any finished: requests that started producing before the first completion',
       'peak pages: stats().pool.peakPagesInUse after resetStats(); preemptions: stats().preemptions delta; tok/s: output tokens / wall time (first submit → last completion); in-process Engine on the page thread, same model and prompts for every row',
       'admission is by free pages for the whole uncompressed prompt (pages are freed only after prefill + compression), so compression raises how many decode together, not how many prompts may prefill at once',
