@@ -21,8 +21,8 @@
  * options: --model /models/stories260K  --n 16 (requests in a)  --prompt 400 (tokens)
  *          --max-tokens 64  --pages 64  --page-size 16
  *          --configs none,snapkv@0.5,snapkv@0.75,knorm@0.5,knorm@0.75
- *          --load-n 24 (requests in b)  --load-rate 8 (× service rate μ)  --load-pages 300 (0: default pool)
- *          --load-configs none,snapkv@0.5,knorm@0.5,streaming-llm@0.5  --load-repeats 2
+ *          --load-n 24 (requests in b)  --load-rate 8 (× service rate μ)  --load-pages 200 (0: default pool)
+ *          --load-configs none,snapkv@0.5,knorm@0.5,streaming-llm@0.5  --load-repeats 3
  */
 import { Engine } from '../../src/engine/engine.ts';
 import type { CompressionOptions, EngineEvent } from '../../src/engine/types.ts';
@@ -59,10 +59,10 @@ export async function run(gpu: Gpu, opts: Record<string, string>, log: (s: strin
   const loadN = Number(opts['load-n'] ?? 24);
   const loadRate = Number(opts['load-rate'] ?? 8);
   const loadConfigs = (opts['load-configs'] ?? 'none,snapkv@0.5,knorm@0.5,streaming-llm@0.5').split(',');
-  const loadRepeats = Number(opts['load-repeats'] ?? 2);
-  // a pool the uncompressed load nearly fills (400 + 64 tokens hold 29 pages; ~10 requests decode together
-  // at this rate); 0 = the default 64 MiB pool
-  const loadPages = Number(opts['load-pages'] ?? 300);
+  const loadRepeats = Number(opts['load-repeats'] ?? 3);
+  // a pool the uncompressed load outgrows: 400 + 64 tokens hold 29 pages, so ~7 fit, while at ratio 0.5
+  // (~17 pages) the ~10 that the token budget lets decode together fit; 0 = the default 64 MiB pool
+  const loadPages = Number(opts['load-pages'] ?? 200);
   for (const [k, v] of Object.entries({ n, promptLen, maxTokens, pages, pageSize, loadN, loadRepeats })) if (!(Number.isInteger(v) && v >= 1)) throw new Error(`${k} must be a positive integer, got ${v}`);
   configs.concat(loadConfigs).forEach(parseConfig);
   const runs: Run[] = [];
