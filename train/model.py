@@ -55,6 +55,13 @@ class Cfg:
     v_heads: int = 2
     v_inter: int = 256
     v_eps: float = 1e-6
+    # 0: SigLIP's patchify conv; C > 0: a convolutional stem (log2(patch_size) stride-2 3x3 convs of C, 2C, ...
+    # channels) in its place -- "early convolutions help transformers see" (Xiao et al., 2021): a ViT with a
+    # patchify stem did not learn contours (circle vs square) from this data in the CPU budget
+    v_stem: int = 0
+    # stride-1 3x3 convs (v_hidden wide) closing the stem: each widens a patch's view by 16 px, so a patch
+    # near an object's centre sees the whole object (its contour) before the encoder layers
+    v_stem_extra: int = 0
     scale_factor: int = 2
     vocab: int = 49280
     hidden: int = 128
@@ -118,13 +125,21 @@ class VLayer(nn.Module):
 class VEmbeddings(nn.Module):
     def __init__(self, c):
         super().__init__()
-        self.patch_embedding = nn.Conv2d(3, c.v_hidden, c.patch_size, c.patch_size)
+        if c.v_stem:
+            n = int(math.log2(c.patch_size))
+            assert 2 ** n == c.patch_size, "a conv stem needs a power-of-two patch size"
+            chans = [3] + [c.v_stem * 2 ** i for i in range(n - 1)] + [c.v_hidden]
+            convs = [nn.Conv2d(chans[i], chans[i + 1], 3, 2, 1) for i in range(n)]
+            convs += [nn.Conv2d(c.v_hidden, c.v_hidden, 3, 1, 1) for _ in range(c.v_stem_extra)]
+            self.stem = nn.Sequential(*[m for cv in convs[:-1] for m in (cv, nn.GELU(approximate="tanh"))], convs[-1])
+        else:
+            self.patch_embedding = nn.Conv2d(3, c.v_hidden, c.patch_size, c.patch_size)
         self.num_patches = (c.image_size // c.patch_size) ** 2
         self.position_embedding = nn.Embedding(self.num_patches, c.v_hidden)
         self.register_buffer("position_ids", torch.arange(self.num_patches)[None], persistent=False)
 
     def forward(self, px):
-        x = self.patch_embedding(px).flatten(2).transpose(1, 2)
+        x = (self.stem(px) if hasattr(self, "stem") else self.patch_embedding(px)).flatten(2).transpose(1, 2)
         return x + self.position_embedding(self.position_ids)
 
 
