@@ -349,8 +349,6 @@ def main():
     ap.add_argument("--v-inter", type=int, default=Cfg.v_inter)
     ap.add_argument("--v-stem", type=int, default=Cfg.v_stem, help="conv stem channels (0: patchify)")
     ap.add_argument("--v-stem-extra", type=int, default=Cfg.v_stem_extra, help="stride-1 convs closing the stem")
-    ap.add_argument("--pos-init-std", type=float, default=0.0,
-                    help="re-initialise the vision position embedding N(0, std) (SigLIP's 1/sqrt(width)); 0: torch's N(0, 1)")
     ap.add_argument("--zero-residual", action="store_true",
                     help="zero-init the vision encoder layers' out_proj and fc2: each layer starts as the identity, "
                          "so the conv stem's local contour features reach the heads from step 0")
@@ -421,9 +419,6 @@ def main():
 
     cfg = Cfg(**{k: getattr(a, k) for k in ("v_hidden", "v_layers", "v_heads", "v_inter", "v_stem", "v_stem_extra")})
     model = TinyVLM(cfg)
-    if a.pos_init_std > 0:
-        # nn.Embedding's N(0, 1) is ~8x the patch embedding's output scale: positions drown the pixels
-        torch.nn.init.normal_(model.model.vision_model.embeddings.position_embedding.weight, std=a.pos_init_std)
     if a.zero_residual:
         # with random residual branches, two encoder layers drowned the stem's features: shape stayed at chance
         for layer in model.model.vision_model.encoder.layers:
