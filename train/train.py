@@ -425,20 +425,20 @@ def main():
             for lin in (layer.self_attn.out_proj, layer.mlp.fc2):
                 torch.nn.init.zeros_(lin.weight)
                 torch.nn.init.zeros_(lin.bias)
-    if a.init:
-        sd = torch.load(a.init, map_location="cpu")["model"]
-        if a.init_vision:  # its vision tower is replaced below (and may have another size)
-            sd = {k: v for k, v in sd.items() if not k.startswith(("model.vision_model.", "model.connector."))}
-        model.load_state_dict(sd, strict=not a.init_vision)
-        P(f"initialized from {a.init}")
     aux = AuxHead(cfg)
     info_prev = None
     if a.init:
         ck0 = torch.load(a.init, map_location="cpu")
+        sd = ck0["model"]
+        if a.init_vision:  # its vision tower is replaced below (and may have another size)
+            sd = {k: v for k, v in sd.items() if not k.startswith(("model.vision_model.", "model.connector."))}
+        model.load_state_dict(sd, strict=not a.init_vision)
+        # only a "mean" run takes over the aux heads (the shipped v2lm2 stage, --aux-pool centre, started
+        # them afresh: keep it so that its command reproduces the shipped weights)
         if "aux" in ck0 and a.aux_pool == "mean" and not a.init_vision:
             aux.load_state_dict(ck0["aux"])
         info_prev = ck0.get("train_info")
-        P(f"init checkpoint: step {ck0.get('step')}, train_info {info_prev}")
+        P(f"initialized from {a.init}: step {ck0.get('step')}, train_info {info_prev}")
     vision_info = None
     if a.init_vision:
         ckv = torch.load(a.init_vision, map_location="cpu")
