@@ -217,6 +217,9 @@ def rope_cos_sin(c, T, device):
 
 
 class Attn(nn.Module):
+    # training only (train.py --attn-sup): a list that receives this layer's (q, k) after RoPE
+    capture = None
+
     def __init__(self, c):
         super().__init__()
         self.c = c
@@ -235,6 +238,8 @@ class Attn(nn.Module):
         v = self.v_proj(x).view(B, T, c.kv_heads, hd).transpose(1, 2)
         q = q * cos + rotate_half(q) * sin
         k = k * cos + rotate_half(k) * sin
+        if self.capture is not None:
+            self.capture.append((q, k))
         rep = c.heads // c.kv_heads
         k = k.repeat_interleave(rep, dim=1)
         v = v.repeat_interleave(rep, dim=1)

@@ -141,6 +141,9 @@ class Tok:
         path = os.path.join(out_dir, "tokens.json")
         cache = json.load(open(path)) if os.path.exists(path) else {}
         need = ["<|im_start|>User:" + D.IMAGE_PROMPT, "<end_of_utterance>\nAssistant:"]
+        words = [("colour", w) for w in D.COLOUR_NAMES] + [("shape", w) for w in D.SHAPES] + \
+            [("pos", w) for w in D.ROWS + D.COLS]
+        need += [" " + w for _, w in words]
         for it in items:
             need.append(it["question"])
             need.append(D.answer_text(it["answer"]))
@@ -152,6 +155,8 @@ class Tok:
         self.c = cache
         self.prefix = cache[need[0]]
         self.suffix = cache[need[1]]
+        # token id of " red", " star", " top", ... -> ("colour", "red"), ... (each is one token in this vocabulary)
+        self.words = {cache[" " + w][0]: (k, w) for k, w in words if len(cache[" " + w]) == 1}
 
     def prompt(self, q):
         return self.prefix + self.c[q] + self.suffix
@@ -334,6 +339,138 @@ class AuxHead(torch.nn.Module):
         return loss, accs
 
 
+# ---------------------------------------------------------------- attention supervision (--attn-sup)
+# v2's decoder answered single-object questions perfectly but picked a random object when there were
+# several (shape/colour of 2-object images ~.55): it never learned to find the object a question names.
+# The answer loss alone teaches this binding slowly, so a chosen layer's heads 0 (and 1) at the last
+# prompt position are told where to look: -log(attention mass on the referenced object's tokens).
+# Training only; inference and the exported weights' architecture are unchanged.
+def _pos_phrase(o):
+    pos = D.cell_name(o["row"], o["col"])
+    return "in the center" if pos == "center" else "at the " + pos
+
+
+def _resolve(objs, ref):
+    """Objects a referring expression (as shapes_data.ref writes it) denotes, and its colour/shape words."""
+    names = set(D.SHAPES) | set(D.COLOUR_NAMES)
+    return [o for o in objs if D.ref(objs, o) == ref], [w for w in ref.split() if w in names]
+
+
+def referents(it):
+    """[(objects, words)] per referent (a relation has two): the objects the answer must be read from and
+    the words of the question that name them (colour, shape or position words, in order). Either may be
+    empty: a 'no' answer has words but no object, 'What shape is in the image?' an object but no words."""
+    objs, q, t = it["scene"]["objects"], it["question"], it["qtype"]
+    if t in ("shape", "colour"):
+        if len(objs) == 1:
+            return [(objs, [])]
+        for o in objs:
+            pos = D.cell_name(o["row"], o["col"]).split()
+            attr = o["colour"] if t == "shape" else o["shape"]
+            by_attr = f"What shape is the {attr} object?" if t == "shape" else f"What colour is the {attr}?"
+            by_pos = f"What shape is {_pos_phrase(o)}?" if t == "shape" else f"What colour is the shape {_pos_phrase(o)}?"
+            if q in (by_attr, by_pos):
+                return [([o], [attr] if q == by_attr else pos)]
+        return []
+    if t == "position" or (t == "relation" and q.startswith("Where is ")):
+        return [_resolve(objs, q[len("Where is "):-1])]
+    if t == "relation":
+        body = q[len("Is "):-1]
+        for sep in (" to the left or to the right of ", " above or below "):
+            if sep in body:
+                return [_resolve(objs, r) for r in body.split(sep)]
+        return []
+    if t == "yesno":
+        if q.endswith(" in the image?"):
+            s = q[len("Is there a "):-len(" in the image?")]
+            return [([o for o in objs if o["shape"] == s], [s])]
+        c, s = q[len("Is there a "):-1].split(" ")
+        return [([o for o in objs if o["shape"] == s and o["colour"] == c], [c, s])]
+    if t == "count" and q.endswith(" shapes are there?") and q.split()[2] in D.COLOUR_NAMES:
+        return [([], [q.split()[2]])]
+    return []
+
+
+def object_token_mask(cfg, o, centre=False):
+    """[64] bool: the image tokens an object covers (its box grown by a quarter token, as aux_labels), or
+    only its centre token (where the aux heads read its shape: a position-specific read-out)."""
+    cells = token_cells(cfg)
+    g = int(len(cells) ** 0.5)
+    step = cfg.image_size / g
+    t = np.arange(len(cells))
+    if centre:
+        return torch.from_numpy(t == int(o["cy"] // step) * g + int(o["cx"] // step))
+    h = o["size"] / 2 + step / 4
+    cover = (np.abs((t % g + 0.5) * step - o["cx"]) <= h) & (np.abs((t // g + 0.5) * step - o["cy"]) <= h)
+    cover[int(o["cy"] // step) * g + int(o["cx"] // step)] = True
+    return torch.from_numpy(cover)
+
+
+def describe_spans(tok, it, seq, start):
+    """[(position, object)]: in a description, the positions that write an object's phrase ("a red star
+    at the top left") -- from the one that predicts its colour word to the one before the next object's
+    -- paired with that object (the answer lists them in scene order, one colour word each)."""
+    objs = it["scene"]["objects"]
+    end = start + len(tok.answer(it["answer"]))  # seq[end-1] = EOS, seq[end-2] = "."
+    cols = [p for p in range(start, end) if tok.words.get(seq[p], ("",))[0] == "colour"]
+    assert len(cols) == len(objs), (it["answer"], cols)
+    bounds = [p - 1 for p in cols] + [end - 3]
+    return [(p, o) for k, o in enumerate(objs) for p in range(bounds[k], bounds[k + 1])]
+
+
+def attn_sup_loss(cfg, tok, caps, ids, starts, items, layer, centre=False, describe=False):
+    """Mean of -log(attention mass on the target tokens) over supervised (layer, item, head, position)
+    entries, one circuit for "find the object the question names":
+      layer 0, head 0, at every colour/shape word -> the objects with that colour/shape;
+      layer 0, head 1 (+1 per referent), at the last prompt position -> the words that name the referent;
+      `layer`, head 0 (+1 per referent), at the last prompt position -> the referenced object's tokens
+      (centre=True: its centre token); describe=True: in a description, at each object's phrase -> that object.
+    caps: {layer: (q [B,H,T,hd], k [B,KV,T,hd])} captured from those layers."""
+    rep = cfg.heads // cfg.kv_heads
+    img_pos = (ids[0] == IMAGE_TOKEN_ID).nonzero().squeeze(1)  # same prefix in every prompt
+    entries = {0: [], layer: []}
+
+    def obj_mask(objs, centre=False):
+        m = torch.zeros(ids.shape[1], dtype=torch.bool)
+        for o in objs:
+            m[img_pos[object_token_mask(cfg, o, centre)]] = True
+        return m
+
+    for i, it in enumerate(items):
+        last = starts[i] - 1
+        prompt = ids[i, :starts[i]].tolist()
+        qpos = [p for p in range(img_pos[-1] + 1, last) if prompt[p] in tok.words]
+        for p in qpos:
+            kind, w = tok.words[prompt[p]]
+            hit = [o for o in it["scene"]["objects"] if kind != "pos" and o[kind] == w]
+            if hit:
+                entries[0].append((i, 0, p, obj_mask(hit)))
+        for h, (objs, words) in enumerate(referents(it)):
+            if objs:
+                entries[layer].append((i, h, last, obj_mask(objs, centre)))
+            m = torch.zeros(ids.shape[1], dtype=torch.bool)
+            for w in words:  # the referent's words, in order, after the previous referent's
+                p = next(p for p in qpos if tok.words[prompt[p]][1] == w)
+                qpos = qpos[qpos.index(p) + 1:]
+                m[p] = True
+            if words:
+                entries[0].append((i, 1 + h, last, m))
+        if describe and it["qtype"] == "describe":
+            for p, o in describe_spans(tok, it, ids[i].tolist(), starts[i]):
+                entries[layer].append((i, 0, p, obj_mask([o], centre)))
+    losses = []
+    for l, ent in entries.items():
+        if not ent:
+            continue
+        q, k = caps[l]
+        rows, heads, pos = (torch.tensor([e[j] for e in ent]) for j in range(3))
+        sc = torch.einsum("nd,ntd->nt", q[rows, heads, pos], k[rows, heads // rep]) / math.sqrt(cfg.head_dim)
+        sc = sc.masked_fill(torch.arange(ids.shape[1])[None] > pos[:, None], float("-inf"))
+        lp = torch.log_softmax(sc, -1).masked_fill(~torch.stack([e[3] for e in ent]), float("-inf"))
+        losses.append(-torch.logsumexp(lp, -1))
+    return torch.cat(losses).mean() if losses else None
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=3000, help="LM steps (phase 2)")
@@ -359,6 +496,13 @@ def main():
     ap.add_argument("--aux-object-steps", type=int, default=0,
                     help="the first N aux steps train only the per-object shape and colour heads")
     ap.add_argument("--aux-weight", type=float, default=0.0, help="aux loss weight during the LM phase")
+    ap.add_argument("--attn-sup", type=int, default=-1,
+                    help="decoder layer whose heads 0/1 are supervised to attend to the referenced object (-1: off)")
+    ap.add_argument("--attn-sup-weight", type=float, default=1.0)
+    ap.add_argument("--attn-sup-describe", action="store_true",
+                    help="also supervise descriptions: each object's phrase attends to that object")
+    ap.add_argument("--attn-sup-target", default="cover", choices=["cover", "centre"],
+                    help="the referenced object's tokens the supervised layer should read: all it covers, or its centre")
     ap.add_argument("--q-per-image", type=int, default=1, help="questions per image in an LM batch (vision run once)")
     ap.add_argument("--type-weights", default="", help="qtype sampling weights, e.g. describe=2,count=1.5")
     ap.add_argument("--n-eval", type=int, default=350, help="held-out test items evaluated (type = index %% 7)")
@@ -542,6 +686,9 @@ def main():
         feats = model.image_features(px)  # [B/K, 64, D], shared by the K questions on each image
         e = e.clone()
         e[ids == IMAGE_TOKEN_ID] = feats.repeat_interleave(K, 0).reshape(-1, feats.shape[-1])
+        caps = sorted({0, a.attn_sup}) if a.attn_sup >= 0 else []
+        for l in caps:
+            model.model.text_model.layers[l].self_attn.capture = []
         h = model.model.text_model(e)
         # sampled softmax: all tokens the task data ever uses + 1024 random negatives per step
         # (the full 49280-way head costs more than the rest of the model); eval uses the full vocab
@@ -556,6 +703,16 @@ def main():
             lab, cnt = aux_labels(cfg, batch[::K])
             la, _ = aux(feats, lab, cnt)
             total = loss + a.aux_weight * la
+        ls = None
+        if caps:
+            got = {}
+            for l in caps:
+                got[l] = model.model.text_model.layers[l].self_attn.capture[0]
+                model.model.text_model.layers[l].self_attn.capture = None
+            ls = attn_sup_loss(cfg, tok, got, ids, [len(tok.prompt(it["question"])) for it in batch], batch, a.attn_sup,
+                               a.attn_sup_target == "centre", a.attn_sup_describe)
+            if ls is not None:
+                total = total + a.attn_sup_weight * ls
         opt.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -563,7 +720,7 @@ def main():
         ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
         if step % 50 == 0 or step == a.steps - 1 or (a.bench and step % 5 == 0):
             el = time.time() - t_train
-            P(f"step {step} loss {loss.item():.4f} ema {ema:.4f} lr {lr_at(step):.2e} {el:.0f}s ({el / (step + 1):.3f}s/step)")
+            P(f"step {step} loss {loss.item():.4f} ema {ema:.4f}{'' if ls is None else f' attn-sup {ls.item():.3f}'} lr {lr_at(step):.2e} {el:.0f}s ({el / (step + 1):.3f}s/step)")
         if a.bench and step == 20:
             return
         if (step + 1) % a.eval_every == 0 and step + 1 < a.steps:
