@@ -175,10 +175,10 @@ from the image.
 
 Where the errors are: not in the vision tower -- linear heads on its image tokens (`train/train.py`'s
 auxiliary heads; an object read at its centre token) get every held-out object's shape right 99.4 % of the
-time and colour and the object count 100 %. The decoder has to find the object a question refers to (by
-colour, shape or grid cell) among the 64 image tokens and read the answer there; after a few thousand LM
-steps on 2 CPU cores it does so only part of the time, least on questions that combine two objects
-(relations, yes/no).
+time and colour and the object count 100 %. Finding the object a question names (by colour, shape or grid
+cell) among the 64 image tokens is what the decoder learned last: the final stages supervise its attention
+for that (`--attn-sup`, described in `train/train.py`). What remains is mostly counting a subset ("How many
+red shapes are there?") and descriptions, where one wrong word anywhere in two sentences fails the exact match.
 """
     open(os.path.join(a.dst, "README.md"), "w").write(txt)
 
