@@ -181,8 +181,8 @@ Where the errors are: not in the vision tower -- linear heads on its image token
 auxiliary heads; an object read at its centre token) get every held-out object's shape right 99.4 % of the
 time and colour and the object count 100 %. Finding the object a question names (by colour, shape or grid
 cell) among the 64 image tokens is what the decoder learned last: the final stages supervise its attention
-for that (`--attn-sup`, described in `train/train.py`). What remains is mostly counting a subset ("How many
-red shapes are there?") and descriptions, where one wrong word anywhere in two sentences fails the exact match.
+for that (`--attn-sup`, described in `train/train.py`). The weakest type is the description, where one
+wrong word anywhere in two sentences fails the exact match.
 """
     open(os.path.join(a.dst, "README.md"), "w").write(txt)
 
