@@ -167,16 +167,14 @@ def make_qa(scene, qtype, rng):
             return "What shape is in the image?", o["shape"]
         if sum(x["colour"] == o["colour"] for x in objs) == 1:
             return f"What shape is the {o['colour']} object?", o["shape"]
-        pos = cell_name(o["row"], o["col"])
-        return f"What shape is {'in the center' if pos == 'center' else 'at the ' + pos}?", o["shape"]
+        return f"What shape is {cell_phrase(o['row'], o['col'])}?", o["shape"]
     if qtype == "colour":
         o = rng.choice(objs)
         if len(objs) == 1:
             return "What colour is the shape?", o["colour"]
         if sum(x["shape"] == o["shape"] for x in objs) == 1:
             return f"What colour is the {o['shape']}?", o["colour"]
-        pos = cell_name(o["row"], o["col"])
-        return f"What colour is the shape {'in the center' if pos == 'center' else 'at the ' + pos}?", o["colour"]
+        return f"What colour is the shape {cell_phrase(o['row'], o['col'])}?", o["colour"]
     if qtype == "count":
         k = rng.random()
         if k < 0.5:

@@ -308,17 +308,26 @@ def token_cells(cfg):
     return cells
 
 
+def object_tokens(cfg, o):
+    """(cover, centre) of an object among the image tokens: a [64] bool array of the tokens its box, grown by a
+    quarter token, covers (always including its centre token), and the index of the token holding its centre."""
+    g = cfg.image_size // cfg.patch_size // cfg.scale_factor
+    step = cfg.image_size / g
+    t = np.arange(g * g)
+    h = o["size"] / 2 + step / 4
+    cover = (np.abs((t % g + 0.5) * step - o["cx"]) <= h) & (np.abs((t // g + 0.5) * step - o["cy"]) <= h)
+    centre = int(o["cy"] // step) * g + int(o["cx"] // step)
+    cover[centre] = True  # (always covered for sizes >= 20 px; keeps every object)
+    return cover, centre
+
+
 def aux_labels(cfg, items):
     cells = token_cells(cfg)
-    g = int(len(cells) ** 0.5)
-    step = cfg.image_size / g
     T = len(cells)
     lab = torch.zeros(len(items), T, 3, dtype=torch.long)
     cnt = torch.zeros(len(items), dtype=torch.long)
     bg = torch.zeros(len(items), dtype=torch.long)
     omask, oshape, ocol = [], [], []
-    tcy = (np.arange(T) // g + 0.5) * step
-    tcx = (np.arange(T) % g + 0.5) * step
     rows = torch.tensor([r for r, _ in cells])
     cols = torch.tensor([c for _, c in cells])
     for i, it in enumerate(items):
@@ -328,10 +337,7 @@ def aux_labels(cfg, items):
         lab[i, :, 1] = rows
         lab[i, :, 2] = cols
         for o in objs:
-            h = o["size"] / 2 + step / 4
-            cover = (np.abs(tcx - o["cx"]) <= h) & (np.abs(tcy - o["cy"]) <= h)
-            centre = int(o["cy"] // step) * g + int(o["cx"] // step)
-            cover[centre] = True  # (always covered for sizes >= 20 px; keeps every object)
+            cover, centre = object_tokens(cfg, o)
             m = torch.zeros(len(items), T)
             if AUX_POOL == "centre":
                 m[i, centre] = 1.0
@@ -393,11 +399,6 @@ class AuxHead(torch.nn.Module):
 # and the answer loss alone did not teach it. So the two hops of that lookup are supervised directly
 # (attn_sup_loss): layer 0 gathers the naming words at the last prompt position, a later layer attends
 # from there to the named object. Training only: the model, its exported weights and inference are as before.
-def _pos_phrase(o):
-    pos = D.cell_name(o["row"], o["col"])
-    return "in the center" if pos == "center" else "at the " + pos
-
-
 def _resolve(objs, ref):
     """Objects a referring expression (as shapes_data.ref writes it) denotes, and its colour/shape words."""
     names = set(D.SHAPES) | set(D.COLOUR_NAMES)
@@ -416,7 +417,8 @@ def referents(it):
             pos = D.cell_name(o["row"], o["col"]).split()
             attr = o["colour"] if t == "shape" else o["shape"]
             by_attr = f"What shape is the {attr} object?" if t == "shape" else f"What colour is the {attr}?"
-            by_pos = f"What shape is {_pos_phrase(o)}?" if t == "shape" else f"What colour is the shape {_pos_phrase(o)}?"
+            where = D.cell_phrase(o["row"], o["col"])
+            by_pos = f"What shape is {where}?" if t == "shape" else f"What colour is the shape {where}?"
             if q in (by_attr, by_pos):
                 return [([o], [attr] if q == by_attr else pos)]
         return []
@@ -437,22 +439,6 @@ def referents(it):
     if t == "count" and q.endswith(" shapes are there?") and q.split()[2] in D.COLOUR_NAMES:
         return [([], [q.split()[2]])]
     return []
-
-
-def object_token_mask(cfg, o, centre=False):
-    """[64] bool: the image tokens an object covers (its box grown by a quarter token, as aux_labels), or
-    only its centre token (where the aux heads read its shape: a position-specific read-out)."""
-    cells = token_cells(cfg)
-    g = int(len(cells) ** 0.5)
-    step = cfg.image_size / g
-    t = np.arange(len(cells))
-    mid = int(o["cy"] // step) * g + int(o["cx"] // step)
-    if centre:
-        return torch.from_numpy(t == mid)
-    h = o["size"] / 2 + step / 4
-    cover = (np.abs((t % g + 0.5) * step - o["cx"]) <= h) & (np.abs((t // g + 0.5) * step - o["cy"]) <= h)
-    cover[mid] = True
-    return torch.from_numpy(cover)
 
 
 def describe_spans(tok, it, seq, start):
@@ -482,7 +468,8 @@ def attn_sup_loss(cfg, tok, caps, ids, starts, items, layer, centre=False, descr
     def obj_mask(objs, centre=False):
         m = torch.zeros(ids.shape[1], dtype=torch.bool)
         for o in objs:
-            m[img_pos[object_token_mask(cfg, o, centre)]] = True
+            cover, mid = object_tokens(cfg, o)
+            m[img_pos[mid] if centre else img_pos[torch.from_numpy(cover)]] = True
         return m
 
     for i, it in enumerate(items):
