@@ -1,32 +1,8 @@
 /** Types at the engine's public boundary. Names follow transformers.js (camelCase) and OpenAI. */
-import type { RequestMetrics } from '../scheduler/metrics.ts';
-import type { PixelData } from '../model/image-input.ts';
+import type { RequestMetrics } from '../api/stats.ts';
+import type { CompressionOptions } from '../api/chat-types.ts';
 
-/** An image as the page or a caller has it: a URL (data:, blob:, http(s):) or the bytes/bitmap itself. */
-export type ImageInput = string | Blob | ImageBitmap | PixelData;
-
-/** OpenAI-style content parts; `{type: 'image', image}` is the extension for a File/Blob/ImageBitmap. */
-export type ContentPart =
-  | { type: 'text'; text: string }
-  | { type: 'image_url'; image_url: { url: string } }
-  | { type: 'image'; image: Blob | ImageBitmap | PixelData };
-
-export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant';
-  content: string | ContentPart[];
-}
-
-/** KV-cache compression of a request's prompt (kvpress-style presses; see src/kv/presses). */
-export interface CompressionOptions {
-  /** 'none', 'knorm', 'streaming-llm', 'sliding-window', 'snapkv', 'tova', 'observed-attention', 'expected-attention'. */
-  press: string;
-  /** Fraction of the compressible prompt tokens to evict, in [0, 1). */
-  ratio: number;
-  /** Observation window (last prompt tokens) for attention-based presses; default 16. */
-  window?: number;
-  /** The compressible tokens: 'all' (default), 'image' (only image tokens' span), or [start, end) of the prompt. */
-  region?: 'all' | 'image' | { start: number; end: number };
-}
+export type { ChatMessage, CompressionOptions, ContentPart, ImageInput, LoadProgress } from '../api/chat-types.ts';
 
 export interface GenerateOptions {
   /** Overrides the engine's default compression for this request. */
@@ -60,12 +36,6 @@ export interface GenerationResult {
   timing: RequestMetrics & { tokensPerSecond: number };
   /** With returnLogits: logits[i] is the distribution token i was drawn from (f32 [vocab]). */
   logits?: Float32Array[];
-}
-
-export interface LoadProgress {
-  file: string;
-  loaded: number;
-  total: number | null;
 }
 
 export type EngineEvent =

@@ -110,3 +110,34 @@ describe('BlockPool', () => {
     expect(p.debugString()).toBe(['BlockPool pages=4 used=2 free=2 peak=2', '  used: [0×1 1×2]', '  free (head→tail): [2 3]'].join('\n'));
   });
 });
+
+describe('BlockPool: cached pages handed out again', () => {
+  it('tells every listener at allocation, lists the pages for the step to drain, and unmarks them', () => {
+    const pool = new BlockPool(4);
+    const a: number[] = [];
+    const b: number[] = [];
+    pool.addReuseListener((p) => a.push(p));
+    const stop = pool.addReuseListener((p) => b.push(p));
+    const pages = pool.allocate(4)!;
+    pool.setCached(pages[1], true);
+    pool.setCached(pages[3], true);
+    pool.free(pages);
+    expect(pool.isCached(pages[1])).toBe(true); // free pages keep their mark and contents
+    pool.reclaim(pages[1]); // a prefix hit revives it: not a reuse
+    expect(a).toEqual([]);
+    pool.free([pages[1]]);
+    const again = pool.allocate(4)!;
+    expect(a.sort()).toEqual([pages[1], pages[3]].sort());
+    expect([...b].sort()).toEqual(a);
+    expect(pool.drainReused().sort()).toEqual(a);
+    expect(pool.drainReused()).toEqual([]);
+    expect(again.some((p) => pool.isCached(p))).toBe(false);
+    expect(pool.numReused).toBe(2);
+    stop();
+    pool.free(again);
+    pool.setCached(again[0], true);
+    pool.allocate(4);
+    expect(b).toHaveLength(2); // unsubscribed
+    expect(a).toHaveLength(3);
+  });
+});

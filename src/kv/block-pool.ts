@@ -18,6 +18,14 @@
  * The list is intrusive (two Int32Arrays of prev/next links plus a sentinel),
  * so unlinking any page is O(1).
  *
+ * Cached pages: a page whose contents someone wants to find again (the
+ * prefix cache) is marked with `setCached`. When `allocate` hands a cached
+ * free page out again, its old contents are about to be overwritten: the
+ * pool unmarks it, tells every reuse listener at once (the prefix cache
+ * forgets its key), and keeps it in a list that the next step drains
+ * (`drainReused`) — so a lower tier can copy the contents out before the
+ * step's kernels write the page.
+ *
  * Reference counts: a page is free ⇔ refCount 0 ⇔ it is in the free list.
  * `allocate` hands pages out at count 1; `incRef` shares a used page (it
  * refuses a free page: reviving cached free pages is the prefix cache's job);
@@ -28,14 +36,18 @@ export class BlockPool {
   /** next[i] / prev[i]: free-list links; index numPages is the sentinel. -1 = not in the list. */
   private readonly next: Int32Array;
   private readonly prev: Int32Array;
+  private readonly cached: Uint8Array;
+  private readonly reuseListeners = new Set<(page: number) => void>();
+  private reused: number[] = [];
   private free_ = 0;
   private peak = 0;
-  /** Told when `allocate` hands out a free page, whose old contents are then lost (the prefix cache forgets it). */
-  onReuse: ((page: number) => void) | null = null;
+  /** Cached pages handed out again since construction. */
+  numReused = 0;
 
   constructor(readonly numPages: number) {
     if (!Number.isInteger(numPages) || numPages < 0) throw new RangeError(`BlockPool: numPages must be a non-negative integer, got ${numPages}`);
     this.refs = new Uint32Array(numPages);
+    this.cached = new Uint8Array(numPages);
     this.next = new Int32Array(numPages + 1).fill(-1);
     this.prev = new Int32Array(numPages + 1).fill(-1);
     const s = numPages;
@@ -56,7 +68,7 @@ export class BlockPool {
       this.unlink(p);
       this.refs[p] = 1;
       out.push(p);
-      this.onReuse?.(p);
+      if (this.cached[p]) this.reuse(p);
     }
     this.peak = Math.max(this.peak, this.numUsed);
     return out;
@@ -100,6 +112,33 @@ export class BlockPool {
     for (const p of pages) {
       if (--this.refs[p] === 0) this.pushTail(p);
     }
+  }
+
+  /** Marks (or unmarks) a page whose contents a cache may ask for again. */
+  setCached(page: number, cached: boolean): void {
+    this.checkPage('setCached', page);
+    this.cached[page] = cached ? 1 : 0;
+  }
+
+  isCached(page: number): boolean {
+    this.checkPage('isCached', page);
+    return this.cached[page] === 1;
+  }
+
+  /**
+   * Calls `listener(page)` whenever a cached page is handed out again, at the
+   * moment `allocate` takes it (before anyone can write it). Returns the unsubscribe.
+   */
+  addReuseListener(listener: (page: number) => void): () => void {
+    this.reuseListeners.add(listener);
+    return () => this.reuseListeners.delete(listener);
+  }
+
+  /** The cached pages handed out again since the last call, in allocation order (the step drains this before it writes). */
+  drainReused(): number[] {
+    const out = this.reused;
+    this.reused = [];
+    return out;
   }
 
   get numFree(): number {
@@ -167,6 +206,13 @@ export class BlockPool {
 
   private checkPage(op: string, p: number): void {
     if (!Number.isInteger(p) || p < 0 || p >= this.numPages) throw new RangeError(`BlockPool.${op}: page ${p} is not in 0..${this.numPages - 1}`);
+  }
+
+  private reuse(p: number): void {
+    this.cached[p] = 0;
+    this.numReused++;
+    this.reused.push(p);
+    for (const l of this.reuseListeners) l(p);
   }
 
   private pushTail(p: number): void {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { testGpu, rng } from '../../test/gpu.ts';
 import { readBuffer, uploadBuffer, writeBuffer } from '../gpu/buffers.ts';
 import { CommandRecorder } from '../gpu/recorder.ts';
-import type { KvDtype } from '../gpu/kernels/kv-write.ts';
+import type { KvDtype } from '../gpu/kv-layout.ts';
 import { kvCompactRef } from '../gpu/kernels/kv-compact.ref.ts';
 import { kvSelectRef } from '../gpu/kernels/kv-select.ref.ts';
 import { KvPool } from './kv-pool.ts';
@@ -26,7 +26,7 @@ class FakeKv implements CompactableKv {
   numTokens(seqId: SeqId): number {
     return this.tables.get(seqId)!.tokens;
   }
-  truncate(seqId: SeqId, numTokens: number): void {
+  compact(seqId: SeqId, numTokens: number): void {
     const s = this.tables.get(seqId)!;
     const gone = s.pages.splice(Math.ceil(numTokens / this.pageSize));
     this.freed.push(...gone.reverse());

@@ -33,14 +33,13 @@ import type { SeqId } from './kv-cache-manager.ts';
  */
 
 /**
- * What compaction needs from the KV cache manager. KVCacheManager provides all
- * of it except `truncate`, which it still lacks (see the report / its docs).
+ * What compaction needs from the KV cache manager (KVCacheManager, or a test double).
  */
 export interface CompactableKv {
   blockTable(seqId: SeqId): readonly number[];
   numTokens(seqId: SeqId): number;
-  /** Drops the sequence's tokens from `numTokens` on and frees its pages past ceil(numTokens / pageSize), last page first. */
-  truncate(seqId: SeqId, numTokens: number): void;
+  /** Keeps the sequence's first `keep` slots, frees its pages past ceil(keep / pageSize) (last page first) and records the evicted tokens as its position offset. */
+  compact(seqId: SeqId, keep: number): void;
   readonly pageSize: number;
   readonly pool: { refCount(page: number): number };
 }
@@ -69,7 +68,7 @@ export interface CompactSequenceResult {
 
 /**
  * Encodes kv_select + kv_compact for every layer of `seqId` into `rec`, then
- * (CPU, right away) truncates the sequence to `keep` tokens, freeing its
+ * (CPU, right away) compacts the sequence's bookkeeping to `keep` tokens, freeing its
  * trailing pages. The freed pages may be reallocated at once: that is safe as
  * long as `rec` is submitted before any other command buffer that writes
  * them (the queue runs submissions in order; later dispatches in `rec` itself
@@ -98,7 +97,7 @@ export function compactSequence(rec: CommandRecorder, o: CompactSequenceOptions)
     encodeKvSelect(rec, { scores: o.scoresPerLayer[l], indices, numKvHeads: g.numKvHeads, numTokens: n, k: keep });
     encodeKvCompact(rec, { ...g, pool: pool.layers[l], blockTable: tableBuf, indices, numTokens: n, k: keep });
   }
-  kv.truncate(seqId, keep);
+  kv.compact(seqId, keep);
   return {
     ...result,
     release: () => {

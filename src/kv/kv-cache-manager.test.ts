@@ -134,20 +134,22 @@ describe('packAttentionBatch', () => {
   });
 });
 
-describe('KVCacheManager.truncate', () => {
-  it('frees trailing pages, keeps the front ones and their order, and keeps invariants', () => {
+describe('KVCacheManager.compact', () => {
+  it('frees trailing pages, keeps the front ones and their order, records the offset, and keeps invariants', () => {
     const kv = KVCacheManager.simulated(10, 4);
     expect(kv.allocateSlots('a', 17)).toBe(true); // 5 pages
     const before = [...kv.blockTable('a')];
-    expect(kv.truncate('a', 6)).toBe(3);
+    expect(kv.compact('a', 6)).toBe(3);
     expect(kv.blockTable('a')).toEqual(before.slice(0, 2));
     expect(kv.numTokens('a')).toBe(6);
+    expect(kv.sequence('a')).toMatchObject({ numSlots: 6, positionOffset: 11, compressed: true });
     expect(kv.numFreePages).toBe(8);
     kv.checkInvariants();
     expect(kv.allocateSlots('a', 3)).toBe(true); // 9 tokens: 3 pages
     expect(kv.blockTable('a').length).toBe(3);
-    expect(() => kv.truncate('a', 10)).toThrow(/holds 9 tokens/);
-    expect(kv.truncate('a', 9)).toBe(0);
+    expect(() => kv.compact('a', 10)).toThrow(/holds 9 tokens/);
+    expect(kv.compact('a', 9)).toBe(0);
+    expect(kv.positionOffset('a')).toBe(11);
     kv.free('a');
     expect(kv.numFreePages).toBe(10);
   });

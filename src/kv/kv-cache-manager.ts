@@ -1,10 +1,14 @@
 import { BlockPool } from './block-pool.ts';
+import { emptySequence, type KvSequence } from './kv-sequence.ts';
+import { PrefixCache, type PrefixCacheStats } from './prefix-cache.ts';
+import { KV_FORMAT_VERSION, type KvNamespace, type PrefixKey, type PrefixSource } from './prefix-key.ts';
 
 /** A sequence (request) id; any string or number the scheduler uses. */
 export type SeqId = string | number;
 
 /**
- * KVCacheManager: the block table of every live sequence. It asks the
+ * KVCacheManager: the KvSequence (block table, slot count, position offset,
+ * compressed flag) of every live sequence, and the prefix cache. It asks the
  * BlockPool for pages and gives them back; it does not know about GPU
  * buffers (KvPool) nor about policy (the scheduler decides who runs, and
  * preempts when `allocateSlots` says no).
@@ -24,18 +28,24 @@ export type SeqId = string | number;
  * through the slot (kv_write) or through the table itself (paged attention).
  */
 export class KVCacheManager {
-  private readonly seqs = new Map<SeqId, { pages: number[]; tokens: number }>();
+  private readonly seqs = new Map<SeqId, KvSequence>();
+  private readonly prefix: PrefixCache | null;
 
+  /** `prefixCache`: the namespace its keys live in (model, dtype, page size), or null for no prefix cache. */
   constructor(
     readonly pool: BlockPool,
     readonly pageSize: number,
+    prefixCache: KvNamespace | null = null,
   ) {
     if (!Number.isInteger(pageSize) || pageSize <= 0) throw new RangeError(`KVCacheManager: pageSize must be a positive integer, got ${pageSize}`);
+    if (prefixCache && prefixCache.pageSize !== pageSize) throw new RangeError(`KVCacheManager: the prefix namespace's pageSize ${prefixCache.pageSize} differs from ${pageSize}`);
+    this.prefix = prefixCache ? new PrefixCache(pool, pageSize, prefixCache) : null;
   }
 
-  /** A manager over a fresh pool of `numPages` pages: no GPU needed (tests, planning). */
-  static simulated(numPages: number, pageSize = 16): KVCacheManager {
-    return new KVCacheManager(new BlockPool(numPages), pageSize);
+  /** A manager over a fresh pool of `numPages` pages: no GPU needed (tests, planning); `prefixCache` turns on a cache in a test namespace. */
+  static simulated(numPages: number, pageSize = 16, prefixCache = false): KVCacheManager {
+    const ns: KvNamespace = { modelId: 'simulated', modelHash: '0', kvDtype: 'f32', pageSize, formatVersion: KV_FORMAT_VERSION };
+    return new KVCacheManager(new BlockPool(numPages), pageSize, prefixCache ? ns : null);
   }
 
   // ---------------------------------------------------------------- public API
@@ -53,23 +63,64 @@ export class KVCacheManager {
    */
   allocateSlots(seqId: SeqId, numNewTokens: number): boolean {
     if (!Number.isInteger(numNewTokens) || numNewTokens < 0) throw new RangeError(`KVCacheManager.allocateSlots: numNewTokens must be a non-negative integer, got ${numNewTokens}`);
-    const seq = this.seqs.get(seqId) ?? { pages: [], tokens: 0 };
-    const needed = this.pagesFor(seq.tokens + numNewTokens) - seq.pages.length;
+    const seq = this.seqs.get(seqId) ?? emptySequence();
+    const needed = this.pagesFor(seq.numSlots + numNewTokens) - seq.pages.length;
     const pages = this.pool.allocate(Math.max(0, needed));
     if (!pages) return false;
     seq.pages.push(...pages);
-    seq.tokens += numNewTokens;
+    seq.numSlots += numNewTokens;
     this.seqs.set(seqId, seq);
     return true;
   }
 
   /**
-   * Starts `seqId` on pages that already hold its first `pages.length * pageSize`
-   * tokens (a prefix-cache hit; the caller has taken a reference on each).
+   * Starts `seqId` (which must not exist) on the cached pages of the longest
+   * known prefix of its first `maxTokens` tokens (vLLM's get_computed_blocks):
+   * they are shared read-only, or revived from the free list. Returns the
+   * tokens whose KV it now has (a multiple of pageSize; 0 without a prefix cache).
    */
-  adopt(seqId: SeqId, pages: readonly number[]): void {
-    if (this.seqs.has(seqId)) throw new Error(`KVCacheManager.adopt: sequence ${JSON.stringify(seqId)} already exists`);
-    this.seqs.set(seqId, { pages: [...pages], tokens: pages.length * this.pageSize });
+  getComputedPages(seqId: SeqId, src: PrefixSource, maxTokens: number): number {
+    if (this.seqs.has(seqId)) throw new Error(`KVCacheManager.getComputedPages: sequence ${JSON.stringify(seqId)} already holds pages`);
+    if (!this.prefix) return 0;
+    const pages = this.prefix.lookup(seqId, src, maxTokens);
+    if (pages.length === 0) return 0;
+    for (const p of pages) this.pool.reclaim(p);
+    this.seqs.set(seqId, { ...emptySequence(), pages, numSlots: pages.length * this.pageSize });
+    return pages.length * this.pageSize;
+  }
+
+  /**
+   * Publishes the full pages among the sequence's first `computedTokens`
+   * tokens to the prefix cache (vLLM's cache_full_blocks). A sequence whose
+   * pages a press rewrote is never published.
+   */
+  cacheFullPages(seqId: SeqId, src: PrefixSource, computedTokens: number): void {
+    const seq = this.get(seqId, 'cacheFullPages');
+    if (!this.prefix || seq.compressed) return;
+    this.prefix.publish(seqId, src, seq.pages, Math.min(computedTokens, seq.numSlots));
+  }
+
+  /** The PrefixKey of the sequence's first `pages` pages (null without a prefix cache). */
+  prefixKey(seqId: SeqId, src: PrefixSource, pages: number): PrefixKey | null {
+    return this.prefix?.key(seqId, src, pages) ?? null;
+  }
+
+  get prefixCacheEnabled(): boolean {
+    return this.prefix !== null;
+  }
+
+  prefixStats(): PrefixCacheStats {
+    return this.prefix?.snapshot() ?? { lookups: 0, hitRequests: 0, hitTokens: 0, cachedPages: 0, reusedPages: 0 };
+  }
+
+  /** The cached pages the pool handed out again since the last call (a step drains this before writing them). */
+  drainReusedPages(): number[] {
+    return this.pool.drainReused();
+  }
+
+  /** The sequence's KV bookkeeping, read-only (the unit a tier moves). */
+  sequence(seqId: SeqId): Readonly<KvSequence> {
+    return this.get(seqId, 'sequence');
   }
 
   /** The sequence's page ids, token order. A read-only view: copy it before the next allocateSlots. */
@@ -77,15 +128,21 @@ export class KVCacheManager {
     return this.get(seqId, 'blockTable').pages;
   }
 
+  /** Slots holding the sequence's K/V. */
   numTokens(seqId: SeqId): number {
-    return this.get(seqId, 'numTokens').tokens;
+    return this.get(seqId, 'numTokens').numSlots;
+  }
+
+  /** Tokens a press evicted from the sequence: RoPE position = slot + positionOffset for tokens appended after. */
+  positionOffset(seqId: SeqId): number {
+    return this.get(seqId, 'positionOffset').positionOffset;
   }
 
   /** Global slot (page*pageSize + offset) of each token in [start, start+count); they must be allocated. */
   slotsFor(seqId: SeqId, start: number, count: number): Uint32Array {
     const seq = this.get(seqId, 'slotsFor');
-    if (!Number.isInteger(start) || !Number.isInteger(count) || start < 0 || count < 0 || start + count > seq.tokens) {
-      throw new RangeError(`KVCacheManager.slotsFor: tokens [${start}, ${start + count}) of sequence ${String(seqId)} are not allocated (it has ${seq.tokens})`);
+    if (!Number.isInteger(start) || !Number.isInteger(count) || start < 0 || count < 0 || start + count > seq.numSlots) {
+      throw new RangeError(`KVCacheManager.slotsFor: tokens [${start}, ${start + count}) of sequence ${String(seqId)} are not allocated (it has ${seq.numSlots})`);
     }
     const out = new Uint32Array(count);
     for (let i = 0; i < count; i++) {
@@ -100,22 +157,25 @@ export class KVCacheManager {
     const seq = this.get(seqId, 'free');
     this.pool.free([...seq.pages].reverse());
     this.seqs.delete(seqId);
+    this.prefix?.drop(seqId);
   }
 
   /**
-   * Shortens a sequence to its first `numTokens` slots (after a press has
-   * compacted the kept tokens to the front): trailing pages go back to the
-   * pool at once. Returns how many pages were freed.
+   * Records a compaction: a press moved the sequence's `keep` kept tokens to
+   * its first slots, in place. Trailing pages go back to the pool at once;
+   * the evicted count joins the position offset; the pages are now private
+   * (compressed). Returns how many pages were freed.
    */
-  truncate(seqId: SeqId, numTokens: number): number {
-    const seq = this.get(seqId, 'truncate');
-    if (!Number.isInteger(numTokens) || numTokens < 0 || numTokens > seq.tokens) {
-      throw new RangeError(`KVCacheManager.truncate: sequence ${String(seqId)} holds ${seq.tokens} tokens; cannot truncate to ${numTokens}`);
+  compact(seqId: SeqId, keep: number): number {
+    const seq = this.get(seqId, 'compact');
+    if (!Number.isInteger(keep) || keep < 0 || keep > seq.numSlots) {
+      throw new RangeError(`KVCacheManager.compact: sequence ${String(seqId)} holds ${seq.numSlots} tokens; cannot keep ${keep}`);
     }
-    const keep = this.pagesFor(numTokens);
-    const freed = seq.pages.splice(keep);
+    const freed = seq.pages.splice(this.pagesFor(keep));
     this.pool.free(freed.reverse());
-    seq.tokens = numTokens;
+    seq.positionOffset += seq.numSlots - keep;
+    seq.numSlots = keep;
+    seq.compressed = true;
     return freed.length;
   }
 
@@ -123,7 +183,7 @@ export class KVCacheManager {
   canFit(numTokens: number, seqId?: SeqId): boolean {
     const seq = seqId === undefined ? undefined : this.get(seqId, 'canFit');
     const have = seq ? seq.pages.length : 0;
-    return this.pagesFor((seq?.tokens ?? 0) + numTokens) - have <= this.pool.numFree;
+    return this.pagesFor((seq?.numSlots ?? 0) + numTokens) - have <= this.pool.numFree;
   }
 
   has(seqId: SeqId): boolean {
@@ -160,19 +220,21 @@ export class KVCacheManager {
     this.pool.checkInvariants();
     const uses = new Map<number, number>();
     for (const [id, s] of this.seqs) {
-      if (s.pages.length !== this.pagesFor(s.tokens)) throw new Error(`KVCacheManager invariant: sequence ${String(id)} has ${s.tokens} tokens in ${s.pages.length} pages`);
+      if (s.pages.length !== this.pagesFor(s.numSlots)) throw new Error(`KVCacheManager invariant: sequence ${String(id)} has ${s.numSlots} tokens in ${s.pages.length} pages`);
       for (const p of s.pages) uses.set(p, (uses.get(p) ?? 0) + 1);
     }
     for (const [p, n] of uses) {
       if (this.pool.refCount(p) < n) throw new Error(`KVCacheManager invariant: page ${p} is in ${n} table(s) but has refCount ${this.pool.refCount(p)}`);
     }
+    this.prefix?.checkInvariants();
   }
 
   debugString(maxSeqs = 16): string {
     const lines = [`KVCacheManager pageSize=${this.pageSize} sequences=${this.seqs.size} pages used=${this.pool.numUsed}/${this.pool.numPages}`];
     for (const [id, s] of [...this.seqs].slice(0, maxSeqs)) {
-      const fill = s.tokens - (s.pages.length - 1) * this.pageSize;
-      lines.push(`  ${String(id)}: ${s.tokens} tokens, pages [${s.pages.join(' ')}]${s.pages.length ? ` (last page ${fill}/${this.pageSize})` : ''}`);
+      const fill = s.numSlots - (s.pages.length - 1) * this.pageSize;
+      const extra = (s.positionOffset ? ` offset ${s.positionOffset}` : '') + (s.compressed ? ' compressed' : '');
+      lines.push(`  ${String(id)}: ${s.numSlots} tokens, pages [${s.pages.join(' ')}]${s.pages.length ? ` (last page ${fill}/${this.pageSize})` : ''}${extra}`);
     }
     if (this.seqs.size > maxSeqs) lines.push(`  …+${this.seqs.size - maxSeqs} more`);
     return lines.join('\n');
@@ -180,7 +242,7 @@ export class KVCacheManager {
 
   // ---------------------------------------------------------------- helpers
 
-  private get(seqId: SeqId, op: string): { pages: number[]; tokens: number } {
+  private get(seqId: SeqId, op: string): KvSequence {
     const s = this.seqs.get(seqId);
     if (!s) throw new Error(`KVCacheManager.${op}: unknown sequence id ${JSON.stringify(seqId)}`);
     return s;

@@ -1,16 +1,19 @@
 /**
- * Images as callers hand them over → transformers.js RawImage, with the
- * checks a page needs: empty files, bytes that are no image, images too
- * large to process. Errors say what was wrong and what to do.
+ * Images as callers hand them over, in two steps:
+ *
+ *   readImage    URL (data:, blob:, http) / Blob / ImageBitmap / RGBA pixels
+ *                → the encoded bytes or the pixels + a SHA-256 content key.
+ *                No decoding: a known image (same key) needs nothing more.
+ *   decodeImage  ReadImage → transformers.js RawImage (RGB), refusing bytes
+ *                that are no image and images too large to process.
+ *
+ * Errors (ImageInputError) say what was wrong and what to do.
  */
 import type { RawImage } from '@huggingface/transformers';
 
-/** Decoded RGBA pixels (an ImageData, or the same shape from anywhere). */
-export interface PixelData {
-  width: number;
-  height: number;
-  data: Uint8ClampedArray | Uint8Array;
-}
+import type { PixelData } from '../api/chat-types.ts';
+
+export type { PixelData };
 
 export type ImageSource = string | Blob | ImageBitmap | PixelData;
 
@@ -21,32 +24,68 @@ export class ImageInputError extends Error {
   override name = 'ImageInputError';
 }
 
-export interface DecodedImage {
-  image: RawImage;
-  /** SHA-256 (hex) of the encoded bytes, or of the pixels when no bytes exist. */
-  hash: string;
-}
+/**
+ * An image read but not decoded. `hash` is the content key: SHA-256 (hex) of
+ * the encoded bytes, or for pixels `rgba<w>x<h>:` + SHA-256 of the RGBA bytes
+ * (so equal bytes in another shape are another image).
+ */
+export type ReadImage =
+  | { kind: 'encoded'; hash: string; blob: Blob }
+  | { kind: 'pixels'; hash: string; width: number; height: number; data: Uint8ClampedArray | Uint8Array };
 
-type RawImageClass = typeof RawImage;
-
-/** Fetch/decode/validate one image. `label` names it in errors (e.g. "image 1"). */
-export async function decodeImage(input: ImageSource, label: string, maxPixels = MAX_IMAGE_PIXELS): Promise<DecodedImage> {
-  const { RawImage } = await import('@huggingface/transformers');
+/**
+ * Fetches / reads one image and hashes it, without decoding. Refuses what
+ * needs no decoding to refuse: a failed fetch, an empty file, pixel data of
+ * the wrong length or too many pixels. `label` names it in errors ("image 1").
+ */
+export async function readImage(input: ImageSource, label: string, maxPixels = MAX_IMAGE_PIXELS): Promise<ReadImage> {
   if (typeof input === 'string') input = await fetchImage(input, label);
-  if (isBlob(input)) return decodeBlob(RawImage, input, label, maxPixels);
+  if (isBlob(input)) {
+    if (input.size === 0) throw new ImageInputError(`${label}: the file is empty (0 bytes); choose a PNG, JPEG, WebP or GIF image`);
+    return { kind: 'encoded', hash: await sha256(new Uint8Array(await input.arrayBuffer())), blob: input };
+  }
   if (isPixelData(input)) {
     checkSize(input.width, input.height, label, maxPixels);
     if (input.data.length !== input.width * input.height * 4) {
       throw new ImageInputError(`${label}: pixel data has ${input.data.length} bytes, expected width × height × 4 (RGBA) = ${input.width * input.height * 4}`);
     }
-    return { image: new RawImage(new Uint8ClampedArray(input.data), input.width, input.height, 4).rgb(), hash: await sha256(input.data) };
+    return pixels(input.width, input.height, input.data);
   }
   if (typeof ImageBitmap !== 'undefined' && input instanceof ImageBitmap) {
     checkSize(input.width, input.height, label, maxPixels);
-    const pixels = bitmapPixels(input);
-    return { image: new RawImage(pixels, input.width, input.height, 4).rgb(), hash: await sha256(pixels) };
+    return pixels(input.width, input.height, bitmapPixels(input));
   }
   throw new ImageInputError(`${label}: expected a URL, a Blob/File, an ImageBitmap or RGBA pixel data`);
+}
+
+/** Decodes a read image to RGB, refusing unreadable bytes and images over `maxPixels`. */
+export async function decodeImage(read: ReadImage, label: string, maxPixels = MAX_IMAGE_PIXELS): Promise<RawImage> {
+  const { RawImage } = await import('@huggingface/transformers');
+  if (read.kind === 'pixels') return new RawImage(new Uint8ClampedArray(read.data), read.width, read.height, 4).rgb();
+  const unreadable = () => new ImageInputError(`${label}: this file is not an image this page can read; use a PNG, JPEG, WebP or GIF image`);
+  if (typeof createImageBitmap === 'function') {
+    // browsers: check the size before turning a huge image into RGBA
+    const bitmap = await createImageBitmap(read.blob).catch(() => {
+      throw unreadable();
+    });
+    try {
+      checkSize(bitmap.width, bitmap.height, label, maxPixels);
+      return new RawImage(bitmapPixels(bitmap), bitmap.width, bitmap.height, 4).rgb();
+    } finally {
+      bitmap.close();
+    }
+  }
+  const image = await RawImage.fromBlob(read.blob).catch(() => {
+    throw unreadable();
+  });
+  checkSize(image.width, image.height, label, maxPixels);
+  return image.rgb();
+}
+
+// ---------------------------------------------------------------- helpers
+
+async function pixels(width: number, height: number, data: Uint8ClampedArray | Uint8Array): Promise<ReadImage> {
+  return { kind: 'pixels', hash: `rgba${width}x${height}:${await sha256(data)}`, width, height, data };
 }
 
 async function fetchImage(url: string, label: string): Promise<Blob> {
@@ -58,30 +97,6 @@ async function fetchImage(url: string, label: string): Promise<Blob> {
   }
   if (!res.ok) throw new ImageInputError(`${label}: fetching ${shortUrl(url)} failed with HTTP ${res.status}`);
   return res.blob();
-}
-
-async function decodeBlob(RawImage: RawImageClass, blob: Blob, label: string, maxPixels: number): Promise<DecodedImage> {
-  if (blob.size === 0) throw new ImageInputError(`${label}: the file is empty (0 bytes); choose a PNG, JPEG, WebP or GIF image`);
-  const bytes = new Uint8Array(await blob.arrayBuffer());
-  const hash = await sha256(bytes);
-  const unreadable = () => new ImageInputError(`${label}: this file is not an image this page can read; use a PNG, JPEG, WebP or GIF image`);
-  if (typeof createImageBitmap === 'function') {
-    // browsers: check the size before turning a huge image into RGBA
-    const bitmap = await createImageBitmap(blob).catch(() => {
-      throw unreadable();
-    });
-    try {
-      checkSize(bitmap.width, bitmap.height, label, maxPixels);
-      return { image: new RawImage(bitmapPixels(bitmap), bitmap.width, bitmap.height, 4).rgb(), hash };
-    } finally {
-      bitmap.close();
-    }
-  }
-  const image = await RawImage.fromBlob(blob).catch(() => {
-    throw unreadable();
-  });
-  checkSize(image.width, image.height, label, maxPixels);
-  return { image: image.rgb(), hash };
 }
 
 function bitmapPixels(bitmap: ImageBitmap): Uint8ClampedArray {

@@ -1,17 +1,6 @@
+import type { EngineStats, RequestMetrics } from '../api/stats.ts';
 import type { Request } from './request.ts';
 import type { StepPlan } from './step-plan.ts';
-
-/** Per-request figures, in milliseconds, derived from a request's timestamps. */
-export interface RequestMetrics {
-  queueDelayMs: number; //     arrival → first step that ran its tokens
-  ttftMs: number; //           arrival → first token handed to the caller
-  prefillTtftMs: number; //    arrival → end of its prefill (FastCache's harness stops here)
-  tpotMs: number; //           mean time per output token after the first
-  e2eMs: number; //            arrival → finished
-  promptTokens: number;
-  completionTokens: number;
-  preemptions: number;
-}
 
 export function requestMetrics(r: Request): RequestMetrics {
   const t = r.times;
@@ -28,29 +17,6 @@ export function requestMetrics(r: Request): RequestMetrics {
     completionTokens: n,
     preemptions: r.numPreemptions,
   };
-}
-
-export interface EngineStats {
-  steps: number;
-  requestsFinished: number;
-  requestsAborted: number;
-  requestsRunning: number;
-  requestsWaiting: number;
-  promptTokens: number; //       tokens run through prefill (incl. recomputation)
-  generatedTokens: number;
-  /** Output tokens per second since the engine first had work. */
-  throughputTokPerS: number;
-  meanBatch: { prefillTokens: number; decodeRows: number; compress: number };
-  preemptions: number;
-  pool: { pagesTotal: number; pagesInUse: number; peakPagesInUse: number; pageSize: number };
-  gpuBytes: number;
-  gpuPeakBytes: number;
-  /** The compress stage so far: requests compressed, tokens evicted, pages freed, time spent. */
-  compression: { requests: number; evictedTokens: number; freedPages: number; ms: number };
-  /** Images: vision-encoder runs (calls) and images served from the feature cache instead. */
-  vision: { encoderCalls: number; imagesEncoded: number; featureCacheHits: number };
-  /** Prefix cache: prompt tokens whose KV was reused instead of prefilled. */
-  prefixCache: { lookups: number; hitRequests: number; hitTokens: number; cachedPages: number };
 }
 
 /** Accumulates per-step counts for EngineStats. */
@@ -87,3 +53,5 @@ export class StepCounters {
     this.generated = 0;
   }
 }
+
+export type { EngineStats, RequestMetrics };

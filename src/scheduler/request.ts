@@ -1,4 +1,5 @@
 import type { SamplingParams } from '../gpu/kernels/sample.ts';
+import type { PrefixSource } from '../kv/prefix-key.ts';
 
 /**
  * One request as the scheduler sees it: token counts, not phases. Its stage
@@ -9,10 +10,17 @@ import type { SamplingParams } from '../gpu/kernels/sample.ts';
  *
  *   prefill  — more than the last token lacks KV, or nothing was sampled yet
  *              (a fresh prompt, or a preempted request being recomputed):
- *              run tokens [numComputed, numTokens) in chunks; the chunk that
+ *              run tokens [numComputed, prefillEnd) in chunks; the chunk that
  *              reaches numTokens samples the next token.
- *   compress — prompt done, its KV not yet through the compress stage.
+ *   compress — its compression is pending (a press with ratio > 0 that has
+ *              not run) and the whole prompt has KV. The press sees the
+ *              prompt only — so a preempted request recomputes the prompt,
+ *              stops there (prefillEnd), is compressed exactly as the first
+ *              time, then recomputes its generated tokens over that cache.
  *   decode   — only the last sampled token lacks KV: feed it, sample one more.
+ *
+ * Only the Scheduler writes a Request after it is queued; the KV it holds
+ * (slots, position offset) is the KV manager's KvSequence, not copied here.
  */
 export type Stage = 'prefill' | 'compress' | 'decode';
 
@@ -43,56 +51,78 @@ export interface RequestTimes {
   finished?: number;
 }
 
-export class Request {
+/** What a request asks for, fixed when it is made. */
+export interface RequestParams {
+  maxNewTokens: number;
+  sampling: SamplingParams;
+  /** Sampled ids that end the request without being output (EOS); empty to ignore EOS. */
+  stopTokenIds?: readonly number[];
+  compression?: CompressionSpec | null;
+  /** Teacher forcing: output i is forcedTokens[i] whatever the sampler drew. */
+  forcedTokens?: readonly number[] | null;
+  /** Keep the next-token logits of each step (quality measurements). */
+  wantsLogits?: boolean;
+  /** Images whose features replace the embeddings of image-token positions. */
+  images?: readonly PromptImage[];
+}
+
+export class Request implements PrefixSource {
   readonly outputIds: number[] = [];
   numComputedTokens = 0;
+  /** The prompt went through the compress stage (since the last preemption). */
   compressed = false;
-  /**
-   * Tokens whose KV a press removed. The cache then holds numComputedTokens -
-   * evictedTokens slots; RoPE positions stay the tokens' own (slot + evicted
-   * for everything appended after compaction).
-   */
-  evictedTokens = 0;
   finishReason: FinishReason | null = null;
   numPreemptions = 0;
-  readonly times: RequestTimes;
-  compression: CompressionSpec | null = null;
-  /** Teacher forcing: output i is forcedTokens[i] whatever the sampler drew. */
-  forcedTokens: readonly number[] | null = null;
-  /** Keep the next-token logits of each step (quality measurements). */
-  wantsLogits = false;
-  /** Images whose features replace the embeddings of image-token positions. */
-  images: readonly PromptImage[] = [];
   /** Prompt tokens whose KV came from the prefix cache (last admission). */
   prefixHitTokens = 0;
+  readonly times: RequestTimes;
+  readonly maxNewTokens: number;
+  readonly sampling: SamplingParams;
+  readonly stopTokenIds: readonly number[];
+  readonly compression: CompressionSpec | null;
+  readonly forcedTokens: readonly number[] | null;
+  readonly wantsLogits: boolean;
+  readonly images: readonly PromptImage[];
 
   constructor(
     readonly id: string,
     readonly promptIds: readonly number[],
-    readonly maxNewTokens: number,
-    readonly sampling: SamplingParams,
+    params: RequestParams,
     arrival = performance.now(),
   ) {
     this.times = { arrival };
-  }
-
-  /** KV slots the sequence holds (what the KV manager and attention count). */
-  get numCachedSlots(): number {
-    return this.numComputedTokens - this.evictedTokens;
+    this.maxNewTokens = params.maxNewTokens;
+    this.sampling = params.sampling;
+    this.stopTokenIds = params.stopTokenIds ?? [];
+    this.compression = params.compression ?? null;
+    this.forcedTokens = params.forcedTokens ?? null;
+    this.wantsLogits = params.wantsLogits ?? false;
+    this.images = params.images ?? [];
   }
 
   get numTokens(): number {
     return this.promptIds.length + this.outputIds.length;
   }
 
-  get stage(): Stage {
-    if (this.numComputedTokens < this.numTokens - 1 || this.outputIds.length === 0) return 'prefill';
-    return this.compressed ? 'decode' : 'compress';
+  /** A press will rewrite this request's prompt KV (ratio > 0) and has not yet. */
+  get compressionPending(): boolean {
+    const c = this.compression;
+    return !this.compressed && c !== null && c.ratio > 0 && c.press !== 'none';
   }
 
-  /** Tokens the prompt's last prefill chunk must hold, so the press sees its whole observation window. */
+  /** Where the current run of prefill chunks ends: the prompt's end while compression is pending, else every token. */
+  get prefillEnd(): number {
+    return this.compressionPending ? this.promptIds.length : this.numTokens;
+  }
+
+  get stage(): Stage {
+    if (this.compressionPending) return this.numComputedTokens < this.promptIds.length || this.outputIds.length === 0 ? 'prefill' : 'compress';
+    return this.numComputedTokens < this.numTokens - 1 || this.outputIds.length === 0 ? 'prefill' : 'decode';
+  }
+
+  /** Tokens the chunk that reaches the prompt's end must hold, so the press sees its whole observation window. */
   get finalChunkMin(): number {
-    return this.compression && this.compression.ratio > 0 ? Math.min(this.compression.window, this.numTokens) : 0;
+    return this.compressionPending ? Math.min(this.compression!.window, this.promptIds.length) : 0;
   }
 
   get finished(): boolean {
@@ -109,7 +139,7 @@ export class Request {
 
   /** Shares KV pages through the prefix cache: not when a press will rewrite them in place. */
   get prefixCacheable(): boolean {
-    return !this.compression || this.compression.ratio === 0;
+    return !this.compression || this.compression.ratio === 0 || this.compression.press === 'none';
   }
 
   /** The image content behind tokens [start, start+count): part of their prefix-cache key. */
@@ -123,14 +153,5 @@ export class Request {
       }
     }
     return parts.join(';');
-  }
-
-  /** Drops the KV bookkeeping after preemption: the tokens stay, the cache is recomputed later. */
-  resetComputed(): void {
-    this.numComputedTokens = 0;
-    this.compressed = false;
-    this.evictedTokens = 0;
-    this.prefixHitTokens = 0;
-    this.numPreemptions++;
   }
 }

@@ -1,18 +1,18 @@
 /**
  * The continuous-batching scheduler without a GPU: a KVCacheManager over a
- * simulated pool, and a fake step executor that does to the counts what
- * src/engine/step-runner.ts does (numComputedTokens = start + count; a row
- * that samples appends one token) and what the engine does around it (the
- * compress stage marks requests compressed; a request that reached its
- * max tokens is handed to `scheduler.finish`). Every plan is checked against
- * the limits and the KV bookkeeping before it is executed.
+ * simulated pool, and a fake step executor that returns what the engine's
+ * executor returns (sampled ids, compactions) — the scheduler's own
+ * `update` applies it, exactly as in the engine. Every plan is checked
+ * against the limits and the KV bookkeeping before it is executed, and the
+ * scheduler's invariants after.
  */
 import { describe, expect, it } from 'vitest';
 import { rng } from '../../test/gpu.ts';
 import { KVCacheManager } from '../kv/kv-cache-manager.ts';
 import { Request } from './request.ts';
 import { Scheduler, type SchedulerConfig } from './scheduler.ts';
-import { isEmpty, planRows, type StepPlan } from './step-plan.ts';
+import { isEmpty, planRows, type StepOutcome, type StepPlan } from './step-plan.ts';
+import type { CompressionSpec } from './request.ts';
 
 const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0 };
 
@@ -27,22 +27,31 @@ function promptOf(id: string, n: number): number[] {
   return Array.from({ length: n }, (_, i) => (tokenFor(id, 1000 + i) % 400) + 3);
 }
 
+interface AddOptions {
+  arrival?: number;
+  compression?: CompressionSpec;
+  /** The prompt's first tokens, when requests should share a prefix. */
+  prefix?: number[];
+}
+
 /**
  * A scheduler, its simulated pool, and a fake executor. `tick()` schedules one
- * step, checks the plan, executes it; the request's stage history and the
- * plans are kept for the assertions of each test.
+ * step, checks the plan, executes it — the fake executor only produces a
+ * StepOutcome (sampled ids; for the compress stage it compacts the KV
+ * bookkeeping as a press would) and `Scheduler.update` applies it, as in the
+ * engine. The plans are kept for the assertions of each test.
  */
 class Harness {
   readonly kv: KVCacheManager;
   readonly sched: Scheduler;
   readonly requests: Request[] = [];
   readonly plans: StepPlan[] = [];
-  /** Requests whose prompt finished (a prefill chunk sampled) and that have not been through compress since. */
-  private readonly owesCompress = new Set<Request>();
+  /** Per request: tokens evicted by each run of its compress stage (a recomputed request must evict the same). */
+  readonly evictions = new Map<Request, number[]>();
   step = 0;
 
-  constructor(numPages: number, pageSize: number, config: Partial<SchedulerConfig> = {}) {
-    this.kv = KVCacheManager.simulated(numPages, pageSize);
+  constructor(numPages: number, pageSize: number, config: Partial<SchedulerConfig> = {}, prefixCache = false) {
+    this.kv = KVCacheManager.simulated(numPages, pageSize, prefixCache);
     this.sched = new Scheduler(this.kv, config);
   }
 
@@ -50,8 +59,10 @@ class Harness {
     return this.sched.config;
   }
 
-  add(id: string, promptLen: number, maxNew: number, arrival = this.step): Request {
-    const r = new Request(id, promptOf(id, promptLen), maxNew, GREEDY, arrival);
+  add(id: string, promptLen: number, maxNew: number, o: AddOptions | number = {}): Request {
+    const opts = typeof o === 'number' ? { arrival: o } : o;
+    const prompt = [...(opts.prefix ?? []), ...promptOf(id, promptLen - (opts.prefix?.length ?? 0))];
+    const r = new Request(id, prompt, { maxNewTokens: maxNew, sampling: GREEDY, compression: opts.compression ?? null }, opts.arrival ?? this.step);
     this.requests.push(r);
     this.sched.add(r);
     return r;
@@ -72,7 +83,8 @@ class Harness {
     if (this.sched.hasWork()) expect(isEmpty(plan), `empty plan with work left: ${this.sched.debugString()}`).toBe(false);
     this.checkPlan(plan, stages);
     beforeExecute?.(plan);
-    this.execute(plan);
+    this.sched.update(plan, this.execute(plan));
+    this.sched.checkInvariants();
     this.step++;
     return plan;
   }
@@ -89,7 +101,7 @@ class Harness {
     expect(this.sched.hasWork()).toBe(false);
     expect(this.kv.numSequences).toBe(0);
     expect(this.kv.numFreePages).toBe(this.kv.numTotalPages);
-    this.kv.pool.checkInvariants();
+    this.kv.checkInvariants();
   }
 
   /** Every request that was not aborted produced exactly its max tokens, in order, across any preemption. */
@@ -98,6 +110,9 @@ class Harness {
       if (r.finishReason === 'abort') continue;
       expect(r.finishReason, r.id).toBe('length');
       expect(r.outputIds, r.id).toEqual(Array.from({ length: r.maxNewTokens }, (_, k) => tokenFor(r.id, k)));
+      // every run of the compress stage saw the same prompt and evicted the same tokens
+      const ev = this.evictions.get(r) ?? [];
+      expect(new Set(ev).size, `${r.id} compressed differently after recompute: ${ev}`).toBeLessThanOrEqual(1);
     }
   }
 
@@ -110,6 +125,7 @@ class Harness {
       expect(seen.has(r), `${r.id} appears twice in one plan`).toBe(false);
       seen.add(r);
     };
+    const slots = (r: Request) => this.kv.numTokens(r.id) + this.kv.positionOffset(r.id);
     // limits
     expect(planRows(plan)).toBeLessThanOrEqual(c.maxBatchTokens);
     expect(plan.decode.length + plan.prefill.filter((p) => p.samples).length).toBeLessThanOrEqual(c.maxSampledRows);
@@ -119,14 +135,15 @@ class Harness {
     for (const r of plan.compress) {
       once(r);
       expect(r.stage).toBe('compress');
-      expect(this.owesCompress.has(r), `${r.id} compressed without a finished prompt`).toBe(true);
-      expect(this.kv.numTokens(r.id)).toBe(r.numComputedTokens);
+      // the press sees the prompt and nothing else, on the first run and after any recompute
+      expect(this.kv.numTokens(r.id)).toBe(r.promptIds.length);
+      expect(r.numComputedTokens).toBe(r.promptIds.length);
     }
     for (const r of plan.decode) {
       once(r);
       expect(r.stage).toBe('decode');
-      expect(this.owesCompress.has(r), `${r.id} decodes before its compress stage`).toBe(false);
-      expect(this.kv.numTokens(r.id)).toBe(r.numTokens);
+      expect(r.compressionPending, `${r.id} decodes before its compress stage`).toBe(false);
+      expect(slots(r)).toBe(r.numTokens);
     }
     for (const p of plan.prefill) {
       once(p.request);
@@ -134,21 +151,25 @@ class Harness {
       expect(p.start).toBe(p.request.numComputedTokens);
       expect(p.count).toBeGreaterThanOrEqual(1);
       expect(p.count).toBeLessThanOrEqual(c.maxPrefillChunk);
+      expect(p.start + p.count).toBeLessThanOrEqual(p.request.prefillEnd);
       expect(p.samples).toBe(p.start + p.count === p.request.numTokens);
-      expect(this.kv.numTokens(p.request.id)).toBe(p.start + p.count);
+      if (p.captureWindow > 0) expect(p.start + p.count).toBe(p.request.promptIds.length);
+      if (p.start + p.count === p.request.promptIds.length && p.request.compressionPending) {
+        expect(p.captureWindow).toBe(p.request.finalChunkMin); // the whole observation window is in this chunk
+      }
+      expect(slots(p.request)).toBe(p.start + p.count);
     }
     // preempted requests lost their pages and count from zero (unless re-admitted in this same plan)
     for (const r of plan.preempted) {
       expect(r.numComputedTokens).toBe(0);
       expect(plan.decode.includes(r) || plan.compress.includes(r)).toBe(false);
       if (this.kv.has(r.id)) expect(plan.prefill.some((p) => p.request === r && p.start === 0)).toBe(true);
-      this.owesCompress.delete(r);
     }
     // no allocated-but-unplanned slots, and only live requests hold pages
     for (const id of this.kv.sequenceIds()) {
       const r = this.requests.find((x) => x.id === id);
       expect(r && !r.finished, `pages held by ${String(id)}, which is not live`).toBe(true);
-      if (!seen.has(r!)) expect(this.kv.numTokens(id)).toBe(r!.numComputedTokens);
+      if (!seen.has(r!)) expect(slots(r!)).toBe(r!.numComputedTokens);
     }
     this.kv.checkInvariants();
     // no decode stall: every request that was decoding runs, unless the sampled-row (or row) cap is reached
@@ -159,52 +180,61 @@ class Harness {
 
   // ---------------------------------------------------------------- the fake executor
 
-  private execute(plan: StepPlan): void {
+  /** What the engine's executor reports: the k-th sampled id of each sampling row, and the compactions a press made. */
+  private execute(plan: StepPlan): StepOutcome {
+    const outcome: StepOutcome = { sampled: [], compressed: [] };
     for (const r of plan.compress) {
-      r.compressed = true;
-      this.owesCompress.delete(r);
+      const n = this.kv.numTokens(r.id);
+      const evict = Math.floor(n * r.compression!.ratio);
+      if (evict === 0 || evict >= n) continue;
+      const freed = this.kv.compact(r.id, n - evict);
+      this.evictions.set(r, [...(this.evictions.get(r) ?? []), evict]);
+      outcome.compressed.push({ request: r, evictedTokens: evict, freedPages: freed });
     }
-    const decode = plan.decode.map((r) => ({ request: r, start: r.numTokens - 1, count: 1, samples: true, isPrefill: false }));
-    const prefill = plan.prefill.map((p) => ({ ...p, isPrefill: true }));
-    for (const p of [...decode, ...prefill]) {
-      const r = p.request;
-      r.numComputedTokens = p.start + p.count;
-      if (p.samples) r.outputIds.push(tokenFor(r.id, r.outputIds.length));
-      if (r.finished) continue; // aborted while the step ran: the engine drops the token
-      // a prefill that leaves only the last sampled token without KV (a fresh prompt that sampled, or a
-      // recomputed one that stopped one short) has finished its prompt: compress comes next
-      if (p.isPrefill && r.stage === 'compress') this.owesCompress.add(r);
-      if (p.samples && r.outputIds.length >= r.maxNewTokens) {
-        r.finishReason = 'length';
-        this.owesCompress.delete(r);
-        this.sched.finish(r);
-      }
-    }
+    const rows = [...plan.decode, ...plan.prefill.filter((p) => p.samples).map((p) => p.request)];
+    for (const r of rows) outcome.sampled.push({ request: r, token: tokenFor(r.id, r.outputIds.length) });
+    return outcome;
   }
 }
 
+const PRESS: CompressionSpec = { press: 'knorm', ratio: 0.5, window: 0 };
+
 describe('Request: the stage is derived from counts', () => {
-  it('prefill → compress → decode, and back to prefill after preemption', () => {
-    const r = new Request('a', [5, 6, 7, 8], 10, GREEDY, 0);
-    expect([r.stage, r.numTokens]).toEqual(['prefill', 4]);
+  it('prefill → compress → decode with a press; prefill → decode without', () => {
+    const r = new Request('a', [5, 6, 7, 8], { maxNewTokens: 10, sampling: GREEDY, compression: PRESS }, 0);
+    expect([r.stage, r.numTokens, r.prefillEnd]).toEqual(['prefill', 4, 4]);
     r.numComputedTokens = 3; // a chunk that stopped one short of the prompt's end: nothing sampled yet
     expect(r.stage).toBe('prefill');
     r.numComputedTokens = 4;
     r.outputIds.push(9);
     expect([r.stage, r.numTokens]).toEqual(['compress', 5]);
     r.compressed = true;
-    expect(r.stage).toBe('decode');
+    expect([r.stage, r.prefillEnd]).toEqual(['decode', 5]);
     r.numComputedTokens = 5; // a decode step feeds token 4 and samples token 5
     r.outputIds.push(10);
     expect(r.stage).toBe('decode');
     expect(r.tokens(2, 4)).toEqual([7, 8, 9, 10]);
-    r.resetComputed();
-    expect([r.stage, r.numComputedTokens, r.compressed, r.numPreemptions, r.numTokens]).toEqual(['prefill', 0, false, 1, 6]);
+    const plain = new Request('b', [5, 6], { maxNewTokens: 3, sampling: GREEDY }, 0);
+    plain.numComputedTokens = 2;
+    plain.outputIds.push(1);
+    expect(plain.stage).toBe('decode'); // no press: no compress stage
   });
 
-  it('each request in a run goes prefill+, compress once, then decode+', () => {
+  it('a preempted compressed request recomputes its prompt, is compressed again, then recomputes its outputs', () => {
+    const r = new Request('a', [5, 6, 7, 8], { maxNewTokens: 10, sampling: GREEDY, compression: PRESS }, 0);
+    r.outputIds.push(9, 10, 11); // three tokens were generated before the preemption
+    expect([r.stage, r.prefillEnd]).toEqual(['prefill', 4]); // the prompt only: no sampling at its end
+    r.numComputedTokens = 4;
+    expect(r.stage).toBe('compress');
+    r.compressed = true;
+    expect([r.stage, r.prefillEnd]).toEqual(['prefill', 7]); // outputs 9 10 11 over the compressed cache
+    r.numComputedTokens = 7;
+    expect(r.stage).toBe('decode');
+  });
+
+  it('each request in a run goes prefill+, compress once (with a press), then decode+', () => {
     const h = new Harness(64, 4, { maxBatchTokens: 8, maxPrefillChunk: 4 });
-    const rs = [h.add('a', 9, 5), h.add('b', 3, 4), h.add('c', 1, 3)];
+    const rs = [h.add('a', 9, 5, { compression: PRESS }), h.add('b', 3, 4, { compression: PRESS }), h.add('c', 1, 3, { compression: PRESS }), h.add('d', 3, 3)];
     const history = new Map(rs.map((r) => [r, [] as string[]]));
     while (h.sched.hasWork()) {
       const plan = h.tick();
@@ -216,6 +246,8 @@ describe('Request: the stage is derived from counts', () => {
     expect(compact(rs[0])).toBe('P P P! C D D D D'); // 9 tokens in chunks of 4; the 3rd chunk samples
     expect(compact(rs[1])).toBe('P! C D D D');
     expect(compact(rs[2])).toBe('P! C D D');
+    expect(compact(rs[3])).toBe('P! D D');
+    expect(h.evictions.get(rs[0])).toEqual([4]);
     h.expectOutputsComplete();
     h.expectAllPagesFree();
   });
@@ -260,7 +292,8 @@ describe('Scheduler: batch forming', () => {
     const decoders = Array.from({ length: 6 }, (_, i) => h.add(`d${i}`, 1, 20));
     for (let i = 0; i < 8; i++) h.tick();
     for (let i = 0; i < 5; i++) expect(h.tick().decode).toEqual(decoders.slice(0, 4)); // d4, d5 wait for sampling room
-    expect(decoders.slice(4).map((r) => r.outputIds.length)).toEqual([1, 1]); // their prompts sampled in a step with room
+    // decode rows go first: 1-token prompts (nothing to prefill short of the sampling row) wait for a free sampling row
+    expect(decoders.slice(4).map((r) => r.outputIds.length)).toEqual([0, 0]);
     h.drain();
     const h2 = new Harness(64, 4, { maxBatchTokens: 32, maxPrefillChunk: 16, maxSampledRows: 4 });
     const rows = Array.from({ length: 4 }, (_, i) => h2.add(`d${i}`, 1, 20));
@@ -288,7 +321,7 @@ describe('Scheduler: batch forming', () => {
 
   it('keeps at most maxRunning requests with pages and compresses at most maxCompressBatch a step', () => {
     const h = new Harness(64, 4, { maxBatchTokens: 32, maxPrefillChunk: 8, maxRunning: 3, maxCompressBatch: 2 });
-    for (let i = 0; i < 7; i++) h.add(`r${i}`, 2, 4);
+    for (let i = 0; i < 7; i++) h.add(`r${i}`, 2, 4, { compression: PRESS });
     const first = h.tick();
     expect(first.prefill.length).toBe(3);
     expect(h.sched.numRunning).toBe(3);
@@ -400,8 +433,64 @@ describe('Scheduler: admission, preemption, abort', () => {
   });
 });
 
+describe('Scheduler: the prefix cache', () => {
+  it('a request whose prompt starts like a finished one starts its prefill after the cached pages', () => {
+    const h = new Harness(32, 4, { maxBatchTokens: 64, maxPrefillChunk: 64 }, true);
+    const shared = promptOf('doc', 10);
+    const a = h.add('a', 13, 2, { prefix: shared });
+    h.drain();
+    expect(h.kv.prefixStats().cachedPages).toBe(3); // 14 computed tokens: 3 full pages
+    const b = h.add('b', 12, 2, { prefix: shared });
+    const plan = h.tick();
+    expect(b.prefixHitTokens).toBe(8); // pages 0 and 1 hold shared[0..8); page 2 differs after token 10
+    expect(plan.prefill.map((p) => [p.request.id, p.start, p.count])).toEqual([['b', 8, 4]]);
+    h.drain();
+    expect(a.outputIds.length + b.outputIds.length).toBe(4);
+    h.expectOutputsComplete();
+    h.expectAllPagesFree();
+    expect(h.kv.prefixStats()).toMatchObject({ lookups: 2, hitRequests: 1, hitTokens: 8 });
+  });
+
+  it('shares pages between running requests, and a request with a press neither adopts nor publishes', () => {
+    const h = new Harness(32, 4, { maxBatchTokens: 64, maxPrefillChunk: 64 }, true);
+    const shared = promptOf('doc', 12);
+    h.add('a', 14, 8, { prefix: shared });
+    h.tick();
+    h.add('b', 14, 8, { prefix: shared });
+    const c = h.add('c', 14, 8, { prefix: shared, compression: PRESS });
+    h.tick();
+    expect(h.kv.blockTable('b').slice(0, 3)).toEqual(h.kv.blockTable('a').slice(0, 3));
+    expect(h.kv.blockTable('a').slice(0, 3).map((p) => h.kv.pool.refCount(p))).toEqual([2, 2, 2]);
+    expect(c.prefixHitTokens).toBe(0);
+    h.drain();
+    h.expectOutputsComplete();
+    h.expectAllPagesFree();
+  });
+
+  it('a cached free page handed out again leaves the cache and is reported to every reuse listener', () => {
+    const h = new Harness(4, 4, { maxBatchTokens: 64, maxPrefillChunk: 64, admissionReservePages: 0 }, true);
+    const seen: number[][] = [[], []];
+    h.kv.pool.addReuseListener((p) => seen[0].push(p));
+    h.kv.pool.addReuseListener((p) => seen[1].push(p));
+    h.add('a', 9, 1);
+    h.drain(); // 9 tokens: pages 0, 1 full and cached
+    expect(h.kv.prefixStats().cachedPages).toBe(2);
+    h.add('b', 16, 1); // another prompt: takes every page
+    h.tick();
+    expect(h.kv.prefixStats()).toMatchObject({ cachedPages: 4, reusedPages: 2 }); // a's two pages are gone; b's own four are cached now
+    expect(seen[0].sort()).toEqual(seen[1].sort());
+    expect(seen[0]).toHaveLength(2);
+    expect(h.kv.drainReusedPages().sort()).toEqual(seen[0]);
+    expect(h.kv.drainReusedPages()).toEqual([]);
+    h.drain();
+    h.expectAllPagesFree();
+  });
+});
+
 describe('Scheduler: random workloads', () => {
   let forcedPreemptions = 0;
+  let recompressed = 0;
+  let prefixHits = 0;
   it.each(Array.from({ length: 12 }, (_, i) => i + 1))('seed %i: 50 requests on a small pool finish, within limits, and free every page', (seed) => {
     const rand = rng(seed);
     const int = (lo: number, hi: number) => lo + Math.floor(rand() * (hi - lo + 1));
@@ -416,13 +505,17 @@ describe('Scheduler: random workloads', () => {
       maxCompressBatch: int(1, 6),
       admissionReservePages: int(0, 3),
     };
-    const h = new Harness(numPages, pageSize, config);
+    const prefixCache = seed % 2 === 0;
+    const h = new Harness(numPages, pageSize, config, prefixCache);
     const capacity = numPages * pageSize;
+    const shared = promptOf('shared', 40); // prompts that start the same: prefix-cache hits
     const arrivals = Array.from({ length: 50 }, (_, i) => {
       const maxNew = int(1, 40);
       const prompt = Math.max(1, Math.min(int(1, 60), capacity + 1 - maxNew)); // the whole request fits the pool (validateRequest)
       const abortAt = rand() < 0.15 ? int(0, 150) : -1;
-      return { id: `q${i}`, prompt, maxNew, at: int(0, 120), abortAt, midStep: rand() < 0.5 };
+      const compression: CompressionSpec | undefined = rand() < 0.3 ? { press: 'knorm', ratio: 0.2 + 0.6 * rand(), window: int(0, config.maxPrefillChunk!) } : undefined;
+      const prefix = rand() < 0.4 ? shared.slice(0, int(1, prompt)) : undefined;
+      return { id: `q${i}`, prompt, maxNew, at: int(0, 120), abortAt, midStep: rand() < 0.5, opts: { ...(compression ? { compression } : {}), ...(prefix ? { prefix } : {}) } };
     });
     arrivals.sort((x, y) => x.at - y.at);
     let next = 0;
@@ -430,7 +523,7 @@ describe('Scheduler: random workloads', () => {
       expect(step, `seed ${seed}: stuck: ${h.sched.debugString()}`).toBeLessThan(20_000);
       while (next < arrivals.length && arrivals[next].at <= step) {
         const a = arrivals[next++];
-        h.add(a.id, a.prompt, a.maxNew, step);
+        h.add(a.id, a.prompt, a.maxNew, { ...a.opts, arrival: step });
       }
       const toAbort = arrivals.filter((a) => a.abortAt === step && h.requests.some((r) => r.id === a.id && !r.finished));
       for (const a of toAbort.filter((x) => !x.midStep)) h.sched.abort(a.id);
@@ -442,10 +535,14 @@ describe('Scheduler: random workloads', () => {
     h.expectOutputsComplete();
     h.expectAllPagesFree();
     forcedPreemptions += h.sched.numPreemptions;
+    recompressed += [...h.evictions.values()].filter((e) => e.length > 1).length;
+    prefixHits += h.kv.prefixStats().hitTokens;
   });
 
-  it('the workloads above forced preemptions (they test recomputation, not just queueing)', () => {
+  it('the workloads above forced preemptions, recompressed preempted requests and hit the prefix cache', () => {
     expect(forcedPreemptions).toBeGreaterThan(50);
+    expect(recompressed).toBeGreaterThan(5); // compressed, preempted, compressed again the same way
+    expect(prefixHits).toBeGreaterThan(100);
   });
 });
 

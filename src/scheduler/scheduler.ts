@@ -1,7 +1,6 @@
-import type { PrefixCache } from '../kv/prefix-cache.ts';
 import type { KVCacheManager } from '../kv/kv-cache-manager.ts';
-import type { Request } from './request.ts';
-import type { PrefillChunk, StepPlan } from './step-plan.ts';
+import type { FinishReason, Request } from './request.ts';
+import type { PrefillChunk, StepOutcome, StepPlan } from './step-plan.ts';
 
 /**
  * Continuous batching with stage queues (FastCache): each step the running
@@ -11,6 +10,11 @@ import type { PrefillChunk, StepPlan } from './step-plan.ts';
  * of the budget in chunks, so a long prompt is spread over several steps.
  * Admission is by free pages; when decode cannot get a slot, the newest
  * running request is preempted (its pages freed, recomputed later).
+ *
+ * The scheduler is the one writer of request state (vLLM's
+ * update_from_output): `schedule()` plans a step, the executor runs it and
+ * returns a StepOutcome, and `update(plan, outcome)` applies it — computed
+ * counts, sampled tokens, compressions — and decides what finished.
  */
 export interface SchedulerConfig {
   /** Rows (tokens) in one forward step. */
@@ -36,6 +40,14 @@ export const DEFAULT_SCHEDULER_CONFIG: SchedulerConfig = {
   admissionReservePages: 1,
 };
 
+/** What `update` hands back to the engine's output stage. */
+export interface StepResult {
+  /** Tokens appended this step, in row order, for the callers. */
+  tokens: { request: Request; token: number; logits?: Float32Array }[];
+  /** Requests that finished this step (EOS or length); their pages are already back in the pool. */
+  finished: Request[];
+}
+
 export class Scheduler {
   readonly config: SchedulerConfig;
   /** Oldest first. */
@@ -46,7 +58,6 @@ export class Scheduler {
   constructor(
     private readonly kv: KVCacheManager,
     config: Partial<SchedulerConfig> = {},
-    private readonly prefix: PrefixCache | null = null,
   ) {
     this.config = { ...DEFAULT_SCHEDULER_CONFIG, ...config };
     const c = this.config;
@@ -64,18 +75,56 @@ export class Scheduler {
 
   /** Removes a request wherever it is and frees its pages at once. */
   abort(id: string): Request | null {
-    const r = this.remove(id);
-    if (r) {
-      if (this.kv.has(r.id)) this.kv.free(r.id);
-      r.finishReason ??= 'abort';
-    }
+    const r = this.find(id);
+    if (r) this.finish(r, 'abort');
     return r;
   }
 
-  /** A request that ended normally: its pages go back to the pool. */
-  finish(r: Request): void {
+  /** Ends a request (a stop string, or EOS / length from `update`): its pages go back to the pool at once. */
+  finish(r: Request, reason: FinishReason): void {
+    if (r.finished) return;
     this.remove(r.id);
     if (this.kv.has(r.id)) this.kv.free(r.id);
+    r.finishReason = reason;
+    r.times.finished = performance.now();
+  }
+
+  /**
+   * Applies what the executor did with `plan`: the planned tokens now have
+   * KV, prompts that went through the compress stage are compressed, the
+   * full pages of cacheable requests are published to the prefix cache, and
+   * each sampled id is appended (or ends the request: EOS, max tokens).
+   * Requests that finished (an abort) while the step ran are skipped.
+   */
+  update(plan: StepPlan, outcome: StepOutcome): StepResult {
+    const now = performance.now();
+    const result: StepResult = { tokens: [], finished: [] };
+    for (const r of plan.compress) if (!r.finished) r.compressed = true;
+    for (const r of plan.decode) if (!r.finished) r.numComputedTokens = r.numTokens;
+    for (const p of plan.prefill) {
+      if (p.request.finished) continue;
+      p.request.numComputedTokens = p.start + p.count;
+      if (p.samples) p.request.times.prefillDone ??= now;
+    }
+    this.cachePages(plan); // before anything finishes: a request's pages outlive it in the cache
+    for (const s of outcome.sampled) {
+      const r = s.request;
+      if (r.finished) continue;
+      const token = r.forcedTokens?.[r.outputIds.length] ?? s.token;
+      if (r.stopTokenIds.includes(token)) {
+        this.finish(r, 'stop');
+        result.finished.push(r);
+        continue;
+      }
+      r.outputIds.push(token);
+      r.times.firstToken ??= now;
+      result.tokens.push(s.logits ? { request: r, token, logits: s.logits } : { request: r, token });
+      if (r.outputIds.length >= r.maxNewTokens) {
+        this.finish(r, 'length');
+        result.finished.push(r);
+      }
+    }
+    return result;
   }
 
   hasWork(): boolean {
@@ -104,7 +153,26 @@ export class Scheduler {
       this.preempt(this.running[this.running.length - 1], plan);
       this.planPrefill(plan);
     }
+    const now = performance.now();
+    for (const r of [...plan.decode, ...plan.prefill.map((p) => p.request)]) r.times.firstScheduled ??= now;
     return plan;
+  }
+
+  /**
+   * Throws when a running request and its KvSequence disagree: outside a
+   * step, the sequence holds exactly the request's computed tokens minus
+   * those a press evicted.
+   */
+  checkInvariants(): void {
+    for (const r of this.running) {
+      const slots = this.kv.has(r.id) ? this.kv.numTokens(r.id) : 0;
+      const offset = this.kv.has(r.id) ? this.kv.positionOffset(r.id) : 0;
+      if (slots + offset !== r.numComputedTokens) {
+        throw new Error(`Scheduler invariant: ${r.id} has ${r.numComputedTokens} computed tokens but its KV holds ${slots} slots + ${offset} evicted`);
+      }
+    }
+    for (const r of this.waiting) if (this.kv.has(r.id)) throw new Error(`Scheduler invariant: waiting request ${r.id} holds pages`);
+    this.kv.checkInvariants();
   }
 
   debugString(): string {
@@ -134,14 +202,17 @@ export class Scheduler {
     let budget = c.maxBatchTokens - plan.decode.length - plan.prefill.reduce((n, p) => n + p.count, 0);
     let sampled = plan.decode.length + plan.prefill.filter((p) => p.samples).length;
     const chunk = (r: Request): boolean => {
-      const remaining = r.numTokens - r.numComputedTokens;
+      const end = r.prefillEnd;
+      const remaining = end - r.numComputedTokens;
+      const sampling = end === r.numTokens; // a recomputed request whose compression is pending stops at its prompt's end without sampling
       const window = Math.min(r.finalChunkMin, c.maxPrefillChunk);
       let count = Math.min(remaining, budget, c.maxPrefillChunk);
-      if (count === remaining && sampled >= c.maxSampledRows) count = window > 0 ? 0 : count - 1; // no sampling room: stop short
+      if (sampling && count === remaining && sampled >= c.maxSampledRows) count = window > 0 ? 0 : count - 1; // no sampling room: stop short
       // a press scores with the queries of the prompt's last `window` tokens: keep them in one chunk
       if (count < remaining && remaining - count < window) count = remaining - window;
       if (count <= 0 || !this.kv.allocateSlots(r.id, count)) return false;
-      const p: PrefillChunk = { request: r, start: r.numComputedTokens, count, samples: count === remaining };
+      const reaches = count === remaining;
+      const p: PrefillChunk = { request: r, start: r.numComputedTokens, count, samples: reaches && sampling, captureWindow: reaches ? Math.min(window, count) : 0 };
       plan.prefill.push(p);
       budget -= count;
       if (p.samples) sampled++;
@@ -169,10 +240,18 @@ export class Scheduler {
 
   /** A request about to be admitted starts on the cached pages of its longest known prefix. */
   private attachPrefix(r: Request): void {
-    if (!this.prefix || !r.prefixCacheable || this.kv.has(r.id) || r.numComputedTokens > 0) return;
+    if (!this.kv.prefixCacheEnabled || !r.prefixCacheable || this.kv.has(r.id) || r.numComputedTokens > 0) return;
     // at least the last token is computed: its step samples the next one
-    r.prefixHitTokens = this.prefix.attach(r, r.numTokens - 1);
+    r.prefixHitTokens = this.kv.getComputedPages(r.id, r, r.numTokens - 1);
     r.numComputedTokens = r.prefixHitTokens;
+  }
+
+  /** The full pages of the plan's cacheable requests join the prefix cache. */
+  private cachePages(plan: StepPlan): void {
+    if (!this.kv.prefixCacheEnabled) return;
+    for (const r of [...plan.decode, ...plan.prefill.map((p) => p.request)]) {
+      if (r.prefixCacheable && !r.finished && this.kv.has(r.id)) this.kv.cacheFullPages(r.id, r, r.numComputedTokens);
+    }
   }
 
   /** Undoes attachPrefix when the request could not be admitted after all. */
@@ -196,7 +275,11 @@ export class Scheduler {
   private preempt(r: Request, plan: StepPlan): void {
     this.remove(r.id);
     if (this.kv.has(r.id)) this.kv.free(r.id);
-    r.resetComputed();
+    // the tokens stay; the KV is recomputed later (a pending press runs again on the same prompt)
+    r.numComputedTokens = 0;
+    r.compressed = false;
+    r.prefixHitTokens = 0;
+    r.numPreemptions++;
     this.preemptions++;
     plan.preempted.push(r);
     plan.decode = plan.decode.filter((x) => x !== r);
@@ -205,6 +288,10 @@ export class Scheduler {
     // back to the queue in arrival order, ahead of newer arrivals
     const at = this.waiting.findIndex((w) => w.times.arrival > r.times.arrival);
     this.waiting.splice(at < 0 ? this.waiting.length : at, 0, r);
+  }
+
+  private find(id: string): Request | null {
+    return this.running.find((r) => r.id === id) ?? this.waiting.find((r) => r.id === id) ?? null;
   }
 
   private remove(id: string): Request | null {

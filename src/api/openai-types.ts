@@ -2,8 +2,8 @@
  * The OpenAI chat-completions shapes this engine speaks (the subset web-llm
  * and the OpenAI SDK use), plus a few named extensions.
  */
-import type { ChatMessage, CompressionOptions } from './types.ts';
-import type { RequestMetrics } from '../scheduler/metrics.ts';
+import type { ChatMessage, CompressionOptions } from './chat-types.ts';
+import type { RequestMetrics } from './stats.ts';
 
 export interface ChatCompletionRequest {
   model?: string;

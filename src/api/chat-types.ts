@@ -1,0 +1,44 @@
+/**
+ * The message and option types every engine takes (in-process, Worker,
+ * remote). Names follow OpenAI (snake_case on the wire) and transformers.js
+ * (camelCase options). Plain data only: these cross comlink and HTTP.
+ */
+
+/** Decoded RGBA pixels (an ImageData, or the same shape from anywhere). */
+export interface PixelData {
+  width: number;
+  height: number;
+  data: Uint8ClampedArray | Uint8Array;
+}
+
+/** An image as the page or a caller has it: a URL (data:, blob:, http(s):) or the bytes/bitmap itself. */
+export type ImageInput = string | Blob | ImageBitmap | PixelData;
+
+/** OpenAI-style content parts; `{type: 'image', image}` is the extension for a File/Blob/ImageBitmap. */
+export type ContentPart =
+  | { type: 'text'; text: string }
+  | { type: 'image_url'; image_url: { url: string } }
+  | { type: 'image'; image: Blob | ImageBitmap | PixelData };
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string | ContentPart[];
+}
+
+/** KV-cache compression of a request's prompt (kvpress-style presses; see src/kv/presses). */
+export interface CompressionOptions {
+  /** 'none', 'knorm', 'streaming-llm', 'sliding-window', 'snapkv', 'tova', 'observed-attention', 'expected-attention'. */
+  press: string;
+  /** Fraction of the compressible prompt tokens to evict, in [0, 1). */
+  ratio: number;
+  /** Observation window (last prompt tokens) for attention-based presses; default 16. */
+  window?: number;
+  /** The compressible tokens: 'all' (default), 'image' (only image tokens' span), or [start, end) of the prompt. */
+  region?: 'all' | 'image' | { start: number; end: number };
+}
+
+export interface LoadProgress {
+  file: string;
+  loaded: number;
+  total: number | null;
+}

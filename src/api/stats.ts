@@ -1,0 +1,60 @@
+/** What an engine reports about itself: per-request latencies, counters, and what it runs. */
+
+/** Per-request figures, in milliseconds, derived from a request's timestamps. */
+export interface RequestMetrics {
+  queueDelayMs: number; //     arrival → first step that ran its tokens
+  ttftMs: number; //           arrival → first token handed to the caller
+  prefillTtftMs: number; //    arrival → end of its prefill (FastCache's harness stops here)
+  tpotMs: number; //           mean time per output token after the first
+  e2eMs: number; //            arrival → finished
+  promptTokens: number;
+  completionTokens: number;
+  preemptions: number;
+}
+
+export interface EngineStats {
+  steps: number;
+  requestsFinished: number;
+  requestsAborted: number;
+  requestsRunning: number;
+  requestsWaiting: number;
+  promptTokens: number; //       tokens run through prefill (incl. recomputation)
+  generatedTokens: number;
+  /** Output tokens per second since the engine first had work. */
+  throughputTokPerS: number;
+  meanBatch: { prefillTokens: number; decodeRows: number; compress: number };
+  preemptions: number;
+  pool: { pagesTotal: number; pagesInUse: number; peakPagesInUse: number; pageSize: number };
+  gpuBytes: number;
+  gpuPeakBytes: number;
+  /** The compress stage so far: requests compressed, tokens evicted, pages freed, time spent. */
+  compression: { requests: number; evictedTokens: number; freedPages: number; ms: number };
+  /** Images: decodes of image files, vision-encoder runs, and images served from the feature cache instead. */
+  vision: { imagesDecoded: number; encoderCalls: number; imagesEncoded: number; featureCacheHits: number };
+  /**
+   * Prefix cache: prompt tokens whose KV was reused instead of prefilled;
+   * reusedPages: cached pages the pool handed out again (their contents lost).
+   */
+  prefixCache: { lookups: number; hitRequests: number; hitTokens: number; cachedPages: number; reusedPages: number };
+  /** Clients connected to the engine (the Worker hub; 1 in-process). */
+  clients?: number;
+}
+
+/** What an engine runs: the model, its precision, the KV pool, the adapter. */
+export interface EngineInfo {
+  modelId: string;
+  architecture: string;
+  /** Parameters of the text decoder (element counts, whatever the dtype). */
+  parameters: number;
+  weightDtype: 'f32' | 'f16';
+  kvDtype: 'f32' | 'f16';
+  adapter: string;
+  kvPages: number;
+  pageSize: number;
+  /** Longest prompt + output the model takes. */
+  maxPositions: number;
+  /** The model takes images (a vision encoder is loaded). */
+  vision: boolean;
+  /** The weights are random (a generated test model): its answers mean nothing. */
+  randomWeights: boolean;
+}

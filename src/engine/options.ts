@@ -1,0 +1,34 @@
+import type { WeightDtype } from '../gpu/kernels/matmul.ts';
+import type { SchedulerConfig } from '../scheduler/scheduler.ts';
+import type { VisionEncoderOptions } from '../model/vision-encoder.ts';
+import type { CompressionOptions, LoadProgress } from '../api/chat-types.ts';
+
+/**
+ * How an engine is built. Plain data only (no callbacks), so the same options
+ * cross comlink to a Worker and JSON to a server: `EngineOptions` adds the
+ * in-process callback.
+ */
+export interface EngineLoadOptions {
+  weightDtype?: WeightDtype | 'auto';
+  kvDtype?: 'f32' | 'f16';
+  /** KV pool size in bytes (default 64 MiB) or pages. */
+  kvCacheBytes?: number;
+  kvPages?: number;
+  pageSize?: number;
+  /** Tokens of one prompt per step (default 64). */
+  prefillChunk?: number;
+  /** Batching policy; see SchedulerConfig. */
+  scheduler?: Partial<SchedulerConfig>;
+  /** KV compression applied to every request that does not set its own (default none). */
+  compression?: CompressionOptions;
+  /** Vision encoder: 'auto' (WebGPU on this engine's device where onnxruntime-web can, else wasm), or a backend / file. */
+  vision?: Omit<VisionEncoderOptions, 'onProgress'>;
+  /** GPU bytes kept for image features of past images (default 32 MiB). */
+  imageCacheBytes?: number;
+  /** Share KV pages of equal prompt prefixes across requests (default true). */
+  prefixCache?: boolean;
+}
+
+export interface EngineOptions extends EngineLoadOptions {
+  onProgress?: (p: LoadProgress) => void;
+}
