@@ -1,7 +1,6 @@
 import type { Gpu } from '../gpu/context.ts';
-import { readBuffer, storageUsage } from '../gpu/buffers.ts';
-import { f16BitsToF32 } from '../gpu/f16.ts';
-import { assertKvGeometry, type KvDtype, kvPageBytes } from '../gpu/kernels/kv-write.ts';
+import { readBuffer, storageUsage, writeBuffer } from '../gpu/buffers.ts';
+import { assertKvGeometry, decodeKvPage, type KvDtype, type KvGeometry, type KvPageValues, kvPageBytes, kvPageWords } from '../gpu/kv-layout.ts';
 
 interface KvPoolShape {
   numLayers: number;
@@ -20,17 +19,9 @@ export type KvPoolOptions = KvPoolShape & ({ numPages: number } | { capacityByte
  * one GPUBuffer holding all `numPages` pages; page ids come from BlockPool
  * and mean the same page in every layer.
  *
- * One layer's buffer, u32 words (f32 bits, or f16 pairs packed with
- * pack2x16float: element 2i low half, 2i+1 high half):
- *
- *   page 0                                  page 1
- *   ┌──────────────────────────────────────┬──────────── …
- *   │ K: head 0 [slot 0..pageSize) × rowW  │
- *   │    head 1 …                          │
- *   │ V: head 0 [slot 0..pageSize) × rowW  │
- *   │    head 1 …                          │
- *   └──────────────────────────────────────┴──────────── …
- *   = [page][K=0|V=1][kvHead][slot][rowWords],  rowWords = headDim (f32) or headDim/2 (f16)
+ * One layer's buffer is `numPages` pages back to back, each
+ * `[K=0|V=1][kvHead][slot][rowWords]` u32 words; the page format (diagram,
+ * f16 packing, `encodeKvPage`/`decodeKvPage`) lives in src/gpu/kv-layout.ts.
  *
  * Memory labels are `kv:layer<l>`, so `gpu.memory.snapshot().byLabel.kv`
  * is the pool's total.
@@ -115,16 +106,32 @@ export class KvPool {
   }
 
   /** The geometry the kernels take (spread it into encodeKvWrite / encodeAttentionPaged args). */
-  get geometry(): { numKvHeads: number; headDim: number; pageSize: number; dtype: KvDtype } {
+  get geometry(): KvGeometry {
     return { numKvHeads: this.numKvHeads, headDim: this.headDim, pageSize: this.pageSize, dtype: this.dtype };
   }
 
   /** Reads one page of one layer back (tests, debugging): K and V as f32 [kvHead][slot][headDim]. */
-  async readPage(l: number, page: number): Promise<{ k: Float32Array; v: Float32Array }> {
-    if (!Number.isInteger(page) || page < 0 || page >= this.numPages) throw new RangeError(`KvPool.readPage: page ${page} is not in 0..${this.numPages - 1}`);
-    const words = new Uint32Array(await readBuffer(this.gpu, this.layer(l), page * this.layerPageBytes, this.layerPageBytes));
-    const half = words.length / 2;
-    return { k: this.decode(words.subarray(0, half)), v: this.decode(words.subarray(half)) };
+  async readPage(l: number, page: number): Promise<KvPageValues> {
+    this.checkPage('readPage', page);
+    return decodeKvPage(this.geometry, await this.readPageWords(l, page));
+  }
+
+  /** The raw words of one page of one layer, as the kernels see them (kvPageWords(geometry) u32). */
+  async readPageWords(l: number, page: number): Promise<Uint32Array> {
+    this.checkPage('readPageWords', page);
+    return new Uint32Array(await readBuffer(this.gpu, this.layer(l), page * this.layerPageBytes, this.layerPageBytes));
+  }
+
+  /**
+   * Overwrites one page of one layer with raw words (e.g. from encodeKvPage or
+   * readPageWords). Queued on the device queue, so work submitted after this
+   * call sees the new contents.
+   */
+  writePageWords(l: number, page: number, words: Uint32Array): void {
+    this.checkPage('writePageWords', page);
+    const want = kvPageWords(this.geometry);
+    if (words.length !== want) throw new RangeError(`KvPool.writePageWords: words has ${words.length} u32 words but a page is ${want}`);
+    writeBuffer(this.gpu, this.layer(l), words, page * this.layerPageBytes);
   }
 
   destroy(): void {
@@ -143,13 +150,7 @@ export class KvPool {
 
   // ---------------------------------------------------------------- helpers
 
-  private decode(words: Uint32Array): Float32Array {
-    if (this.dtype === 'f32') return new Float32Array(words.slice().buffer);
-    const out = new Float32Array(words.length * 2);
-    for (let i = 0; i < words.length; i++) {
-      out[2 * i] = f16BitsToF32(words[i] & 0xffff);
-      out[2 * i + 1] = f16BitsToF32(words[i] >>> 16);
-    }
-    return out;
+  private checkPage(method: string, page: number): void {
+    if (!Number.isInteger(page) || page < 0 || page >= this.numPages) throw new RangeError(`KvPool.${method}: page ${page} is not in 0..${this.numPages - 1}`);
   }
 }

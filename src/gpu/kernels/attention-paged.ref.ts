@@ -1,5 +1,5 @@
 import { roundF16 } from './kv-write.ref.ts';
-import type { KvDtype } from './kv-write.ts';
+import type { KvDtype } from '../kv-layout.ts';
 
 /** One sequence's cache, contiguous: K and V as [token][kvHead][headDim]. */
 export interface RefSequence {

@@ -5,7 +5,7 @@ import { uploadBuffer, storageBuffer, readF32 } from '../buffers.ts';
 import { CommandRecorder } from '../recorder.ts';
 import { attentionSplitScratchBytes, encodeAttentionPaged, encodeAttentionPagedSplit } from './attention-paged.ts';
 import { attentionPagedRef, type RefSequence } from './attention-paged.ref.ts';
-import type { KvDtype, KvGeometry } from './kv-write.ts';
+import type { KvDtype, KvGeometry } from '../kv-layout.ts';
 import { encodeKvPool, kvImagePageElems, kvWriteRef } from './kv-write.ref.ts';
 
 // Tolerance: the kernel computes in f32 (online softmax, keys in blocks of 16),

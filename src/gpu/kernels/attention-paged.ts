@@ -3,7 +3,7 @@ import kvLayout from '../../../shaders/kv_layout.wgsl?raw';
 import type { CommandRecorder } from '../recorder.ts';
 import { Uniforms } from '../uniforms.ts';
 import { assertFits, assertPositiveInt } from './guards.ts';
-import { assertKvGeometry, type KvDtype, kvPageBytes } from './kv-write.ts';
+import { assertKvGeometry, type KvDtype, kvPageBytes } from '../kv-layout.ts';
 
 // every kernel that addresses the pool shares its layout function
 const source = sourceRaw + kvLayout;

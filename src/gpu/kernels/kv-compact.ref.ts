@@ -1,4 +1,4 @@
-import { type KvGeometry, kvRowWords } from './kv-write.ts';
+import { type KvGeometry, kvRowWords } from '../kv-layout.ts';
 
 /** Word index of word w of (page, K=0|V=1, head, offset) in one layer's pool words `[page][kv][head][offset][rowWords]`. */
 export function kvWordIndex(g: KvGeometry, page: number, kv: 0 | 1, head: number, offset: number, w: number): number {

@@ -5,7 +5,7 @@ import { CommandRecorder } from '../recorder.ts';
 import { encodeKvCompact } from './kv-compact.ts';
 import { kvCompactRef, kvWordIndex } from './kv-compact.ref.ts';
 import { kvSelectRef } from './kv-select.ref.ts';
-import { type KvGeometry, kvPageBytes } from './kv-write.ts';
+import { type KvGeometry, kvPageBytes } from '../kv-layout.ts';
 
 function shuffled(n: number, rand: () => number): number[] {
   const a = Array.from({ length: n }, (_, i) => i);

@@ -5,7 +5,7 @@ import { CommandRecorder } from '../recorder.ts';
 import { buildScoreFixture } from './kv-score-fixture.ts';
 import { attentionScoreRef, expectedScoreRef, type AttentionScoreRefOptions, type ScoreRefWindow } from './kv-score.ref.ts';
 import { encodeKvScoreAttention, encodeKvScoreExpected, kvScoreAttentionScratchBytes, kvScoreExpectedScratchBytes } from './kv-score.ts';
-import type { KvDtype, KvGeometry } from './kv-write.ts';
+import type { KvDtype, KvGeometry } from '../kv-layout.ts';
 
 // Tolerance: f32 dot products, exp and (online, for attention) softmax sums
 // vs f64 two-pass references over the same (f16-rounded, for f16 KV) values:

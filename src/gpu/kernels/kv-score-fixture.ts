@@ -2,7 +2,7 @@ import { randomF32 } from '../../../test/gpu.ts';
 import type { Gpu } from '../context.ts';
 import { uploadBuffer } from '../buffers.ts';
 import type { ScoreRefSeq } from './kv-score.ref.ts';
-import type { KvGeometry } from './kv-write.ts';
+import type { KvGeometry } from '../kv-layout.ts';
 import { encodeKvPool, kvImagePageElems, kvWriteRef } from './kv-write.ref.ts';
 
 /** A test sequence in a paged pool: the contiguous K/V the references read, and the GPU buffers the kernels read. */

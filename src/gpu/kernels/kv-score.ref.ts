@@ -1,6 +1,6 @@
 import { roundF16 } from './kv-write.ref.ts';
 import type { KvAttentionScoreMode } from './kv-score.ts';
-import type { KvDtype } from './kv-write.ts';
+import type { KvDtype } from '../kv-layout.ts';
 
 /**
  * Plain-TS references of the kv_score_* kernels on one contiguous sequence,

@@ -5,7 +5,7 @@ import { CommandRecorder } from '../recorder.ts';
 import { buildScoreFixture } from './kv-score-fixture.ts';
 import { knormScoreRef, positionScoreRef } from './kv-score.ref.ts';
 import { encodeKvScoreKnorm, encodeKvScorePosition } from './kv-score.ts';
-import type { KvDtype, KvGeometry } from './kv-write.ts';
+import type { KvDtype, KvGeometry } from '../kv-layout.ts';
 
 // Tolerance (knorm): f32 sum of squares and sqrt vs f64 over the same
 // (f16-rounded, for f16 KV) values: |gpu - ref| <= 1e-6 + 1e-5·|ref|.

@@ -1,5 +1,5 @@
 import { f16BitsToF32, f32ToF16Bits } from '../f16.ts';
-import type { KvGeometry } from './kv-write.ts';
+import type { KvGeometry } from '../kv-layout.ts';
 
 /** f32 → nearest f16 (ties to even) → f32: what an f16 pool stores. */
 export function roundF16(x: number): number {

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { testGpu, rng, randomF32 } from '../../../test/gpu.ts';
 import { uploadBuffer, readBuffer } from '../buffers.ts';
 import { CommandRecorder } from '../recorder.ts';
-import { encodeKvWrite, type KvGeometry, kvPageBytes } from './kv-write.ts';
+import { type KvGeometry, kvPageBytes } from '../kv-layout.ts';
+import { encodeKvWrite } from './kv-write.ts';
 import { decodeKvPool, encodeKvPool, kvImageIndex, kvImagePageElems, kvWriteRef } from './kv-write.ref.ts';
 
 /** `count` distinct slots over `numPages` pages, in random (non-contiguous) order. */

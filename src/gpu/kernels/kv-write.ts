@@ -2,37 +2,11 @@ import sourceRaw from '../../../shaders/kv_write.wgsl?raw';
 import kvLayout from '../../../shaders/kv_layout.wgsl?raw';
 import type { CommandRecorder } from '../recorder.ts';
 import { Uniforms } from '../uniforms.ts';
+import { assertKvGeometry, type KvGeometry, kvPageBytes, kvRowWords } from '../kv-layout.ts';
 import { assertFits, assertPositiveInt } from './guards.ts';
 
 // every kernel that addresses the pool shares its layout function
 const source = sourceRaw + kvLayout;
-
-export type KvDtype = 'f32' | 'f16';
-
-/** Shape of one layer's paged KV buffer: `[page][K=0|V=1][kvHead][slot][headDim]`. */
-export interface KvGeometry {
-  numKvHeads: number;
-  headDim: number;
-  pageSize: number;
-  dtype: KvDtype;
-}
-
-/** u32 words one token of one kv head takes (f16 packs two halves per word). */
-export function kvRowWords(g: Pick<KvGeometry, 'headDim' | 'dtype'>): number {
-  return g.dtype === 'f16' ? g.headDim / 2 : g.headDim;
-}
-
-/** Bytes one page takes in one layer's buffer (K and V of all kv heads). */
-export function kvPageBytes(g: KvGeometry): number {
-  return 2 * g.numKvHeads * g.pageSize * kvRowWords(g) * 4;
-}
-
-/** Throws a RangeError naming the problem unless `g` is a geometry the paged kernels take. */
-export function assertKvGeometry(kernel: string, g: KvGeometry): void {
-  assertPositiveInt(kernel, { numKvHeads: g.numKvHeads, headDim: g.headDim, pageSize: g.pageSize });
-  if (g.dtype !== 'f32' && g.dtype !== 'f16') throw new RangeError(`${kernel}: dtype must be 'f32' or 'f16', got '${String(g.dtype)}'`);
-  if (g.dtype === 'f16' && g.headDim % 2 !== 0) throw new RangeError(`${kernel}: headDim must be even for f16 KV (two halves per u32), got ${g.headDim}`);
-}
 
 export interface KvWriteArgs extends KvGeometry {
   /** f32 rows; K of token r, kv head h, dim d at src[r*rowStride + kOffset + h*headDim + d], V at vOffset. */

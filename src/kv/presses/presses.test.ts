@@ -4,7 +4,7 @@ import type { Gpu } from '../../gpu/context.ts';
 import { readF32, uploadBuffer } from '../../gpu/buffers.ts';
 import { CommandRecorder } from '../../gpu/recorder.ts';
 import { buildScoreFixture, type ScoreFixture } from '../../gpu/kernels/kv-score-fixture.ts';
-import type { KvDtype } from '../../gpu/kernels/kv-write.ts';
+import type { KvDtype } from '../../gpu/kv-layout.ts';
 import { attentionScoreRef, expectedScoreRef, knormScoreRef, positionScoreRef, type ScoreRefSeq, type ScoreRefWindow } from '../../gpu/kernels/kv-score.ref.ts';
 import { KEEP_SCORE, NO_PRESS, PRESSES, createPress, type Press, type ScoreContext } from './index.ts';
 
