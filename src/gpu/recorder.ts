@@ -3,114 +3,154 @@ import type { Uniforms } from './uniforms.ts';
 import type { GpuTimer } from './timestamps.ts';
 
 /**
- * Records many kernel dispatches into one compute pass and submits them
- * together: a submit costs ~2 ms in Chromium, so a decode step is one
- * submit, not one per kernel.
+ * Records many kernel dispatches and copies and submits them together: a
+ * submit costs ~2 ms in Chromium, so a decode step is one submit, not one
+ * per kernel.
+ *
+ * Recording touches no device state: `dispatch` and `copy` only queue plain
+ * commands, and `submit()` does all device work (uniform buffer, encoder,
+ * passes, bind groups) inside one validation error scope that it always
+ * closes. So a throw while recording (a wrapper's shape guard) or while
+ * encoding cannot leave the device's error-scope stack unbalanced or a
+ * buffer behind, and a recorder dropped without submit costs nothing.
  *
  * Binding convention for every kernel in shaders/: @group(0) @binding(0) is
  * the uniform struct (when the kernel has one), storage buffers follow at
  * @binding(1), (2), ... in the order the wrapper lists them.
  *
- * Each dispatch is its own usage scope inside a compute pass, so a kernel
- * reads what the previous one wrote without extra barriers.
+ * Each run of dispatches between copies is one compute pass (one timestamp
+ * pair with a `timer`); each dispatch is its own usage scope inside it, so a
+ * kernel reads what the previous one wrote without extra barriers.
  */
 export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
 
+/** Uniform slices start on this (WebGPU's largest minUniformBufferOffsetAlignment). */
 const UNIFORM_ALIGN = 256;
 
+type Command =
+  | { kind: 'dispatch'; pipeline: GPUComputePipeline; bindings: Binding[]; uniforms: { offset: number; size: number } | null; groups: [number, number, number] }
+  | { kind: 'copy'; src: GPUBuffer; srcOffset: number; dst: GPUBuffer; dstOffset: number; size: number };
+
 export class CommandRecorder {
-  private encoder: GPUCommandEncoder;
+  private commands: Command[] = [];
   private uniformChunks: ArrayBuffer[] = [];
-  private uniformBuffers: GPUBuffer[] = [];
-  private pending: { pipeline: GPUComputePipeline; bindings: Binding[]; uniformSlot: number; uniformSize: number; groups: [number, number, number] }[] = [];
+  private uniformBytes = 0;
+  private submitted = false;
   dispatches = 0;
 
   constructor(
     readonly gpu: Gpu,
     private readonly label = 'step',
     private readonly timer?: GpuTimer,
-  ) {
-    this.encoder = gpu.device.createCommandEncoder({ label });
-    gpu.device.pushErrorScope('validation');
-  }
+  ) {}
 
   /**
    * Queues one dispatch. `groups` is the workgroup count; use `grid()` for
    * 1-D counts that may exceed the 65535 per-dimension limit.
    */
   dispatch(pipeline: GPUComputePipeline, bindings: Binding[], uniforms: Uniforms | null, groups: number | [number, number?, number?]): void {
+    this.assertOpen();
     const g = typeof groups === 'number' ? grid(groups) : groups;
     const dims: [number, number, number] = [g[0], g[1] ?? 1, g[2] ?? 1];
     if (dims.some((d) => d === 0)) return;
-    let uniformSlot = -1;
-    let uniformSize = 0;
+    let slice: { offset: number; size: number } | null = null;
     if (uniforms) {
       const bytes = uniforms.bytes();
-      uniformSlot = this.uniformChunks.length;
-      uniformSize = bytes.byteLength;
+      slice = { offset: this.uniformBytes, size: bytes.byteLength };
       this.uniformChunks.push(bytes);
+      this.uniformBytes += Math.ceil(bytes.byteLength / UNIFORM_ALIGN) * UNIFORM_ALIGN;
     }
-    this.pending.push({ pipeline, bindings, uniformSlot, uniformSize, groups: dims });
+    this.commands.push({ kind: 'dispatch', pipeline, bindings: [...bindings], uniforms: slice, groups: dims });
     this.dispatches++;
   }
 
-  /** Copies between buffers; ends the current pass and starts a new one after. */
+  /** Queues a buffer-to-buffer copy; it ends the current compute pass, and dispatches after it start a new one. */
   copy(src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, size: number): void {
-    this.flushPass();
-    this.encoder.copyBufferToBuffer(src, srcOffset, dst, dstOffset, size);
+    this.assertOpen();
+    this.commands.push({ kind: 'copy', src, srcOffset, dst, dstOffset, size });
   }
 
   /**
    * Encodes everything and submits. Resolves when the GPU is done; rejects
    * with the validation message if any command was invalid, so a bad
-   * dispatch is an error at its call site, not a silent no-op.
+   * dispatch is an error at its call site, not a silent no-op. Everything up
+   * to the queue submit runs before the first await, so queue writes made
+   * after calling submit() land after this work.
    */
   async submit(): Promise<void> {
-    this.flushPass();
-    if (this.timer) this.timer.resolve(this.encoder);
-    this.gpu.device.queue.submit([this.encoder.finish()]);
-    const error = this.gpu.device.popErrorScope();
-    const used = this.uniformBuffers;
-    this.uniformBuffers = [];
-    await this.gpu.device.queue.onSubmittedWorkDone();
-    used.forEach((b) => this.gpu.destroyBuffer(b));
+    this.assertOpen();
+    this.submitted = true;
+    const device = this.gpu.device;
+    let uniformBuffer: GPUBuffer | null = null;
+    let error: Promise<GPUError | null>;
+    device.pushErrorScope('validation');
+    try {
+      uniformBuffer = this.writeUniforms();
+      const encoder = device.createCommandEncoder({ label: this.label });
+      this.encode(encoder, uniformBuffer);
+      if (this.timer) this.timer.resolve(encoder);
+      device.queue.submit([encoder.finish()]);
+    } catch (e) {
+      if (uniformBuffer) this.gpu.destroyBuffer(uniformBuffer);
+      throw e;
+    } finally {
+      error = device.popErrorScope();
+      error.catch(() => {}); // on a throw above nobody awaits it
+      this.commands = [];
+      this.uniformChunks = [];
+    }
+    try {
+      await device.queue.onSubmittedWorkDone();
+    } finally {
+      if (uniformBuffer) this.gpu.destroyBuffer(uniformBuffer);
+    }
     const e = await error;
     if (e) throw new Error(`WebGPU rejected '${this.label}': ${e.message}`);
   }
 
-  private flushPass(): void {
-    if (this.pending.length === 0) return;
-    const ubuf = this.writeUniforms();
-    const desc: GPUComputePassDescriptor = { label: this.label };
-    const timestampWrites = this.timer?.passWrites();
-    if (timestampWrites) desc.timestampWrites = timestampWrites; // dawn.node misreads an explicit undefined
-    const pass = this.encoder.beginComputePass(desc);
-    for (const d of this.pending) {
-      const entries: GPUBindGroupEntry[] = [];
-      if (d.uniformSlot >= 0) {
-        entries.push({ binding: 0, resource: { buffer: ubuf!, offset: d.uniformSlot * UNIFORM_ALIGN, size: d.uniformSize } });
-      }
-      let binding = 1;
-      for (const b of d.bindings) {
-        entries.push({ binding: binding++, resource: bufferBinding(b) });
-      }
-      const group = this.gpu.device.createBindGroup({ layout: d.pipeline.getBindGroupLayout(0), entries });
-      pass.setPipeline(d.pipeline);
-      pass.setBindGroup(0, group);
-      pass.dispatchWorkgroups(...d.groups);
-    }
-    pass.end();
-    this.pending = [];
+  // ---------------------------------------------------------------- helpers
+
+  private assertOpen(): void {
+    if (this.submitted) throw new Error(`CommandRecorder '${this.label}': already submitted; record into a new recorder`);
   }
 
+  /** One compute pass per run of dispatches; a copy ends the pass. */
+  private encode(encoder: GPUCommandEncoder, uniformBuffer: GPUBuffer | null): void {
+    let pass: GPUComputePassEncoder | null = null;
+    for (const c of this.commands) {
+      if (c.kind === 'copy') {
+        pass?.end();
+        pass = null;
+        encoder.copyBufferToBuffer(c.src, c.srcOffset, c.dst, c.dstOffset, c.size);
+        continue;
+      }
+      if (!pass) {
+        const desc: GPUComputePassDescriptor = { label: this.label };
+        const timestampWrites = this.timer?.passWrites();
+        if (timestampWrites) desc.timestampWrites = timestampWrites; // dawn.node misreads an explicit undefined
+        pass = encoder.beginComputePass(desc);
+      }
+      const entries: GPUBindGroupEntry[] = [];
+      if (c.uniforms) entries.push({ binding: 0, resource: { buffer: uniformBuffer!, offset: c.uniforms.offset, size: c.uniforms.size } });
+      c.bindings.forEach((b, i) => entries.push({ binding: i + 1, resource: bufferBinding(b) }));
+      pass.setPipeline(c.pipeline);
+      pass.setBindGroup(0, this.gpu.device.createBindGroup({ layout: c.pipeline.getBindGroupLayout(0), entries }));
+      pass.dispatchWorkgroups(...c.groups);
+    }
+    pass?.end();
+  }
+
+  /** All dispatches' uniforms in one buffer, each slice UNIFORM_ALIGN-aligned; written before the submit. */
   private writeUniforms(): GPUBuffer | null {
     if (this.uniformChunks.length === 0) return null;
-    const bytes = new Uint8Array(this.uniformChunks.length * UNIFORM_ALIGN);
-    this.uniformChunks.forEach((c, i) => bytes.set(new Uint8Array(c), i * UNIFORM_ALIGN));
+    const bytes = new Uint8Array(this.uniformBytes);
+    let offset = 0;
+    for (const c of this.uniformChunks) {
+      bytes.set(new Uint8Array(c), offset);
+      offset += Math.ceil(c.byteLength / UNIFORM_ALIGN) * UNIFORM_ALIGN;
+    }
     const buf = this.gpu.createBuffer(`uniforms:${this.label}`, bytes.byteLength, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
     this.gpu.device.queue.writeBuffer(buf, 0, bytes);
-    this.uniformChunks = [];
-    this.uniformBuffers.push(buf);
     return buf;
   }
 }
