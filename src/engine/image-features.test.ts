@@ -53,4 +53,23 @@ describe('ImageFeatureCache', () => {
     expect(buf).toBeDefined();
     cache.clear();
   });
+
+  it('tryAcquire: a cached entry is pinned and counted as a hit; absent or still encoding → null, nothing counted', async () => {
+    const cache = new ImageFeatureCache(gpu, 1 << 20);
+    expect(cache.tryAcquire('x')).toBeNull();
+    let finish = (_: GPUBuffer) => {};
+    const pending = cache.acquire('x', () => new Promise<GPUBuffer>((r) => (finish = r)));
+    expect(cache.tryAcquire('x')).toBeNull(); // being encoded: acquire joins that run instead
+    expect({ hits: cache.hits, misses: cache.misses }).toEqual({ hits: 0, misses: 1 });
+    finish(storageBuffer(gpu, 'test:features', 64));
+    const buf = await pending;
+    expect(cache.users('x')).toBe(1);
+    expect(cache.tryAcquire('x')).toBe(buf);
+    expect(cache.users('x')).toBe(2);
+    expect({ hits: cache.hits, misses: cache.misses }).toEqual({ hits: 1, misses: 1 });
+    cache.release('x');
+    cache.release('x');
+    expect(cache.users('x')).toBe(0);
+    cache.clear();
+  });
 });

@@ -32,11 +32,8 @@ export class ImageFeatureCache {
 
   /** The features of `key` (pinned until `release(key)`), computing them with `encode` on a miss. */
   async acquire(key: string, encode: () => Promise<GPUBuffer>): Promise<GPUBuffer> {
-    const e = this.entries.get(key);
-    if (e) {
-      this.hits++;
-      return this.pin(e);
-    }
+    const hit = this.tryAcquire(key);
+    if (hit) return hit;
     // requests that bring the same new image at once share one encoder run;
     // the entry appears pinned once per waiter, so nothing evicts it in between
     let job = this.pending.get(key);
@@ -55,6 +52,23 @@ export class ImageFeatureCache {
     }
     job.waiters++;
     return job.promise;
+  }
+
+  /**
+   * The features of `key` if they are cached (a hit; pinned until
+   * `release(key)`), else null — nothing is encoded, nothing counted.
+   * An encoder run still in progress is not cached yet: `acquire` joins it.
+   */
+  tryAcquire(key: string): GPUBuffer | null {
+    const e = this.entries.get(key);
+    if (!e) return null;
+    this.hits++;
+    return this.pin(e);
+  }
+
+  /** Users holding `key` (0 when idle or absent): what the tests assert pins with. */
+  users(key: string): number {
+    return this.entries.get(key)?.users ?? 0;
   }
 
   release(key: string): void {

@@ -1,0 +1,75 @@
+/**
+ * preparePrompt: chat messages with images → prompt ids + pinned image
+ * features, doing per image only what is not known yet. Every turn of a chat
+ * resends the whole conversation; its earlier images then cost a read and a
+ * SHA-256, nothing more:
+ *
+ *   read + hash every image (no decode)                       image-input.readImage
+ *   per image, key = hash + processor settings:
+ *     expansion known (processor LRU) and features cached     → pin, done
+ *     expansion known, features evicted or being encoded      → acquire: joins a
+ *                                                               running encode, or
+ *                                                               decodes + encodes
+ *     new image                                               → decode + preprocess,
+ *                                                               acquire (encode)
+ *   prompt: chat template, placeholder k → expansion k, feature runs
+ *
+ * The engine's input stage calls it; it knows no Engine. Features stay pinned
+ * (one ImageFeatureCache user per image) until the caller releases each key:
+ *
+ *   const { ids, images } = await preparePrompt(
+ *     { processor, features: imageCache, encode: (img) => turns.run(() => vision.encode(img)) },
+ *     messages.map(toMultimodal));
+ *   // … submit; when the request ends: for (const img of images) imageCache.release(img.key)
+ */
+import type { MultimodalMessage, MultimodalProcessor, PreparedImage } from '../model/multimodal-processor.ts';
+import { imageLabel, readImages } from '../model/multimodal-processor.ts';
+import type { ReadImage } from '../model/image-input.ts';
+import type { PromptImage } from '../scheduler/request.ts';
+import type { ImageFeatureCache } from './image-features.ts';
+
+export interface ImagePromptDeps {
+  processor: MultimodalProcessor;
+  features: ImageFeatureCache;
+  /** Runs the vision encoder on one image: a new buffer f32 [numFeatures, hidden] the cache takes over. */
+  encode(img: PreparedImage): Promise<GPUBuffer>;
+}
+
+/**
+ * The prompt of `messages` and its images: ids, and per image (in prompt
+ * order) its key, the runs of positions its feature rows fill, and the
+ * features, pinned in `deps.features` once per image — release each
+ * `images[i].key` when the request ends. On any error (a bad image:
+ * ImageInputError, an encoder failure) nothing stays pinned. Concurrent calls
+ * with the same new image share one encoder run.
+ */
+export async function preparePrompt(deps: ImagePromptDeps, messages: MultimodalMessage[]): Promise<{ ids: number[]; images: PromptImage[] }> {
+  const reads = await readImages(messages);
+  const pinned: string[] = [];
+  try {
+    const got: { key: string; expansion: readonly number[]; features: GPUBuffer }[] = [];
+    for (const [i, read] of reads.entries()) {
+      const img = await imageFeatures(deps, read, imageLabel(i, reads.length));
+      pinned.push(img.key);
+      got.push(img);
+    }
+    const { ids, runs } = deps.processor.prompt(messages, got.map((g) => g.expansion));
+    return { ids, images: got.map((g, i) => ({ key: g.key, runs: runs[i], features: g.features })) };
+  } catch (e) {
+    for (const key of pinned) deps.features.release(key);
+    throw e;
+  }
+}
+
+/** One image's expansion and pinned features: from the caches when both know it, else decoded (+ encoded). */
+async function imageFeatures(deps: ImagePromptDeps, read: ReadImage, label: string): Promise<{ key: string; expansion: readonly number[]; features: GPUBuffer }> {
+  const { processor, features } = deps;
+  const key = processor.imageKey(read);
+  const known = processor.knownExpansion(key);
+  const hit = known && features.tryAcquire(key);
+  if (known && hit) return { key, expansion: known, features: hit };
+  // decode now when the expansion is needed; else only if the encoder must run
+  let img = known ? null : await processor.prepareImage(read, label);
+  const buffer = await features.acquire(key, async () => deps.encode((img ??= await processor.prepareImage(read, label))));
+  return { key, expansion: known ?? img!.expansion, features: buffer };
+}
