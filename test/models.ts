@@ -4,3 +4,10 @@ export const TINY_MODELS = ['tiny-llama-gqa', 'tiny-llama-hd32', 'tiny-qwen2', '
 export function modelRef(name: string): string {
   return `/models/${name}`;
 }
+
+/** The model's config and CPU weights, as the reference forward pass takes them (the engine keeps no CPU copy). */
+export async function loadCpuModel(name: string, weightDtype: 'f32' | 'f16' | 'auto' = 'auto') {
+  const { loadModel } = await import('../src/model/loader.ts');
+  const { resolveSource } = await import('../src/model/source.ts');
+  return loadModel(resolveSource(modelRef(name)), { weightDtype });
+}

@@ -89,7 +89,7 @@ async function runModel(gpu: Gpu, ref: string, n: number, lengths: number[], cfg
     const c = engine.config;
     const fit = lengths.map((l) => Math.min(l, c.maxPositions - cfg.nTokens - 1));
     const prompts = storyPrompts(engine, n, fit);
-    const pageSize = engine.stats().pool.pageSize;
+    const pageSize = engine.snapshot().pool.pageSize;
     cfg.log(`${ref}: ${c.numLayers} layers, ${c.numKvHeads} kv heads × ${c.headDim}; prompts ${prompts.map((p) => p.ids.length).join('/')} tokens; ${cfg.nTokens} continuation tokens`);
     // warm-up: compile the plain and the compress paths before anything is timed
     await Promise.all([engine.generate(prompts[0].ids, { maxTokens: 4, ignoreEos: true }), engine.generate(prompts[0].ids, { maxTokens: 4, ignoreEos: true, compression: { press: 'snapkv', ratio: 0.5 } })]);
@@ -112,13 +112,13 @@ async function runModel(gpu: Gpu, ref: string, n: number, lengths: number[], cfg
 
 async function measure(engine: Engine, ref: string, prompts: StoryPrompt[], base: GenerationResult[], press: string, ratio: number, pageSize: number, cfg: Config): Promise<Row> {
   const compression = { press, ratio, window: cfg.window };
-  const before = engine.stats().compression;
+  const before = engine.snapshot().compression;
   const common: GenerateOptions = { maxTokens: cfg.nTokens, ignoreEos: true, compression };
   const [forced, free] = await Promise.all([
     Promise.all(prompts.map((p, k) => engine.generate(p.ids, { ...common, forceTokens: base[k].tokens, returnLogits: true }))),
     Promise.all(prompts.map((p) => engine.generate(p.ids, common))),
   ]);
-  const after = engine.stats().compression;
+  const after = engine.snapshot().compression;
   const requests = after.requests - before.requests;
   const promptPages = 2 * prompts.reduce((s, p) => s + Math.ceil(p.ids.length / pageSize), 0);
   let agree = 0, top1 = 0, prefix = 0, klSum = 0, klMax = 0, positions = 0;
@@ -185,7 +185,7 @@ function report(rows: Row[], models: Record<string, unknown>[], cfg: Config, len
       'greedy agreement (free): fraction of continuation positions where the compressed free run emits the baseline token (after a first divergence the stories usually drift apart, so this mostly tracks the identical prefix)',
       'top-1 agreement (forced): fraction of positions where the compressed model\'s argmax, given the baseline\'s own history, equals the baseline token; identical prefix: first position where it does not (= the free run\'s identical prefix)',
       'KL(P‖Q) = Σ p (log p − log q) over the vocabulary, softmax of the f32 logits in f64 (log-sum-exp), mean over all positions and prompts',
-      'KV pages saved = engine.stats().compression.freedPages delta / pages the prompts held (ceil(prompt/pageSize) per request); compress ms = stats().compression.ms delta / requests compressed (the compress stage, batched over the requests that reach it together)',
+      'KV pages saved = engine.snapshot().compression.freedPages delta / pages the prompts held (ceil(prompt/pageSize) per request); compress ms = stats().compression.ms delta / requests compressed (the compress stage, batched over the requests that reach it together)',
       'decode tok/s: result.timing.tokensPerSecond of the free runs, mean per request; all requests of a row run together (batched), so it is a per-request figure at that batch size',
       `sanity rows at ratio 0: press none (no compress stage) and snapkv@0 (the request carries a compression spec; the stage skips ratio 0, so compress ms is 0) must match the baseline exactly: agreement 1, KL 0 (batch invariance). ${sanity.map((r) => `${short(r.model)} ${r.press}@0: agreement ${r.freeAgreement.toFixed(3)}, KL ${r.meanKl.toExponential(2)}`).join('; ')}`,
       `attention-based presses use an observation window of the last ${cfg.window} prompt tokens; models: ${models.map((m) => `${m.ref} (${(m.prompts as unknown[]).length} prompts of ${(m.prompts as { tokens: number }[]).map((p) => p.tokens).join('/')} tokens)`).join('; ')}`,

@@ -17,11 +17,12 @@ import { LlamaModel } from '../../src/model/llama.ts';
 import { KvPool } from '../../src/kv/kv-pool.ts';
 import { BlockPool } from '../../src/kv/block-pool.ts';
 import { KVCacheManager } from '../../src/kv/kv-cache-manager.ts';
-import { runStep } from '../../src/engine/step-runner.ts';
+import { StepExecutor } from '../../src/engine/step-executor.ts';
+import { PressCompressStage } from '../../src/engine/compress-stage.ts';
 import { Request } from '../../src/scheduler/request.ts';
+import { Scheduler } from '../../src/scheduler/scheduler.ts';
 import { PRESETS, parameterCount, syntheticWeights } from '../synthetic-model.ts';
 import type { BenchResult } from '../types.ts';
-import type { StepPlan } from '../../src/scheduler/step-plan.ts';
 
 export async function run(gpu: Gpu, opts: Record<string, string>, log: (s: string) => void): Promise<BenchResult> {
   const presetName = opts.preset ?? 'smollm2-135m';
@@ -94,23 +95,28 @@ async function copyBandwidth(gpu: Gpu, log: (s: string) => void) {
 }
 
 async function decodeRun(gpu: Gpu, config: typeof PRESETS[string], cpu: ReturnType<typeof syntheticWeights>, dtype: WeightDtype, kvDtype: 'f16' | 'f32', promptLen: number, steps: number, log: (s: string) => void) {
-  const model = LlamaModel.create(gpu, config, cpu, { weightDtype: dtype, maxRows: 64, maxLogitRows: 1 });
+  const model = LlamaModel.create(gpu, config, cpu, { weightDtype: dtype, maxRows: Math.max(64, promptLen), maxLogitRows: 1 });
   const pageSize = 16;
   const pool = KvPool.create(gpu, { numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim, pageSize, dtype: kvDtype, numPages: Math.ceil((promptLen + steps + 1) / pageSize) + 1 });
   const kv = new KVCacheManager(new BlockPool(pool.numPages), pageSize);
   const prompt = Array.from({ length: promptLen }, (_, i) => (i * 7919 + 13) % config.vocabSize);
   const view = { layers: pool.layers, pageSize, dtype: kvDtype };
-  const req = new Request('bench', prompt, steps + 1, { temperature: 0, topK: 0, topP: 1, seed: 0 });
-  kv.allocateSlots(req.id, prompt.length);
-  const plan = (p: Partial<StepPlan>): StepPlan => ({ decode: [], prefill: [], compress: [], preempted: [], ...p });
-  await runStep(model, kv, view, plan({ prefill: [{ request: req, start: 0, count: prompt.length, samples: true }] }));
+  const req = new Request('bench', prompt, { maxNewTokens: steps + 1, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 } });
+  // the engine's own path: schedule → execute (one forward) → update
+  const sched = new Scheduler(kv, { maxBatchTokens: Math.max(64, promptLen), maxPrefillChunk: Math.max(64, promptLen), admissionReservePages: 0 });
+  const executor = new StepExecutor(model, kv, view, new PressCompressStage(gpu, config, pool, kv));
+  const step = async () => {
+    const plan = sched.schedule();
+    sched.update(plan, await executor.execute(plan));
+  };
+  sched.add(req);
+  await step(); // the prompt
   const stamps: number[] = [performance.now()];
   for (let i = 0; i < steps; i++) {
-    kv.allocateSlots(req.id, 1);
-    await runStep(model, kv, view, plan({ decode: [req] }));
+    await step();
     stamps.push(performance.now());
   }
-  kv.free(req.id);
+  sched.abort(req.id);
   const stepMs = stamps.slice(1).map((t, i) => t - stamps[i]).sort((a, b) => a - b);
   const msPerToken = stepMs[Math.floor(stepMs.length / 2)];
   // GPU time of one more decode step, measured with timestamps where the adapter has them

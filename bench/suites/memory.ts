@@ -16,7 +16,7 @@
  *       the spread between repeats of one config.
  *
  * The in-process Engine (on the page's thread) is used so each step can be
- * observed synchronously (engine.on('step') + engine.stats()).
+ * observed synchronously (engine.on('step') + engine.snapshot()).
  *
  * options: --model /models/stories260K  --n 16 (requests in a)  --prompt 400 (tokens)
  *          --max-tokens 64  --pages 64  --page-size 16
@@ -27,6 +27,7 @@
 import { Engine } from '../../src/engine/engine.ts';
 import type { CompressionOptions, EngineEvent } from '../../src/engine/types.ts';
 import type { Gpu } from '../../src/gpu/context.ts';
+import type { EngineStats } from '../../src/api/stats.ts';
 import type { BenchResult, PlotSpec } from '../types.ts';
 import { storyPrompts, type StoryPrompt } from './stories.ts';
 
@@ -125,7 +126,7 @@ function observe(engine: Engine) {
   const off = engine.on((e: EngineEvent) => {
     if (e.kind === 'step') {
       o.peakDecodeRows = Math.max(o.peakDecodeRows, e.decode);
-      o.peakRunning = Math.max(o.peakRunning, engine.stats().requestsRunning);
+      o.peakRunning = Math.max(o.peakRunning, engine.snapshot().requestsRunning);
     } else if (e.kind === 'request-finished') o.anyFinished = true;
   });
   const onToken = (id: string) => {
@@ -139,7 +140,7 @@ function observe(engine: Engine) {
 async function burst(engine: Engine, prompts: StoryPrompt[], n: number, maxTokens: number, config: string): Promise<Run> {
   const compression = parseConfig(config);
   engine.resetStats();
-  const before = engine.stats();
+  const before = engine.snapshot();
   const w = observe(engine);
   const t = performance.now();
   const results = await Promise.all(Array.from({ length: n }, (_, i) => {
@@ -154,7 +155,7 @@ async function burst(engine: Engine, prompts: StoryPrompt[], n: number, maxToken
 async function arrivals(engine: Engine, prompts: StoryPrompt[], n: number, maxTokens: number, config: string, rate: number): Promise<Run> {
   const compression = parseConfig(config);
   engine.resetStats();
-  const before = engine.stats();
+  const before = engine.snapshot();
   const w = observe(engine);
   const t = performance.now();
   const pending = [];
@@ -171,8 +172,8 @@ async function arrivals(engine: Engine, prompts: StoryPrompt[], n: number, maxTo
   return summary('load', config, engine, before, w.o, wallMs, results.map((r) => r.timing.ttftMs), n * maxTokens);
 }
 
-function summary(part: Run['part'], config: string, engine: Engine, before: ReturnType<Engine['stats']>, o: ReturnType<typeof observe>['o'], wallMs: number, ttfts: number[], tokens: number): Run {
-  const s = engine.stats();
+function summary(part: Run['part'], config: string, engine: Engine, before: EngineStats, o: ReturnType<typeof observe>['o'], wallMs: number, ttfts: number[], tokens: number): Run {
+  const s = engine.snapshot();
   const sorted = [...ttfts].sort((a, b) => a - b);
   return {
     part, config, n: ttfts.length, wallMs,

@@ -143,7 +143,7 @@ export async function run(gpu: Gpu, opts: Record<string, string>, log: (s: strin
 
   const engine = await Engine.load(gpu, model, { kvPages, pageSize: 16, prefixCache, prefillChunk, vision: { backend: vision }, scheduler: { maxRunning, maxSampledRows: maxRunning } });
   try {
-    const cfg: Config = { maxTokens, wave: int(opts.wave ?? '100', 'wave'), window: int(opts.window ?? '16', 'window'), eos: engine.tokenizer.eosTokenIds, pageSize: engine.stats().pool.pageSize, log };
+    const cfg: Config = { maxTokens, wave: int(opts.wave ?? '100', 'wave'), window: int(opts.window ?? '16', 'window'), eos: engine.tokenizer.eosTokenIds, pageSize: engine.snapshot().pool.pageSize, log };
     const c = engine.config;
     log(`${model}: ${c.numLayers} layers, ${c.numKvHeads} kv heads × ${c.headDim}; ${n} items (${types.map((t) => `${t} ${items.filter((i) => i.type === t).length}`).join(', ')}); grid ${grid.length} items × ${presses.length} presses × ${ratios.length} ratios × ${regions.length} regions; kvPages ${kvPages}, maxRunning ${maxRunning}, prefill chunk ${prefillChunk}, vision ${vision}`);
 
@@ -211,7 +211,7 @@ interface Measured {
 
 /** Runs `items` under one configuration, --wave requests submitted together at a time. */
 async function measure(engine: Engine, items: Item[], compression: CompressionOptions | null, cfg: Config, input?: (it: Item) => Promise<PreparedPrompt>): Promise<Measured> {
-  const before = engine.stats().compression;
+  const before = engine.snapshot().compression;
   engine.resetStats();
   const t = performance.now();
   const answers: Answer[] = [];
@@ -228,7 +228,7 @@ async function measure(engine: Engine, items: Item[], compression: CompressionOp
     wave.forEach((it, k) => answers.push(grade(it, results[k], cfg)));
   }
   const seconds = (performance.now() - t) / 1000;
-  const after = engine.stats();
+  const after = engine.snapshot();
   return { answers, seconds, prepareSeconds: prepareMs / 1000, evicted: after.compression.evictedTokens - before.evictedTokens, freedPages: after.compression.freedPages - before.freedPages, peakPages: after.pool.peakPagesInUse };
 }
 

@@ -55,6 +55,8 @@ export interface EngineInfo {
   maxPositions: number;
   /** The model takes images (a vision encoder is loaded). */
   vision: boolean;
+  /** Where the vision encoder runs (null without one). */
+  visionBackend: 'webgpu' | 'wasm' | null;
   /** The weights are random (a generated test model): its answers mean nothing. */
   randomWeights: boolean;
 }

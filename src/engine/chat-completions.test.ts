@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testGpu } from '../../test/gpu.ts';
 import { modelRef } from '../../test/models.ts';
 import { Engine } from './engine.ts';
-import type { ChatCompletionChunk, ChatCompletionRequest } from './openai-types.ts';
+import type { ChatCompletionChunk, ChatCompletionRequest } from '../api/openai-types.ts';
 import type { ChatMessage, EngineEvent } from './types.ts';
 
 const messages: ChatMessage[] = [
@@ -36,8 +36,8 @@ const complete = (req: ChatCompletionRequest) => engine.chat.completions.create(
 const text = (chunks: ChatCompletionChunk[]) => chunks.map((c) => c.choices[0].delta.content ?? '').join('');
 
 function expectAllPagesFree(): void {
-  expect(engine.kv.numFreePages).toBe(engine.kv.numTotalPages);
-  expect(engine.scheduler.hasWork()).toBe(false);
+  expect(engine.snapshot().pool.pagesInUse).toBe(0);
+  expect([engine.snapshot().requestsRunning, engine.snapshot().requestsWaiting]).toEqual([0, 0]);
 }
 
 describe('chat.completions.create', () => {
@@ -107,14 +107,14 @@ describe('chat.completions.create', () => {
   });
 
   it('leaving the stream early aborts the request and frees its pages at once', async () => {
-    const aborted = engine.stats().requestsAborted;
+    const aborted = engine.snapshot().requestsAborted;
     const stream = await engine.chat.completions.create({ messages, temperature: 0, max_tokens: 60, ignore_eos: true, stream: true, request_id: 'leaver' });
     let n = 0;
     for await (const _ of stream) if (++n === 3) break;
     expectAllPagesFree();
-    expect(engine.stats().requestsAborted).toBe(aborted + 1);
+    expect(engine.snapshot().requestsAborted).toBe(aborted + 1);
     expect(events.some((e) => e.kind === 'request-finished' && e.id === 'leaver' && e.finishReason === 'abort')).toBe(true);
-    expect(engine.abort('leaver')).toBe(false); // already gone
+    expect(await engine.abort('leaver')).toBe(false); // already gone
   });
 
   it('abort by request_id from another caller ends the stream with finish_reason "abort"', async () => {

@@ -1,5 +1,5 @@
 import type { Engine } from './engine.ts';
-import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Usage } from './openai-types.ts';
+import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Usage } from '../api/openai-types.ts';
 import type { GenerateOptions, GenerationResult } from './types.ts';
 
 /** `engine.chat.completions.create(...)`, as in OpenAI's SDK and web-llm. */
@@ -15,7 +15,7 @@ export class ChatCompletions {
     const { id, queue } = this.engine.submit(await this.engine.prepare(req.messages), opts);
     const created = Math.floor(Date.now() / 1000);
     const model = this.engine.modelId;
-    if (req.stream) return streamChunks(id, created, model, queue, () => this.engine.abort(id));
+    if (req.stream) return streamChunks(id, created, model, queue, () => this.engine.cancel(id));
     let content = '';
     for (;;) {
       const r = await queue.next();

@@ -14,10 +14,18 @@ import type { Request } from '../scheduler/request.ts';
  * decode step, its prompt KV goes through its press — scores on the GPU,
  * top-k per (layer, kv head), compaction into the front pages — and the
  * freed pages go back to the pool for other requests. Requests that reach
- * the stage together are compressed in one submit.
+ * the stage together are compressed in one submit. The stage writes no
+ * request state: it reports what it did, and the scheduler applies it.
  */
+export interface Compressed {
+  request: Request;
+  evictedTokens: number;
+  freedPages: number;
+}
+
 export interface CompressStage {
-  run(requests: Request[]): Promise<void>;
+  /** Compresses each request's prompt KV (the KV manager records the compaction); returns those a press evicted from. */
+  run(requests: readonly Request[]): Promise<Compressed[]>;
   /** Where a request's observation-window q|k|v go during its last prefill chunk. */
   captureFor(request: Request, rows: number): readonly GPUBuffer[];
   /** Forget a request (finished or aborted): its window buffers are freed. */
@@ -61,29 +69,34 @@ export class PressCompressStage implements CompressStage {
     this.windows.delete(requestId);
   }
 
-  async run(requests: Request[]): Promise<void> {
-    if (requests.length === 0) return; // most steps: no submit, no error scope
+  async run(requests: readonly Request[]): Promise<Compressed[]> {
+    const work = requests.filter((r) => this.hasWork(r));
+    if (work.length === 0) { // most steps: no submit, no error scope (an empty submit still costs ~2 ms)
+      requests.forEach((r) => this.drop(r.id));
+      return [];
+    }
     const t0 = performance.now();
-    let rec: CommandRecorder | null = null; // opened on the first request with work: an empty submit still costs ~2 ms
+    const rec = new CommandRecorder(this.gpu, 'compress');
     const scratch: GPUBuffer[] = [];
     const releases: (() => void)[] = [];
+    const done: Compressed[] = [];
     try {
-      for (const r of requests) {
-        r.compressed = true;
-        if (!this.hasWork(r)) continue;
-        rec ??= new CommandRecorder(this.gpu, 'compress');
-        releases.push(this.encodeOne(rec, r, scratch));
+      for (const r of work) {
+        const { evicted, freedPages, release } = this.encodeOne(rec, r, scratch);
+        releases.push(release);
+        done.push({ request: r, evictedTokens: evicted, freedPages });
       }
-      if (rec) await rec.submit();
+      await rec.submit();
     } finally {
       releases.forEach((f) => f());
       scratch.forEach((b) => this.gpu.destroyBuffer(b));
       requests.forEach((r) => this.drop(r.id));
     }
-    if (rec) this.stats.ms += performance.now() - t0;
+    this.stats.ms += performance.now() - t0;
+    return done;
   }
 
-  /** Whether a request's press would evict anything (a recomputed request without a window keeps all). */
+  /** Whether a request's press would evict anything. */
   private hasWork(r: Request): boolean {
     const spec = r.compression;
     if (!spec || spec.press === 'none' || spec.ratio <= 0 || !this.kv.has(r.id)) return false;
@@ -100,8 +113,8 @@ export class PressCompressStage implements CompressStage {
     return { n, start, end, evict: Math.floor((end - start) * spec.ratio) };
   }
 
-  /** Encodes one request's scoring and compaction (hasWork(r) holds); returns the cleanup to run after the submit. */
-  private encodeOne(rec: CommandRecorder, r: Request, scratch: GPUBuffer[]): () => void {
+  /** Encodes one request's scoring and compaction (hasWork(r) holds); returns what it evicts and the cleanup to run after the submit. */
+  private encodeOne(rec: CommandRecorder, r: Request, scratch: GPUBuffer[]): { evicted: number; freedPages: number; release: () => void } {
     const c = this.config;
     const { n, start, end, evict } = this.plan(r);
     const press = this.press(r.compression!.press);
@@ -120,11 +133,10 @@ export class PressCompressStage implements CompressStage {
       if (start > 0 || end < n) encodeKvScoreProtect(rec, { scores: scores[l], numKvHeads: c.numKvHeads, numTokens: n, start, end });
     }
     const res = compactSequence(rec, { pool: this.pool, kv: this.kv, seqId: r.id, scoresPerLayer: scores, keep: n - evict });
-    r.evictedTokens += res.positionOffset;
     this.stats.requests++;
     this.stats.evictedTokens += res.positionOffset;
     this.stats.freedPages += res.freedPages.length;
-    return res.release;
+    return { evicted: res.positionOffset, freedPages: res.freedPages.length, release: res.release };
   }
 
   /** Frees every window and the presses' scratch buffers (engine shutdown, after the last submit). */
@@ -143,12 +155,3 @@ export class PressCompressStage implements CompressStage {
     return p;
   }
 }
-
-/** A stage that only marks requests compressed (tests of scheduling alone). */
-export const passThroughCompression: CompressStage = {
-  async run(requests) {
-    for (const r of requests) r.compressed = true;
-  },
-  captureFor: () => [],
-  drop: () => {},
-};

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testGpu } from '../../test/gpu.ts';
-import { modelRef } from '../../test/models.ts';
+import { loadCpuModel, modelRef } from '../../test/models.ts';
 import { Engine } from './engine.ts';
 import { ReferenceModel } from '../model/reference.ts';
 import { PRESSES } from '../kv/presses/index.ts';
@@ -17,7 +17,7 @@ let reference: ReferenceModel;
 beforeAll(async () => {
   gpu = await testGpu();
   engine = await Engine.load(gpu, modelRef('tiny-llama-gqa'), { kvPages: 32, pageSize: 16, prefillChunk: 32 });
-  reference = new ReferenceModel(engine.config, engine.loaded.weights);
+  reference = new ReferenceModel(engine.config, (await loadCpuModel('tiny-llama-gqa')).weights);
 });
 afterAll(() => engine.destroy());
 
@@ -32,7 +32,7 @@ describe('KV compression in the engine', () => {
       const got = await engine.generate(prompt(), { maxTokens: 24, ignoreEos: true, compression: { press, ratio: 0 } });
       expect(got.tokens, press).toEqual(want);
     }
-    expect(engine.kv.numFreePages).toBe(engine.kv.numTotalPages);
+    expect(engine.snapshot().pool.pagesInUse).toBe(0);
   });
 
   it('StreamingLLM equals the reference with the same sinks + recent window kept', async () => {
@@ -65,34 +65,34 @@ describe('KV compression in the engine', () => {
       off();
       return max;
     };
-    const before = engine.stats().compression;
+    const before = engine.snapshot().compression;
     const full = await peak();
     const compressed = await peak({ press: 'knorm', ratio: 0.75 });
-    const after = engine.stats().compression;
+    const after = engine.snapshot().compression;
     expect(compressed).toBeLessThan(full);
     expect(after.freedPages - before.freedPages).toBeGreaterThanOrEqual(full - compressed);
     expect(after.evictedTokens - before.evictedTokens).toBe(Math.floor(prompt().length * 0.75));
-    expect(engine.kv.numFreePages).toBe(engine.kv.numTotalPages);
+    expect(engine.snapshot().pool.pagesInUse).toBe(0);
   });
 
   it.each(Object.keys(PRESSES).filter((p) => p !== 'none'))('%s at ratio 0.5 evicts half the prompt and keeps generating', async (press) => {
-    const before = engine.stats().compression.evictedTokens;
+    const before = engine.snapshot().compression.evictedTokens;
     const r = await engine.generate(prompt(), { maxTokens: 16, ignoreEos: true, compression: { press, ratio: 0.5 } });
     expect(r.tokens.length).toBe(16);
     expect(r.tokens.every((t) => t >= 0 && t < engine.config.vocabSize)).toBe(true);
-    expect(engine.stats().compression.evictedTokens - before).toBe(Math.floor(prompt().length * 0.5));
+    expect(engine.snapshot().compression.evictedTokens - before).toBe(Math.floor(prompt().length * 0.5));
   });
 
   it('compresses only the given region', async () => {
-    const before = engine.stats().compression.evictedTokens;
+    const before = engine.snapshot().compression.evictedTokens;
     await engine.generate(prompt(), { maxTokens: 4, ignoreEos: true, compression: { press: 'knorm', ratio: 0.5, region: { start: 5, end: 25 } } });
     expect(prompt().length).toBeGreaterThan(25);
-    expect(engine.stats().compression.evictedTokens - before).toBe(10);
+    expect(engine.snapshot().compression.evictedTokens - before).toBe(10);
   });
 
   it('rejects an unknown press or a bad ratio before queueing anything', () => {
     expect(() => engine.submit(prompt(), { compression: { press: 'magic', ratio: 0.5 } })).toThrow(/unknown press 'magic'.*known: none, knorm/);
     expect(() => engine.submit(prompt(), { compression: { press: 'knorm', ratio: 1 } })).toThrow(/ratio must be in \[0, 1\)/);
-    expect(engine.scheduler.numWaiting).toBe(0);
+    expect(engine.snapshot().requestsWaiting).toBe(0);
   });
 });

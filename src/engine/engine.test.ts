@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testGpu, maxRelErr } from '../../test/gpu.ts';
-import { modelRef, TINY_MODELS } from '../../test/models.ts';
+import { loadCpuModel, modelRef, TINY_MODELS } from '../../test/models.ts';
 import { Engine } from './engine.ts';
 import { ReferenceModel } from '../model/reference.ts';
 import type { Gpu } from '../gpu/context.ts';
@@ -35,7 +35,7 @@ describe('stories260K against llama2.c', () => {
     const r = await engine.generate(ref.prompt_ids, { maxTokens: 120, ignoreEos: true });
     expect(r.tokens).toEqual(ref.ids.slice(ref.prompt_ids.length));
     expect(r.text).toBe(engine.tokenizer.decode(ref.ids.slice(ref.prompt_ids.length)));
-    expect(engine.kv.numFreePages).toBe(engine.kv.numTotalPages);
+    expect(engine.snapshot().pool.pagesInUse).toBe(0);
   });
 
   it('reports agreement with f16 KV', async () => {
@@ -55,7 +55,7 @@ describe.each(TINY_MODELS)('%s against the reference forward pass', (name) => {
   let reference: ReferenceModel;
   beforeAll(async () => {
     engine = await Engine.load(gpu, modelRef(name), { kvPages: 48, pageSize: 16, prefillChunk: 32 });
-    reference = new ReferenceModel(engine.config, engine.loaded.weights);
+    reference = new ReferenceModel(engine.config, (await loadCpuModel(name)).weights);
   });
   afterAll(() => engine.destroy());
 
@@ -66,7 +66,7 @@ describe.each(TINY_MODELS)('%s against the reference forward pass', (name) => {
     const want = reference.greedy(ids, 64, []);
     const got = await engine.generate(ids, { maxTokens: 64, ignoreEos: true });
     expect(got.tokens).toEqual(want);
-    expect(engine.kv.numFreePages).toBe(engine.kv.numTotalPages);
+    expect(engine.snapshot().pool.pagesInUse).toBe(0);
   });
 
   it('a prompt across many pages, in one chunk and in several, gives the same tokens', async () => {
@@ -105,8 +105,8 @@ describe.each(TINY_MODELS)('%s against the reference forward pass', (name) => {
 describe('f16 weights and f16 KV (tiny-llama-hd32) against the reference with f16 KV', () => {
   it('64 greedy tokens agree token for token', async () => {
     const engine = await Engine.load(gpu, modelRef('tiny-llama-hd32'), { kvPages: 16, weightDtype: 'f16', kvDtype: 'f16' });
-    expect(engine.model.weights.dtype).toBe('f16');
-    const reference = new ReferenceModel(engine.config, engine.loaded.weights, { kvDtype: 'f16' });
+    expect((await engine.info()).weightDtype).toBe('f16');
+    const reference = new ReferenceModel(engine.config, (await loadCpuModel('tiny-llama-hd32', 'f16')).weights, { kvDtype: 'f16' });
     for (const prompt of ['Once upon a time', 'The little bird sang']) {
       const ids = engine.encode(prompt);
       const want = reference.greedy(ids, 64, []);
@@ -131,7 +131,7 @@ describe('bad input', () => {
 
   it('a pool too small for the request says what to change, and keeps every page', async () => {
     await expect(engine.generate(Array(70).fill(5), { maxTokens: 10 })).rejects.toThrow(/KV pool holds 4 pages.*needs 5 pages/);
-    expect(engine.kv.numFreePages).toBe(4);
+    expect(engine.snapshot().pool.pagesInUse).toBe(0);
   });
 
   it('token ids outside the vocabulary are rejected', async () => {
@@ -144,31 +144,12 @@ describe('bad input', () => {
     const r = await engine.generate([1, 2, 3], { maxTokens: 40, ignoreEos: true, signal: ac.signal, onToken: () => ++n === 3 && ac.abort() });
     expect(r.finishReason).toBe('abort');
     expect(r.tokens.length).toBe(3);
-    expect(engine.kv.numFreePages).toBe(4);
+    expect(engine.snapshot().pool.pagesInUse).toBe(0);
   });
 });
 
-/** Runs a prompt through the model directly and returns the logits of its last token. */
+/** The logits the engine samples its first token from: those of the prompt's last position. */
 async function lastLogits(engine: Engine, ids: number[]): Promise<Float32Array> {
-  const seq = 'logits-probe';
-  const kv = engine.kv;
-  if (!kv.allocateSlots(seq, ids.length)) throw new Error('pool full');
-  try {
-    const out = await engine.model.step(
-      {
-        tokens: Uint32Array.from(ids),
-        positions: Uint32Array.from(ids, (_, i) => i),
-        slots: kv.slotsFor(seq, 0, ids.length),
-        rowInfo: Uint32Array.from({ length: 2 * ids.length }, (_, j) => (j % 2 ? (j - 1) / 2 : 0)),
-        blockTables: Uint32Array.from(kv.blockTable(seq)),
-        logitRows: Uint32Array.of(ids.length - 1),
-        sampling: [{ params: { temperature: 0, topK: 0, topP: 1, seed: 0 }, step: 0 }],
-      },
-      { layers: engine.pool.layers, pageSize: engine.pool.pageSize, dtype: engine.pool.dtype },
-      { returnLogits: true },
-    );
-    return out.logits!;
-  } finally {
-    kv.free(seq);
-  }
+  const r = await engine.generate(ids, { maxTokens: 1, ignoreEos: true, returnLogits: true });
+  return r.logits![0];
 }

@@ -1,200 +1,119 @@
 import type { Gpu } from '../gpu/context.ts';
 import type { WeightDtype } from '../gpu/kernels/matmul.ts';
-import type { SamplingParams } from '../gpu/kernels/sample.ts';
 import { loadModel, type LoadedModel } from '../model/loader.ts';
 import { resolveSource, type ModelSource } from '../model/source.ts';
-import { LlamaModel, type KvCacheView } from '../model/llama.ts';
+import { LlamaModel } from '../model/llama.ts';
+import { modelFingerprint } from '../model/fingerprint.ts';
+import type { ModelConfig } from '../model/config.ts';
+import type { Tokenizer } from '../model/tokenizer.ts';
+import { MultimodalProcessor } from '../model/multimodal-processor.ts';
+import { VisionEncoder } from '../model/vision-encoder.ts';
 import { KvPool } from '../kv/kv-pool.ts';
 import { BlockPool } from '../kv/block-pool.ts';
 import { KVCacheManager } from '../kv/kv-cache-manager.ts';
-import { Request } from '../scheduler/request.ts';
+import { KV_FORMAT_VERSION } from '../kv/prefix-key.ts';
 import { Scheduler, type SchedulerConfig } from '../scheduler/scheduler.ts';
 import { isEmpty, type StepPlan } from '../scheduler/step-plan.ts';
-import { StepCounters, requestMetrics, type EngineStats } from '../scheduler/metrics.ts';
-import { AsyncQueue } from './async-queue.ts';
+import { StepCounters } from '../scheduler/metrics.ts';
+import type { Request } from '../scheduler/request.ts';
+import type { ChatEngine } from '../api/chat-engine.ts';
+import type { EngineInfo, EngineStats, RequestMetrics } from '../api/stats.ts';
+import type { AsyncQueue } from './async-queue.ts';
 import { ChatCompletions } from './chat-completions.ts';
-import { PressCompressStage, type CompressStage } from './compress-stage.ts';
-import { IncrementalDetokenizer } from './detokenizer.ts';
-import { runStep } from './step-runner.ts';
-import { validateRequest } from './validate.ts';
-import type { ChatMessage, CompressionOptions, EngineEvent, GenerateOptions, GenerationChunk, GenerationResult, LoadProgress } from './types.ts';
-import type { CompressionSpec, PromptImage } from '../scheduler/request.ts';
-import { MultimodalProcessor, type MultimodalMessage } from '../model/multimodal-processor.ts';
-import { VisionEncoder, type VisionEncoderOptions } from '../model/vision-encoder.ts';
-import { PrefixCache } from '../kv/prefix-cache.ts';
+import { PressCompressStage } from './compress-stage.ts';
+import { StepExecutor } from './step-executor.ts';
+import { EngineInput, isPrepared, type PreparedPrompt, type PromptInput } from './input.ts';
+import { EngineOutput } from './output.ts';
 import { ImageFeatureCache } from './image-features.ts';
 import { GpuTurns } from './gpu-turns.ts';
+import type { EngineOptions } from './options.ts';
+import type { ChatMessage, EngineEvent, GenerateOptions, GenerationChunk, GenerationResult } from './types.ts';
 
-export interface EngineOptions {
-  weightDtype?: WeightDtype | 'auto';
-  kvDtype?: 'f32' | 'f16';
-  /** KV pool size in bytes (default 64 MiB) or pages. */
-  kvCacheBytes?: number;
-  kvPages?: number;
-  pageSize?: number;
-  /** Tokens of one prompt per step (default 64). */
-  prefillChunk?: number;
-  /** Batching policy; see SchedulerConfig. */
-  scheduler?: Partial<SchedulerConfig>;
-  /** KV compression applied to every request that does not set its own (default none). */
-  compression?: CompressionOptions;
-  /** Vision encoder: 'auto' (WebGPU on this engine's device where onnxruntime-web can, else wasm), or a backend / file. */
-  vision?: Omit<VisionEncoderOptions, 'onProgress'>;
-  /** GPU bytes kept for image features of past images (default 32 MiB). */
-  imageCacheBytes?: number;
-  /** Share KV pages of equal prompt prefixes across requests (default true). */
-  prefixCache?: boolean;
-  onProgress?: (p: LoadProgress) => void;
+export type { EngineOptions, EngineLoadOptions } from './options.ts';
+export type { PreparedPrompt, PromptInput } from './input.ts';
+
+/** The GPU-side parts of one engine, built by `Engine.load` (nothing here keeps the CPU weights). */
+interface Parts {
+  gpu: Gpu;
+  modelId: string;
+  config: ModelConfig;
+  tokenizer: Tokenizer;
+  info: EngineInfo;
+  model: LlamaModel;
+  pool: KvPool;
+  kv: KVCacheManager;
+  scheduler: Scheduler;
+  vision: { processor: MultimodalProcessor; encoder: VisionEncoder } | null;
 }
-
-/** A prompt ready for the scheduler: ids, and the images whose features fill image-token positions (pinned in the feature cache). */
-export interface PreparedPrompt {
-  ids: number[];
-  images: PromptImage[];
-}
-
-/** What `stream`, `generate` and `submit` take: text, chat messages (with images for a VLM), token ids, or a prepared prompt. */
-export type PromptInput = string | ChatMessage[] | number[] | PreparedPrompt;
-
-/** A request in flight: what the loop needs to stream it to its caller. */
-interface Active {
-  request: Request;
-  logits: Float32Array[] | null;
-  detok: IncrementalDetokenizer;
-  eos: number[];
-  maxPositions: number;
-  queue: AsyncQueue<GenerationChunk, GenerationResult>;
-}
-
-let requestCounter = 0;
 
 /**
  * One model on one GPU with its paged KV cache and a continuous-batching
- * scheduler. Requests from any number of callers are served together:
- * `stream`/`generate` (transformers.js-style) and `chat.completions.create`
- * (OpenAI-style) both enqueue a request; one loop runs steps while there is
- * work, each step one batched forward over every active sequence.
+ * scheduler. Requests from any number of callers are served together; one
+ * loop runs steps while there is work:
+ *
+ *   input (EngineInput: validate, tokenize, images) → Scheduler.add
+ *   loop:  plan = schedule() → StepExecutor.execute(plan) → outcome
+ *          → Scheduler.update(plan, outcome) → EngineOutput.deliver (detokenize, stop strings, finish)
+ *
+ * Its parts stay inside: callers see `chat.completions.create` (OpenAI) and
+ * `stream`/`generate` (transformers.js), `abort`, `info`, `stats`.
  */
-export class Engine {
+export class Engine implements ChatEngine {
   readonly chat: { completions: ChatCompletions };
-  readonly scheduler: Scheduler;
-  private readonly active = new Map<string, Active>();
+  readonly modelId: string;
+  readonly config: ModelConfig;
+  readonly tokenizer: Tokenizer;
   private readonly counters = new StepCounters();
-  private readonly view: KvCacheView;
   private readonly listeners = new Set<(e: EngineEvent) => void>();
-  private looping: Promise<void> | null = null;
-  readonly presses: PressCompressStage;
-  compressStage: CompressStage;
-  private readonly defaultCompression: CompressionOptions | null;
-  readonly prefixCache: PrefixCache | null;
-  readonly imageCache: ImageFeatureCache;
   private readonly turns = new GpuTurns();
+  private readonly imageCache: ImageFeatureCache;
+  private readonly presses: PressCompressStage;
+  private readonly executor: StepExecutor;
+  private readonly input: EngineInput;
+  private readonly output: EngineOutput;
+  private looping: Promise<void> | null = null;
 
   private constructor(
-    readonly gpu: Gpu,
-    readonly modelId: string,
-    readonly loaded: LoadedModel,
-    readonly model: LlamaModel,
-    readonly pool: KvPool,
-    readonly kv: KVCacheManager,
-    schedulerConfig: Partial<SchedulerConfig>,
-    compression: CompressionOptions | undefined,
-    readonly processor: MultimodalProcessor | null,
-    readonly vision: VisionEncoder | null,
+    private readonly p: Parts,
     opts: EngineOptions,
   ) {
-    this.prefixCache = opts.prefixCache === false ? null : new PrefixCache(kv.pool, kv);
-    this.imageCache = new ImageFeatureCache(gpu, opts.imageCacheBytes ?? 32 * 2 ** 20);
-    this.scheduler = new Scheduler(kv, schedulerConfig, this.prefixCache);
-    this.presses = new PressCompressStage(gpu, loaded.config, pool, kv);
-    this.compressStage = this.presses;
-    this.defaultCompression = compression ?? null;
-    if (compression) this.compressionSpec(compression, 1); // a bad default fails at load, not at the first request
-    this.view = { layers: pool.layers, pageSize: pool.pageSize, dtype: pool.dtype };
+    ({ modelId: this.modelId, config: this.config, tokenizer: this.tokenizer } = p);
+    this.imageCache = new ImageFeatureCache(p.gpu, opts.imageCacheBytes ?? 32 * 2 ** 20);
+    this.presses = new PressCompressStage(p.gpu, p.config, p.pool, p.kv);
+    this.executor = new StepExecutor(p.model, p.kv, { layers: p.pool.layers, pageSize: p.pool.pageSize, dtype: p.pool.dtype }, this.presses);
+    const encoder = p.vision?.encoder;
+    this.input = new EngineInput({
+      modelId: p.modelId, config: p.config, tokenizer: p.tokenizer, kv: p.kv,
+      maxPrefillChunk: p.scheduler.config.maxPrefillChunk,
+      pressNeedsQueries: (press) => this.presses.needsQueries(press),
+      images: p.vision && encoder ? { processor: p.vision.processor, features: this.imageCache, encode: (img) => this.turns.run(() => encoder.encode(img)) } : null,
+      defaultCompression: opts.compression ?? null,
+    });
+    this.output = new EngineOutput(p.tokenizer, {
+      stop: (r) => p.scheduler.finish(r, 'stop'),
+      closed: (r, metrics) => this.closed(r, metrics),
+    });
     this.chat = { completions: new ChatCompletions(this) };
   }
 
   static async load(gpu: Gpu, ref: string | ModelSource, opts: EngineOptions = {}): Promise<Engine> {
     const source = resolveSource(ref);
     const loaded = await loadModel(source, { weightDtype: opts.weightDtype ?? 'auto', ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
-    const c = loaded.config;
-    // 'auto' keeps the file's precision: f16 files stay f16 on the GPU, f32/bf16 become f32
-    const weightDtype: WeightDtype =
-      opts.weightDtype === 'f16' || opts.weightDtype === 'f32' ? opts.weightDtype : loaded.weights.get('model.embed_tokens.weight')?.dtype === 'f16' ? 'f16' : 'f32';
-    const pageSize = opts.pageSize ?? 16;
-    const pool = KvPool.create(gpu, {
-      numLayers: c.numLayers, numKvHeads: c.numKvHeads, headDim: c.headDim, pageSize, dtype: opts.kvDtype ?? 'f32',
-      ...(opts.kvPages ? { numPages: opts.kvPages } : { capacityBytes: opts.kvCacheBytes ?? 64 * 2 ** 20 }),
-    });
-    const prefillChunk = opts.prefillChunk ?? opts.scheduler?.maxPrefillChunk ?? 64;
-    const sched: Partial<SchedulerConfig> = { maxBatchTokens: Math.max(64, prefillChunk), maxPrefillChunk: prefillChunk, ...opts.scheduler };
-    const maxRows = sched.maxBatchTokens!;
-    const maxSampled = sched.maxSampledRows ?? 16;
-    const model = LlamaModel.create(gpu, c, loaded.weights, {
-      weightDtype, maxRows, maxLogitRows: maxSampled,
-      // every running sequence's table can appear in one step
-      maxBlockTableEntries: pool.numPages + Math.ceil(c.maxPositions / pageSize) * (sched.maxRunning ?? 16),
-    });
-    const kv = new KVCacheManager(new BlockPool(pool.numPages), pageSize);
-    let processor: MultimodalProcessor | null = null;
-    let vision: VisionEncoder | null = null;
-    if (loaded.vision) {
-      processor = await MultimodalProcessor.load(source, loaded.tokenizer, loaded.vision);
-      vision = await VisionEncoder.load(gpu, source, loaded.vision, c, loaded.weights, { ...opts.vision, ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
-    }
-    return new Engine(gpu, source.id, loaded, model, pool, kv, sched, opts.compression, processor, vision, opts);
+    const parts = await buildParts(gpu, source, loaded, opts);
+    loaded.weights.clear(); // on the GPU now: the engine keeps no CPU copy
+    return new Engine(parts, opts);
   }
 
-  get config() {
-    return this.loaded.config;
-  }
+  // ---------------------------------------------------------------- requests
 
-  get tokenizer() {
-    return this.loaded.tokenizer;
-  }
-
-  /**
-   * Token ids of a text prompt: text gets the tokenizer's special tokens (BOS),
-   * messages the chat template. Messages for a vision model go through `prepare`.
-   */
+  /** Token ids of a text prompt (BOS added) or of text-only chat messages (chat template). */
   encode(input: string | ChatMessage[] | number[]): number[] {
-    if (Array.isArray(input) && input.every((x) => typeof x === 'number')) return input as number[];
-    if (typeof input === 'string') return this.tokenizer.encode(input);
-    const messages = input as ChatMessage[];
-    if (this.processor || messages.some((m) => typeof m.content !== 'string')) {
-      throw new TypeError('messages with images (or for a vision model) need prepare(): use stream, generate or chat.completions.create, which call it');
-    }
-    return this.tokenizer.applyChatTemplate(messages as { role: string; content: string }[], { addGenerationPrompt: true });
+    return this.input.encode(input);
   }
 
-  /**
-   * Any prompt → ids plus image features: images are decoded and checked,
-   * expanded by the model's processor, and encoded by the vision encoder —
-   * unless the feature cache already holds them (same image bytes, same model).
-   * The features stay pinned until the request submitted with them ends.
-   */
-  async prepare(input: PromptInput): Promise<PreparedPrompt> {
-    if (isPrepared(input)) return input;
-    if (typeof input === 'string' || !input.length || typeof input[0] === 'number') return { ids: this.encode(input as string | number[]), images: [] };
-    const messages = input as ChatMessage[];
-    if (!this.processor || !this.vision) {
-      if (messages.some((m) => typeof m.content !== 'string' && m.content.some((p) => p.type !== 'text'))) {
-        throw new TypeError(`model ${this.modelId} takes no images (it has no vision encoder); send text only or load a vision model`);
-      }
-      return { ids: this.encode(messages.map((m) => ({ role: m.role, content: textOf(m.content) }))), images: [] };
-    }
-    const mm = await this.processor.prepare(messages.map(toMultimodal));
-    const images: PromptImage[] = [];
-    try {
-      for (const img of mm.images) {
-        const features = await this.imageCache.acquire(img.key, () => this.turns.run(() => this.vision!.encode(img)));
-        images.push({ key: img.key, runs: img.runs, features });
-      }
-    } catch (e) {
-      for (const img of images) this.imageCache.release(img.key);
-      throw e;
-    }
-    return { ids: mm.ids, images };
+  /** Any prompt → ids plus pinned image features (see EngineInput.prepare). */
+  prepare(input: PromptInput): Promise<PreparedPrompt> {
+    return this.input.prepare(input);
   }
 
   /**
@@ -203,7 +122,7 @@ export class Engine {
    */
   async *stream(input: PromptInput, opts: GenerateOptions = {}): AsyncGenerator<GenerationChunk, GenerationResult> {
     const { id, queue } = this.submit(await this.prepare(input), opts);
-    const onAbort = () => this.abort(id);
+    const onAbort = () => this.cancel(id);
     opts.signal?.addEventListener('abort', onAbort);
     let done = false;
     try {
@@ -217,7 +136,7 @@ export class Engine {
       }
     } finally {
       opts.signal?.removeEventListener('abort', onAbort);
-      if (!done) this.abort(id);
+      if (!done) this.cancel(id);
     }
   }
 
@@ -237,88 +156,61 @@ export class Engine {
    */
   submit(input: PromptInput, opts: GenerateOptions = {}): { id: string; queue: AsyncQueue<GenerationChunk, GenerationResult> } {
     const prompt = isPrepared(input) ? input : { ids: this.encode(input), images: [] };
+    let queue: AsyncQueue<GenerationChunk, GenerationResult>;
+    let request: Request;
     try {
-      return this.enqueue(prompt, opts);
+      request = this.input.request(prompt, opts, this.tokenizer.eosTokenIds);
+      queue = this.output.open(request, opts.stop ?? []);
     } catch (e) {
       for (const img of prompt.images) this.imageCache.release(img.key);
       throw e;
     }
-  }
-
-  private enqueue({ ids: promptIds, images }: PreparedPrompt, opts: GenerateOptions): { id: string; queue: AsyncQueue<GenerationChunk, GenerationResult> } {
-    const maxNew = opts.maxTokens ?? 128;
-    validateRequest(this.config, this.kv, this.view.pageSize, promptIds, maxNew);
-    const sampling: SamplingParams = {
-      temperature: opts.sampling?.temperature ?? 0, topK: opts.sampling?.topK ?? 0, topP: opts.sampling?.topP ?? 1, seed: opts.sampling?.seed ?? 0,
-    };
-    const id = opts.requestId ?? `req-${++requestCounter}`;
-    if (this.active.has(id)) throw new Error(`a request with id '${id}' is already running; request ids must be unique`);
-    const compression = opts.compression ?? this.defaultCompression;
-    const request = new Request(id, promptIds, Math.min(maxNew, this.config.maxPositions - promptIds.length), sampling);
-    request.images = images;
-    if (compression) request.compression = this.compressionSpec(compression, promptIds.length, images);
-    if (opts.forceTokens) {
-      for (const t of opts.forceTokens) if (!Number.isInteger(t) || t < 0 || t >= this.config.vocabSize) throw new RangeError(`forceTokens: id ${t} is outside the vocabulary`);
-      request.forcedTokens = opts.forceTokens;
-    }
-    request.wantsLogits = opts.returnLogits === true;
-    const queue = new AsyncQueue<GenerationChunk, GenerationResult>();
-    this.active.set(id, {
-      request, queue, maxPositions: this.config.maxPositions, logits: request.wantsLogits ? [] : null,
-      detok: new IncrementalDetokenizer(this.tokenizer, opts.stop ?? []),
-      eos: opts.ignoreEos ? [] : this.tokenizer.eosTokenIds,
-    });
-    this.scheduler.add(request);
-    this.emit({ kind: 'request-queued', id, promptTokens: promptIds.length });
+    this.p.scheduler.add(request);
+    this.emit({ kind: 'request-queued', id: request.id, promptTokens: request.promptIds.length });
     void this.loop();
-    return { id, queue };
+    return { id: request.id, queue };
   }
 
-  /** Checks a request's compression options and resolves its observation window. */
-  private compressionSpec(o: CompressionOptions, promptTokens: number, images: readonly PromptImage[] = []): CompressionSpec {
-    if (!(o.ratio >= 0 && o.ratio < 1)) throw new RangeError(`compression ratio must be in [0, 1), got ${o.ratio}`);
-    const needsQueries = this.presses.needsQueries(o.press); // throws for an unknown press, listing the known ones
-    const window = needsQueries ? Math.min(o.window ?? 16, promptTokens) : 0;
-    if (window > this.scheduler.config.maxPrefillChunk) {
-      throw new RangeError(`compression window ${window} exceeds the prefill chunk (${this.scheduler.config.maxPrefillChunk}); use a smaller window`);
-    }
-    const region = this.compressionRegion(o.region, images);
-    return { press: o.press, ratio: o.ratio, window, ...(region ? { region } : {}) };
-  }
-
-  /** 'all' → the whole prompt; 'image' → the span of the image tokens (an error without images); a range as given. */
-  private compressionRegion(r: CompressionOptions['region'], images: readonly PromptImage[]): CompressionSpec['region'] {
-    if (r === undefined || r === 'all') return undefined;
-    if (r === 'image') {
-      const runs = images.flatMap((i) => i.runs);
-      if (!runs.length) throw new RangeError("compression region 'image' needs a prompt with an image");
-      return { start: Math.min(...runs.map((x) => x.start)), end: Math.max(...runs.map((x) => x.start + x.count)) };
-    }
-    if (!(typeof r === 'object' && 0 <= r.start && r.start <= r.end)) {
-      throw new RangeError(`compression region ${JSON.stringify(r)} is not 'all', 'image' or a range {start, end} of prompt tokens`);
-    }
-    return r;
+  /** Unpins the image features of a prompt from `prepare` that will not be submitted. */
+  release(prompt: PreparedPrompt): void {
+    for (const img of prompt.images) this.imageCache.release(img.key);
   }
 
   /** Stops a request now: its pages go back to the pool at once; its stream ends with finishReason 'abort'. */
-  abort(id: string): boolean {
-    const a = this.active.get(id);
-    if (!a) return false;
-    this.scheduler.abort(id);
-    this.finish(a, 'abort');
-    return true;
+  abort(id: string): Promise<boolean> {
+    return Promise.resolve(this.cancel(id));
   }
 
-  stats(): EngineStats {
+  /** `abort`, synchronously (the engine's own callers: streams left early, abort signals). */
+  cancel(id: string): boolean {
+    if (!this.output.has(id)) return false;
+    const r = this.p.scheduler.abort(id);
+    if (r) this.output.close(r);
+    return r !== null;
+  }
+
+  // ---------------------------------------------------------------- what it runs, how it does
+
+  info(): Promise<EngineInfo> {
+    return Promise.resolve({ ...this.p.info });
+  }
+
+  stats(): Promise<EngineStats> {
+    return Promise.resolve(this.snapshot());
+  }
+
+  /** `stats`, synchronously (in-process callers). */
+  snapshot(): EngineStats {
     const c = this.counters;
-    const mem = this.gpu.memory.snapshot();
-    const bp = this.kv.pool;
+    const mem = this.p.gpu.memory.snapshot();
+    const bp = this.p.kv.pool;
+    const vision = this.p.vision;
     return {
       steps: c.steps,
       requestsFinished: c.finished,
       requestsAborted: c.aborted,
-      requestsRunning: this.scheduler.numRunning,
-      requestsWaiting: this.scheduler.numWaiting,
+      requestsRunning: this.p.scheduler.numRunning,
+      requestsWaiting: this.p.scheduler.numWaiting,
       promptTokens: c.prefillTokens,
       generatedTokens: c.generated,
       throughputTokPerS: c.throughput(),
@@ -327,21 +219,32 @@ export class Engine {
         decodeRows: c.steps ? c.decodeRows / c.steps : 0,
         compress: c.steps ? c.compressed / c.steps : 0,
       },
-      preemptions: this.scheduler.numPreemptions,
-      pool: { pagesTotal: bp.numPages, pagesInUse: bp.numUsed, peakPagesInUse: bp.peakUsed, pageSize: this.pool.pageSize },
+      preemptions: this.p.scheduler.numPreemptions,
+      pool: { pagesTotal: bp.numPages, pagesInUse: bp.numUsed, peakPagesInUse: bp.peakUsed, pageSize: this.p.pool.pageSize },
       gpuBytes: mem.bytes,
       gpuPeakBytes: mem.peakBytes,
       compression: { ...this.presses.stats },
-      vision: { encoderCalls: this.vision?.calls ?? 0, imagesEncoded: this.imageCache.misses, featureCacheHits: this.imageCache.hits },
-      prefixCache: this.prefixCache?.snapshot() ?? { lookups: 0, hitRequests: 0, hitTokens: 0, cachedPages: 0 },
+      vision: {
+        imagesDecoded: vision?.processor.decodes ?? 0,
+        encoderCalls: vision?.encoder.calls ?? 0,
+        imagesEncoded: this.imageCache.misses,
+        featureCacheHits: this.imageCache.hits,
+      },
+      prefixCache: this.p.kv.prefixStats(),
+      clients: 1,
     };
   }
 
   /** Restarts the peak and throughput counters (between benchmark phases). */
   resetStats(): void {
     this.counters.resetClock();
-    this.kv.pool.resetPeak();
-    this.gpu.memory.resetPeak();
+    this.p.kv.pool.resetPeak();
+    this.p.gpu.memory.resetPeak();
+  }
+
+  /** Throws when the scheduler, the KV manager, the pool and the prefix cache disagree (tests call it between requests). */
+  checkInvariants(): void {
+    this.p.scheduler.checkInvariants();
   }
 
   on(listener: (e: EngineEvent) => void): () => void {
@@ -351,13 +254,13 @@ export class Engine {
 
   /** Aborts what is running, waits for the step in flight, then frees the GPU memory. */
   async destroy(): Promise<void> {
-    for (const id of [...this.active.keys()]) this.abort(id);
+    for (const id of this.output.ids) this.cancel(id);
     await this.looping;
     this.presses.dispose();
-    this.vision?.destroy();
+    this.p.vision?.encoder.destroy();
     this.imageCache.clear();
-    this.model.destroy();
-    this.pool.destroy();
+    this.p.model.destroy();
+    this.p.pool.destroy();
   }
 
   // ---------------------------------------------------------------- the loop
@@ -368,85 +271,43 @@ export class Engine {
   }
 
   private async runLoop(): Promise<void> {
+    const sched = this.p.scheduler;
     try {
       // let the caller that woke us add more requests before the first step
       await Promise.resolve();
-      while (this.scheduler.hasWork()) {
-        const plan = this.scheduler.schedule();
-        if (isEmpty(plan)) throw new Error(`the scheduler could not place any request: ${this.scheduler.debugString()}`);
-        await this.turns.run(() => this.runPlan(plan));
+      while (sched.hasWork()) {
+        const plan = sched.schedule();
+        if (isEmpty(plan)) throw new Error(`the scheduler could not place any request: ${sched.debugString()}`);
+        this.emit({ kind: 'step-start', decode: plan.decode.map((r) => r.id), prefill: plan.prefill.map((c) => c.request.id), compress: plan.compress.map((r) => r.id) });
+        const outcome = await this.turns.run(() => this.executor.execute(plan));
+        const result = sched.update(plan, outcome);
+        this.record(plan, outcome.sampled.length);
+        this.output.deliver(result);
       }
     } catch (e) {
-      for (const a of [...this.active.values()]) {
-        this.scheduler.abort(a.request.id);
-        this.active.delete(a.request.id);
-        a.queue.fail(e);
+      for (const r of this.output.failAll(e)) {
+        sched.abort(r.id);
+        this.released(r);
       }
     }
   }
 
-  private async runPlan(plan: StepPlan): Promise<void> {
-    const started = performance.now();
-    for (const r of [...plan.decode, ...plan.prefill.map((p) => p.request)]) r.times.firstScheduled ??= started;
-    await this.compressStage.run(plan.compress);
-    // a request aborted while the compress stage ran has already given its pages back: drop its rows
-    plan = { ...plan, decode: plan.decode.filter((r) => !r.finished), prefill: plan.prefill.filter((p) => !p.request.finished) };
-    const sampled = await runStep(this.model, this.kv, this.view, plan, (r, rows) => this.compressStage.captureFor(r, rows));
-    if (this.prefixCache) {
-      for (const r of [...plan.decode, ...plan.prefill.map((p) => p.request)]) {
-        if (r.prefixCacheable && !r.finished && this.kv.has(r.id)) this.prefixCache.publish(r, r.numCachedSlots);
-      }
-    }
-    const now = performance.now();
-    for (const p of plan.prefill) if (p.samples) p.request.times.prefillDone ??= now;
-    this.counters.record(plan, sampled.length);
-    this.emit({ kind: 'step', decode: plan.decode.length, prefillTokens: plan.prefill.reduce((n, c) => n + c.count, 0), compress: plan.compress.length, preempted: plan.preempted.length, pagesInUse: this.kv.pool.numUsed });
-    for (const { request, token, logits } of sampled) {
-      if (logits) this.active.get(request.id)?.logits?.push(logits);
-      this.deliver(request, token);
-    }
+  private record(plan: StepPlan, sampled: number): void {
+    this.counters.record(plan, sampled);
+    this.emit({ kind: 'step', decode: plan.decode.length, prefillTokens: plan.prefill.reduce((n, c) => n + c.count, 0), compress: plan.compress.length, preempted: plan.preempted.length, pagesInUse: this.p.kv.pool.numUsed });
   }
 
-  /** Hands a sampled token to its caller, and ends the request if it is done. */
-  private deliver(r: Request, token: number): void {
-    const a = this.active.get(r.id);
-    if (!a) return; // aborted while its step ran
-    if (a.eos.includes(token)) {
-      r.outputIds.pop();
-      return this.finish(a, 'stop');
-    }
-    r.times.firstToken ??= performance.now();
-    const { delta, stop } = a.detok.push(token);
-    a.queue.push({ token, text: delta });
-    if (stop !== null) return this.finish(a, 'stop');
-    if (r.outputIds.length >= r.maxNewTokens || r.numTokens >= a.maxPositions) this.finish(a, 'length');
-  }
-
-  private finish(a: Active, reason: GenerationResult['finishReason']): void {
-    const r = a.request;
-    if (!this.active.delete(r.id)) return;
-    r.finishReason ??= reason;
-    r.times.finished = performance.now();
-    this.scheduler.finish(r);
-    this.compressStage.drop(r.id);
-    this.prefixCache?.drop(r.id);
-    for (const img of r.images) this.imageCache.release(img.key);
-    if (reason === 'abort') this.counters.aborted++;
+  /** A request's stream ended: count it, release its window buffers and image features. */
+  private closed(r: Request, metrics: RequestMetrics): void {
+    if (r.finishReason === 'abort') this.counters.aborted++;
     else this.counters.finished++;
-    const rest = a.detok.flush();
-    if (rest) a.queue.push({ token: -1, text: rest });
-    const m = requestMetrics(r);
-    const tokens = [...r.outputIds];
-    a.queue.end({
-      id: r.id,
-      text: a.detok.fullText,
-      tokens,
-      promptTokens: r.promptIds.length,
-      finishReason: r.finishReason,
-      timing: { ...m, tokensPerSecond: m.tpotMs > 0 ? 1000 / m.tpotMs : 0 },
-      ...(a.logits ? { logits: a.logits.slice(0, tokens.length) } : {}),
-    });
-    this.emit({ kind: 'request-finished', id: r.id, finishReason: r.finishReason, metrics: m });
+    this.released(r);
+    this.emit({ kind: 'request-finished', id: r.id, finishReason: r.finishReason ?? 'abort', metrics });
+  }
+
+  private released(r: Request): void {
+    this.presses.drop(r.id);
+    for (const img of r.images) this.imageCache.release(img.key);
   }
 
   private emit(e: EngineEvent): void {
@@ -454,24 +315,38 @@ export class Engine {
   }
 }
 
-function isPrepared(input: PromptInput): input is PreparedPrompt {
-  return typeof input === 'object' && !Array.isArray(input) && input !== null && Array.isArray((input as PreparedPrompt).ids);
-}
-
-function textOf(content: ChatMessage['content']): string {
-  return typeof content === 'string' ? content : content.map((p) => (p.type === 'text' ? p.text : '')).join('');
-}
-
-/** OpenAI content parts → the processor's: image_url and image parts both become images. */
-function toMultimodal(m: ChatMessage): MultimodalMessage {
-  if (typeof m.content === 'string') return { role: m.role, content: m.content };
-  return {
-    role: m.role,
-    content: m.content.map((p) => {
-      if (p.type === 'text') return { type: 'text' as const, text: p.text };
-      if (p.type === 'image_url') return { type: 'image' as const, image: p.image_url.url };
-      if (p.type === 'image') return { type: 'image' as const, image: p.image };
-      throw new TypeError(`unknown content part type '${(p as { type: string }).type}' (use 'text', 'image_url' or 'image')`);
-    }),
+/** Everything an engine runs on, from a loaded model (which still holds the CPU weights). */
+async function buildParts(gpu: Gpu, source: ModelSource, loaded: LoadedModel, opts: EngineOptions): Promise<Parts> {
+  const c = loaded.config;
+  // 'auto' keeps the file's precision: f16 files stay f16 on the GPU, f32/bf16 become f32
+  const weightDtype: WeightDtype =
+    opts.weightDtype === 'f16' || opts.weightDtype === 'f32' ? opts.weightDtype : loaded.weights.get('model.embed_tokens.weight')?.dtype === 'f16' ? 'f16' : 'f32';
+  const kvDtype = opts.kvDtype ?? 'f32';
+  const pageSize = opts.pageSize ?? 16;
+  const fingerprint = await modelFingerprint(c, loaded.weights);
+  const pool = KvPool.create(gpu, {
+    numLayers: c.numLayers, numKvHeads: c.numKvHeads, headDim: c.headDim, pageSize, dtype: kvDtype,
+    ...(opts.kvPages ? { numPages: opts.kvPages } : { capacityBytes: opts.kvCacheBytes ?? 64 * 2 ** 20 }),
+  });
+  const prefillChunk = opts.prefillChunk ?? opts.scheduler?.maxPrefillChunk ?? 64;
+  const sched: Partial<SchedulerConfig> = { maxBatchTokens: Math.max(64, prefillChunk), maxPrefillChunk: prefillChunk, ...opts.scheduler };
+  const model = LlamaModel.create(gpu, c, loaded.weights, {
+    weightDtype, maxRows: sched.maxBatchTokens!, maxLogitRows: sched.maxSampledRows ?? 16,
+    // every running sequence's table can appear in one step
+    maxBlockTableEntries: pool.numPages + Math.ceil(c.maxPositions / pageSize) * (sched.maxRunning ?? 16),
+  });
+  const namespace = { modelId: source.id, modelHash: fingerprint.hash, kvDtype, pageSize, formatVersion: KV_FORMAT_VERSION };
+  const kv = new KVCacheManager(new BlockPool(pool.numPages), pageSize, opts.prefixCache === false ? null : namespace);
+  let vision: Parts['vision'] = null;
+  if (loaded.vision) {
+    const processor = await MultimodalProcessor.load(source, loaded.tokenizer, loaded.vision);
+    const encoder = await VisionEncoder.load(gpu, source, loaded.vision, c, loaded.weights, { ...opts.vision, ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
+    vision = { processor, encoder };
+  }
+  const info: EngineInfo = {
+    modelId: source.id, architecture: c.architecture, parameters: fingerprint.parameters, weightDtype, kvDtype,
+    adapter: `${gpu.adapter.vendor} ${gpu.adapter.architecture}`.trim(), kvPages: pool.numPages, pageSize,
+    maxPositions: c.maxPositions, vision: vision !== null, visionBackend: vision?.encoder.backend ?? null, randomWeights: loaded.randomWeights,
   };
+  return { gpu, modelId: source.id, config: c, tokenizer: loaded.tokenizer, info, model, pool, kv, scheduler: new Scheduler(kv, sched), vision };
 }

@@ -50,27 +50,25 @@ describe('prefix cache', () => {
   it('one at a time: same tokens, and the shared system prompt is reused', async () => {
     const got = await all(cached, prompts(cached.config.vocabSize), false);
     expect(got).toEqual(want);
-    const s = cached.stats().prefixCache;
+    const s = cached.snapshot().prefixCache;
     expect(s.hitRequests).toBeGreaterThanOrEqual(3);
     expect(s.hitTokens).toBeGreaterThanOrEqual(3 * 40 - 3 * 8);
-    expect(plain.stats().prefixCache.hitTokens).toBe(0);
-    expect(cached.kv.pool.numUsed).toBe(0);
+    expect(plain.snapshot().prefixCache.hitTokens).toBe(0);
+    expect(cached.snapshot().pool.pagesInUse).toBe(0);
   });
 
   it('all at once, twice (the second round hits pages cached by the first): same tokens', async () => {
     expect(await all(cached, prompts(cached.config.vocabSize), true)).toEqual(want);
     expect(await all(cached, prompts(cached.config.vocabSize), true)).toEqual(want);
-    cached.kv.checkInvariants();
-    cached.prefixCache!.checkInvariants();
+    cached.checkInvariants();
   });
 
   it('a pool too small to keep everything: cached pages are reused for others and outputs do not change', async () => {
     const small = await Engine.load(gpu, modelRef('tiny-llama-gqa'), { ...OPTS, kvPages: 12 });
     try {
       for (let round = 0; round < 2; round++) expect(await all(small, prompts(small.config.vocabSize), true)).toEqual(want);
-      expect(small.kv.pool.numUsed).toBe(0);
-      small.kv.checkInvariants();
-      small.prefixCache!.checkInvariants();
+      expect(small.snapshot().pool.pagesInUse).toBe(0);
+      small.checkInvariants();
     } finally {
       await small.destroy();
     }

@@ -57,7 +57,7 @@ async function runJob(engine: Engine, job: Job, requestId: string, onToken?: (n:
 async function solo(engine: Engine, jobs: Job[]): Promise<number[][]> {
   const out: number[][] = [];
   for (const [i, { abort: _, ...whole }] of jobs.entries()) out.push(await runJob(engine, whole, `solo-${i}`));
-  expect(engine.kv.numFreePages).toBe(engine.kv.numTotalPages);
+  expect(engine.snapshot().pool.pagesInUse).toBe(0);
   return out;
 }
 
@@ -71,7 +71,7 @@ async function serveStaggered(engine: Engine, jobs: Job[]): Promise<{ tokens: nu
   const gate = new Promise<void>((r) => (release = r));
   const submittedAtStep: number[] = [];
   const start = (i: number) => {
-    submittedAtStep[i] = engine.stats().steps;
+    submittedAtStep[i] = engine.snapshot().steps;
     return runJob(engine, jobs[i], `job-${i}`, i === 0 ? (n) => n === 3 && release() : undefined);
   };
   const runs = jobs.map((_, i) => {
@@ -125,7 +125,7 @@ describe.each([
     expectServed(jobs, tokens, want);
     expect(Math.max(...submittedAtStep)).toBeGreaterThan(0); // some arrived while others ran
 
-    const s = engine.stats();
+    const s = engine.snapshot();
     const steps = events.filter((e) => e.kind === 'step');
     expect(steps.some((e) => e.decode > 0 && e.prefillTokens > 0)).toBe(true); // prefill chunks rode along decode rows
     expect(steps.every((e) => e.decode + e.prefillTokens <= 32)).toBe(true);
@@ -134,8 +134,8 @@ describe.each([
     expect(s.requestsFinished).toBe(jobs.length - 2);
     expect(s.requestsAborted).toBe(2);
     expect([s.requestsRunning, s.requestsWaiting, s.pool.pagesInUse]).toEqual([0, 0, 0]);
-    expect(engine.kv.numFreePages).toBe(engine.kv.numTotalPages);
-    engine.kv.checkInvariants();
+    expect(engine.snapshot().pool.pagesInUse).toBe(0);
+    engine.checkInvariants();
     await engine.destroy();
   });
 
@@ -151,36 +151,34 @@ describe.each([
     const engine = await Engine.load(gpu, modelRef(name), { kvPages: 96, ...SMALL_STEPS });
     const { tokens } = await serveStaggered(engine, jobs);
     expectServed(jobs, tokens, want);
-    expect(engine.kv.numFreePages).toBe(engine.kv.numTotalPages);
+    expect(engine.snapshot().pool.pagesInUse).toBe(0);
     await engine.destroy();
   });
 
-  it('an abort that lands while the compress stage runs drops only that request', async () => {
+  it('an abort that lands after the plan is made (A decoding, B in the compress stage) drops only that request', async () => {
     const [pa, pb] = prompts(17, [6, 11], vocab);
-    const [want] = await solo(alone, [{ prompt: pb, maxTokens: 10 }]);
+    const press = { press: 'knorm', ratio: 0.5 };
+    const bJob: Job = { prompt: pb, maxTokens: 10 };
     const engine = await Engine.load(gpu, modelRef(name), { kvPages: 32, ...SMALL_STEPS });
-    // another caller aborts A (decoding, so in the same step's plan) while B's compress stage runs
-    let abortedInCompress = false;
-    engine.compressStage = {
-      async run(requests) {
-        if (requests.some((r) => r.id === 'B') && !abortedInCompress) {
-          abortedInCompress = engine.abort('A');
-          expect(engine.kv.has('A')).toBe(false); // its pages are back at once
-        }
-        for (const r of requests) r.compressed = true;
-      },
-      captureFor: () => [],
-      drop: () => {},
-    };
+    const want = await engine.generate(pb, { maxTokens: 10, ignoreEos: true, compression: press });
+    // another caller aborts A in the step whose plan holds A's decode row and B's compress stage
+    let abortedInStep = false;
+    engine.on((e) => {
+      if (e.kind !== 'step-start' || abortedInStep || !e.compress.includes('B') || !e.decode.includes('A')) return;
+      abortedInStep = engine.cancel('A');
+      expect(engine.snapshot().requestsRunning).toBe(1); // A's pages are back at once
+    });
     let releaseB!: () => void;
     const bMayStart = new Promise<void>((r) => (releaseB = r));
     const a = runJob(engine, { prompt: pa, maxTokens: 30 }, 'A', (n) => n === 3 && releaseB());
-    const b = bMayStart.then(() => runJob(engine, { prompt: pb, maxTokens: 10 }, 'B'));
+    const b = bMayStart.then(async () => (await engine.generate(bJob.prompt, { maxTokens: 10, ignoreEos: true, compression: press, requestId: 'B' })).tokens);
     const [ta, tb] = await Promise.all([a, b]);
-    expect(abortedInCompress).toBe(true);
+    expect(abortedInStep).toBe(true);
     expect(ta.length).toBeLessThan(30);
-    expect(tb).toEqual(want);
-    expect(engine.kv.numFreePages).toBe(engine.kv.numTotalPages);
+    expect(tb).toEqual(want.tokens);
+    expect(engine.snapshot().compression.requests).toBe(2);
+    expect(engine.snapshot().pool.pagesInUse).toBe(0);
+    engine.checkInvariants();
     await engine.destroy();
   });
 
@@ -194,7 +192,7 @@ describe.each([
     const { tokens } = await serveStaggered(engine, jobs);
     expectServed(jobs, tokens, jobs.map((_, i) => want[i % distinct.length]));
 
-    const s = engine.stats();
+    const s = engine.snapshot();
     const steps = events.flatMap((e) => (e.kind === 'step' ? [e] : []));
     expect(s.preemptions).toBeGreaterThan(0);
     expect(steps.reduce((n, e) => n + e.preempted, 0)).toBe(s.preemptions);
@@ -211,8 +209,7 @@ describe.each([
     expect(s.meanBatch.decodeRows).toBeGreaterThan(1);
     expect(s.throughputTokPerS).toBeGreaterThan(0);
     expect([s.requestsRunning, s.requestsWaiting, s.pool.pagesInUse]).toEqual([0, 0, 0]);
-    expect(engine.kv.numFreePages).toBe(12);
-    engine.kv.checkInvariants();
+    engine.checkInvariants();
     console.log(`pool of 12 pages, 20 requests × 40 tokens: ${s.steps} steps, ${s.preemptions} preemptions, mean decode rows ${s.meanBatch.decodeRows.toFixed(2)}`);
     await engine.destroy();
   });

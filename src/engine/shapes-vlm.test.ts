@@ -72,6 +72,6 @@ describe('tiny-vlm-shapes = PyTorch on the CI subset', () => {
       }
     }
     expect(worst).toBeLessThan(LOGIT_TOL);
-    expect(engine.kv.pool.numUsed).toBe(0);
+    expect(engine.snapshot().pool.pagesInUse).toBe(0);
   });
 });

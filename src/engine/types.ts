@@ -40,5 +40,7 @@ export interface GenerationResult {
 
 export type EngineEvent =
   | { kind: 'request-queued'; id: string; promptTokens: number }
+  /** A step is about to run: the requests in each part of its plan (listeners may abort some). */
+  | { kind: 'step-start'; decode: string[]; prefill: string[]; compress: string[] }
   | { kind: 'step'; decode: number; prefillTokens: number; compress: number; preempted: number; pagesInUse: number }
   | { kind: 'request-finished'; id: string; finishReason: GenerationResult['finishReason']; metrics: RequestMetrics };

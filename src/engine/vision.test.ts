@@ -9,7 +9,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { testGpu } from '../../test/gpu.ts';
-import { modelRef } from '../../test/models.ts';
+import { loadCpuModel, modelRef } from '../../test/models.ts';
 import { Engine } from './engine.ts';
 import { ReferenceModel } from '../model/reference.ts';
 import { resolveSource } from '../model/source.ts';
@@ -43,26 +43,28 @@ const CASES = [
 describe.each(CASES)('$model', ({ model, features, imageTokens }) => {
   let engine: Engine;
   let image: Blob;
+  let cpu: Awaited<ReturnType<typeof loadCpuModel>>;
   beforeAll(async () => {
     // Chromium runs the encoder on ORT's WebGPU EP on the engine's own device ('auto' picks wasm on SwiftShader)
     const vision = { backend: typeof window === 'undefined' ? ('wasm' as const) : ('webgpu' as const) };
     engine = await Engine.load(gpu, modelRef(model), { kvPages: 64, pageSize: 8, vision });
+    cpu = await loadCpuModel(model);
     image = new Blob([(await file(model, 'reference/image.png')) as Uint8Array<ArrayBuffer>], { type: 'image/png' });
   });
   afterAll(() => engine.destroy());
 
   it('features of the reference image equal PyTorch’s (processor + encoder [+ projector])', async () => {
     const p = await engine.prepare(ask(image, 'What is this?'));
-    expect(p.ids.filter((t) => t === engine.loaded.vision!.imageTokenId)).toHaveLength(imageTokens);
+    expect(p.ids.filter((t) => t === cpu.vision!.imageTokenId)).toHaveLength(imageTokens);
     expect(p.images).toHaveLength(1);
-    expect(engine.vision!.backend).toBe(typeof window === 'undefined' ? 'wasm' : 'webgpu');
+    expect((await engine.info()).visionBackend).toBe(typeof window === 'undefined' ? 'wasm' : 'webgpu');
     const got = await readF32(gpu, p.images[0].features, 0, imageTokens * engine.config.hiddenSize);
     const want = f32(await file(model, features));
     expect(got.length).toBe(want.length);
     let md = 0;
     for (let i = 0; i < want.length; i++) md = Math.max(md, Math.abs(got[i] - want[i]));
     expect(md).toBeLessThan(2e-4);
-    engine.imageCache.release(p.images[0].key);
+    engine.release(p);
   });
 
   it('greedy tokens equal the reference forward pass fed the same image features', async () => {
@@ -73,32 +75,32 @@ describe.each(CASES)('$model', ({ model, features, imageTokens }) => {
     for (const run of p.images[0].runs) {
       for (let i = 0; i < run.count; i++) embeds[run.start + i] = feats.slice((run.featureRow + i) * D, (run.featureRow + i + 1) * D);
     }
-    const ref = new ReferenceModel(engine.config, engine.loaded.weights).greedy(p.ids, 16, [], embeds);
+    const ref = new ReferenceModel(engine.config, cpu.weights).greedy(p.ids, 16, [], embeds);
     const r = await engine.generate(p, { maxTokens: 16, ignoreEos: true });
     expect(r.tokens).toEqual(ref);
   });
 
   it('a second question about the same image: no encoder run, its pages come from the prefix cache, same answer', async () => {
-    const before = engine.stats();
+    const before = engine.snapshot();
     const first = await engine.generate(ask(image, 'What colour is it?'), { maxTokens: 8, ignoreEos: true });
-    const mid = engine.stats();
+    const mid = engine.snapshot();
     const again = await engine.generate(ask(image, 'What colour is it?'), { maxTokens: 8, ignoreEos: true });
-    const after = engine.stats();
+    const after = engine.snapshot();
     expect(mid.vision.encoderCalls).toBe(before.vision.encoderCalls); // encoded by the earlier tests
     expect(after.vision.encoderCalls).toBe(before.vision.encoderCalls);
     expect(after.prefixCache.hitTokens - mid.prefixCache.hitTokens).toBeGreaterThanOrEqual(imageTokens - 8);
     expect(again.tokens).toEqual(first.tokens);
-    expect(engine.kv.pool.numUsed).toBe(0);
+    expect(engine.snapshot().pool.pagesInUse).toBe(0);
   });
 
   it('a different image is encoded, and does not hit the first image’s pages', async () => {
-    const calls = engine.stats().vision.encoderCalls;
+    const calls = engine.snapshot().vision.encoderCalls;
     const other = await flipped(image);
-    const hits = engine.stats().prefixCache.hitTokens;
+    const hits = engine.snapshot().prefixCache.hitTokens;
     await engine.generate(ask(other, 'What colour is it?'), { maxTokens: 2, ignoreEos: true });
-    expect(engine.stats().vision.encoderCalls).toBe(calls + 1);
+    expect(engine.snapshot().vision.encoderCalls).toBe(calls + 1);
     // only the text before the image may be shared
-    expect(engine.stats().prefixCache.hitTokens - hits).toBeLessThan(16);
+    expect(engine.snapshot().prefixCache.hitTokens - hits).toBeLessThan(16);
   });
 
   it('bad images are refused with a clear message, and the engine keeps working', async () => {

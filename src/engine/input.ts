@@ -1,0 +1,153 @@
+/**
+ * The engine's input stage: whatever a caller sends (text, chat messages
+ * with images, token ids, a prepared prompt) → a checked Request for the
+ * scheduler. Bad input throws here, with a message naming what was wrong,
+ * before anything is queued.
+ */
+import type { ModelConfig } from '../model/config.ts';
+import type { Tokenizer } from '../model/tokenizer.ts';
+import type { MultimodalMessage, MultimodalProcessor, PreparedImage } from '../model/multimodal-processor.ts';
+import type { KVCacheManager } from '../kv/kv-cache-manager.ts';
+import type { SamplingParams } from '../gpu/kernels/sample.ts';
+import { Request, type CompressionSpec, type PromptImage } from '../scheduler/request.ts';
+import type { ChatMessage, CompressionOptions } from '../api/chat-types.ts';
+import type { ImageFeatureCache } from './image-features.ts';
+import { preparePrompt } from './prompt-images.ts';
+import { validateRequest } from './validate.ts';
+import type { GenerateOptions } from './types.ts';
+
+/** A prompt ready for the scheduler: ids, and the images whose features fill image-token positions (pinned in the feature cache). */
+export interface PreparedPrompt {
+  ids: number[];
+  images: PromptImage[];
+}
+
+/** What `stream`, `generate` and `submit` take: text, chat messages (with images for a VLM), token ids, or a prepared prompt. */
+export type PromptInput = string | ChatMessage[] | number[] | PreparedPrompt;
+
+export interface InputDeps {
+  modelId: string;
+  config: ModelConfig;
+  tokenizer: Tokenizer;
+  kv: KVCacheManager;
+  /** Longest observation window a press can get (the prefill chunk). */
+  maxPrefillChunk: number;
+  /** Throws for an unknown press (listing the known ones); true when it scores with the window's queries. */
+  pressNeedsQueries(press: string): boolean;
+  /** The image path of a vision model, null for a text model. */
+  images: { processor: MultimodalProcessor; features: ImageFeatureCache; encode(img: PreparedImage): Promise<GPUBuffer> } | null;
+  defaultCompression: CompressionOptions | null;
+}
+
+let requestCounter = 0;
+
+export class EngineInput {
+  constructor(private readonly d: InputDeps) {
+    if (d.defaultCompression) this.compressionSpec(d.defaultCompression, 1); // a bad default fails at load, not at the first request
+  }
+
+  /**
+   * Token ids of a text prompt: text gets the tokenizer's special tokens (BOS),
+   * messages the chat template. Messages for a vision model go through `prepare`.
+   */
+  encode(input: string | ChatMessage[] | number[]): number[] {
+    if (Array.isArray(input) && input.every((x) => typeof x === 'number')) return input as number[];
+    if (typeof input === 'string') return this.d.tokenizer.encode(input);
+    const messages = input as ChatMessage[];
+    if (this.d.images || messages.some((m) => typeof m.content !== 'string')) {
+      throw new TypeError('messages with images (or for a vision model) need prepare(): use stream, generate or chat.completions.create, which call it');
+    }
+    return this.d.tokenizer.applyChatTemplate(messages as { role: string; content: string }[], { addGenerationPrompt: true });
+  }
+
+  /**
+   * Any prompt → ids plus image features. An image the engine has seen (same
+   * bytes, same model) is neither decoded nor preprocessed nor encoded again;
+   * the features stay pinned until the request submitted with them ends.
+   */
+  async prepare(input: PromptInput): Promise<PreparedPrompt> {
+    if (isPrepared(input)) return input;
+    if (typeof input === 'string' || !input.length || typeof input[0] === 'number') return { ids: this.encode(input as string | number[]), images: [] };
+    const messages = input as ChatMessage[];
+    if (!this.d.images) {
+      if (messages.some((m) => typeof m.content !== 'string' && m.content.some((p) => p.type !== 'text'))) {
+        throw new TypeError(`model ${this.d.modelId} takes no images (it has no vision encoder); send text only or load a vision model`);
+      }
+      return { ids: this.encode(messages.map((m) => ({ role: m.role, content: textOf(m.content) }))), images: [] };
+    }
+    return preparePrompt(this.d.images, messages.map(toMultimodal));
+  }
+
+  /** A checked Request for `prompt` (its images stay pinned; the caller releases them if this throws). */
+  request(prompt: PreparedPrompt, opts: GenerateOptions, stopTokenIds: readonly number[]): Request {
+    const c = this.d.config;
+    const maxNew = opts.maxTokens ?? 128;
+    validateRequest(c, this.d.kv, this.d.kv.pageSize, prompt.ids, maxNew);
+    if (opts.forceTokens) {
+      for (const t of opts.forceTokens) if (!Number.isInteger(t) || t < 0 || t >= c.vocabSize) throw new RangeError(`forceTokens: id ${t} is outside the vocabulary`);
+    }
+    const sampling: SamplingParams = {
+      temperature: opts.sampling?.temperature ?? 0, topK: opts.sampling?.topK ?? 0, topP: opts.sampling?.topP ?? 1, seed: opts.sampling?.seed ?? 0,
+    };
+    const compression = opts.compression ?? this.d.defaultCompression;
+    return new Request(opts.requestId ?? `req-${++requestCounter}`, prompt.ids, {
+      maxNewTokens: Math.min(maxNew, c.maxPositions - prompt.ids.length),
+      sampling,
+      stopTokenIds: opts.ignoreEos ? [] : stopTokenIds,
+      compression: compression ? this.compressionSpec(compression, prompt.ids.length, prompt.images) : null,
+      forcedTokens: opts.forceTokens ?? null,
+      wantsLogits: opts.returnLogits === true,
+      images: prompt.images,
+    });
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  /** Checks a request's compression options and resolves its observation window. */
+  private compressionSpec(o: CompressionOptions, promptTokens: number, images: readonly PromptImage[] = []): CompressionSpec {
+    if (!(o.ratio >= 0 && o.ratio < 1)) throw new RangeError(`compression ratio must be in [0, 1), got ${o.ratio}`);
+    const needsQueries = this.d.pressNeedsQueries(o.press); // throws for an unknown press, listing the known ones
+    const window = needsQueries ? Math.min(o.window ?? 16, promptTokens) : 0;
+    if (window > this.d.maxPrefillChunk) {
+      throw new RangeError(`compression window ${window} exceeds the prefill chunk (${this.d.maxPrefillChunk}); use a smaller window`);
+    }
+    const region = compressionRegion(o.region, images);
+    return { press: o.press, ratio: o.ratio, window, ...(region ? { region } : {}) };
+  }
+}
+
+/** 'all' → the whole prompt; 'image' → the span of the image tokens (an error without images); a range as given. */
+function compressionRegion(r: CompressionOptions['region'], images: readonly PromptImage[]): CompressionSpec['region'] {
+  if (r === undefined || r === 'all') return undefined;
+  if (r === 'image') {
+    const runs = images.flatMap((i) => i.runs);
+    if (!runs.length) throw new RangeError("compression region 'image' needs a prompt with an image");
+    return { start: Math.min(...runs.map((x) => x.start)), end: Math.max(...runs.map((x) => x.start + x.count)) };
+  }
+  if (!(typeof r === 'object' && 0 <= r.start && r.start <= r.end)) {
+    throw new RangeError(`compression region ${JSON.stringify(r)} is not 'all', 'image' or a range {start, end} of prompt tokens`);
+  }
+  return r;
+}
+
+export function isPrepared(input: PromptInput): input is PreparedPrompt {
+  return typeof input === 'object' && !Array.isArray(input) && input !== null && Array.isArray((input as PreparedPrompt).ids);
+}
+
+function textOf(content: ChatMessage['content']): string {
+  return typeof content === 'string' ? content : content.map((p) => (p.type === 'text' ? p.text : '')).join('');
+}
+
+/** OpenAI content parts → the processor's: image_url and image parts both become images. */
+function toMultimodal(m: ChatMessage): MultimodalMessage {
+  if (typeof m.content === 'string') return { role: m.role, content: m.content };
+  return {
+    role: m.role,
+    content: m.content.map((p) => {
+      if (p.type === 'text') return { type: 'text' as const, text: p.text };
+      if (p.type === 'image_url') return { type: 'image' as const, image: p.image_url.url };
+      if (p.type === 'image') return { type: 'image' as const, image: p.image };
+      throw new TypeError(`unknown content part type '${(p as { type: string }).type}' (use 'text', 'image_url' or 'image')`);
+    }),
+  };
+}

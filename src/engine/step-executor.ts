@@ -1,0 +1,90 @@
+import type { EmbedRows, KvCacheView, LlamaModel, StepInput } from '../model/llama.ts';
+import type { KVCacheManager } from '../kv/kv-cache-manager.ts';
+import { packAttentionBatch, type BatchRows } from '../kv/attention-batch.ts';
+import type { StepOutcome, StepPlan } from '../scheduler/step-plan.ts';
+import type { Request } from '../scheduler/request.ts';
+import type { CompressStage } from './compress-stage.ts';
+
+/**
+ * Runs one StepPlan on the GPU: the compress stage (its requests' presses,
+ * one submit), then decode rows and prefill chunks of many requests in one
+ * model step (one paged-attention dispatch over every sequence). It reads
+ * request state and writes none: what happened comes back as a StepOutcome
+ * for `Scheduler.update` (vLLM's ModelRunnerOutput).
+ */
+export class StepExecutor {
+  constructor(
+    private readonly model: LlamaModel,
+    private readonly kv: KVCacheManager,
+    private readonly view: KvCacheView,
+    readonly compress: CompressStage,
+  ) {}
+
+  async execute(plan: StepPlan): Promise<StepOutcome> {
+    for (const r of plan.preempted) this.compress.drop(r.id); // a recompute captures its window again
+    // Cached pages the pool handed out to this plan: a lower tier would copy them out here, before the
+    // forward writes them; with none, their contents are simply gone (the prefix cache forgot them).
+    this.kv.drainReusedPages();
+    const compressed = await this.compress.run(plan.compress.filter((r) => !r.finished));
+    // a request aborted while the compress stage ran has already given its pages back: drop its rows
+    const sampled = await this.forward({ ...plan, decode: plan.decode.filter((r) => !r.finished), prefill: plan.prefill.filter((p) => !p.request.finished) });
+    return { sampled, compressed };
+  }
+
+  // ---------------------------------------------------------------- the forward step
+
+  private async forward(plan: StepPlan): Promise<StepOutcome['sampled']> {
+    const parts = [
+      ...plan.decode.map((r) => ({ request: r, start: r.numTokens - 1, count: 1, samples: true, captureWindow: 0 })),
+      ...plan.prefill,
+    ];
+    if (parts.length === 0) return [];
+    // attention and the KV manager count slots; RoPE counts the tokens' own positions
+    const rows: BatchRows[] = parts.map((p) => ({ seqId: p.request.id, start: p.start - this.kv.positionOffset(p.request.id), count: p.count }));
+    const packed = packAttentionBatch(this.kv, rows);
+    const tokens = new Uint32Array(packed.nq);
+    const positions = new Uint32Array(packed.nq);
+    const logitRows: number[] = [];
+    const sampling: StepInput['sampling'] = [];
+    const capture: NonNullable<StepInput['capture']> = [];
+    const embeds: EmbedRows[] = [];
+    const sampledBy: Request[] = [];
+    let row = 0;
+    for (const p of parts) {
+      tokens.set(p.request.tokens(p.start, p.count), row);
+      embeds.push(...imageRows(p.request, p.start, p.count, row));
+      for (let i = 0; i < p.count; i++) positions[row + i] = p.start + i;
+      const w = p.captureWindow;
+      if (w > 0) capture.push({ rows: Uint32Array.from({ length: w }, (_, i) => row + p.count - w + i), buffers: this.compress.captureFor(p.request, w) });
+      row += p.count;
+      if (p.samples) {
+        logitRows.push(row - 1);
+        sampling.push({ params: p.request.sampling, step: p.request.outputIds.length });
+        sampledBy.push(p.request);
+      }
+    }
+    const out = await this.model.step(
+      { tokens, positions, slots: packed.slots, rowInfo: packed.rowInfo, blockTables: packed.blockTables, logitRows: Uint32Array.from(logitRows), sampling, ...(capture.length ? { capture } : {}), ...(embeds.length ? { embeds } : {}) },
+      this.view,
+      { returnLogits: sampledBy.some((r) => r.wantsLogits) },
+    );
+    const vocab = this.model.config.vocabSize;
+    return sampledBy.map((request, s) => {
+      const logits = request.wantsLogits && out.logits ? out.logits.slice(s * vocab, (s + 1) * vocab) : undefined;
+      return logits ? { request, token: out.tokens[s], logits } : { request, token: out.tokens[s] };
+    });
+  }
+}
+
+/** The step rows [row, row+count) that hold image tokens of `r`'s positions [start, start+count), with their feature rows. */
+function imageRows(r: Request, start: number, count: number, row: number): EmbedRows[] {
+  const out: EmbedRows[] = [];
+  for (const img of r.images) {
+    for (const run of img.runs) {
+      const a = Math.max(start, run.start);
+      const b = Math.min(start + count, run.start + run.count);
+      if (a < b) out.push({ row: row + a - start, count: b - a, source: img.features, sourceRow: run.featureRow + a - run.start });
+    }
+  }
+  return out;
+}
