@@ -19,6 +19,7 @@ const SMALL_STEPS: EngineOptions = { pageSize: 16, prefillChunk: 16, scheduler: 
 interface Job {
   prompt: number[];
   maxTokens: number;
+  compression?: GenerateOptions['compression'];
   sampling?: GenerateOptions['sampling'];
   /** Stop after this many tokens: by leaving the stream ('break') or through an AbortSignal. */
   abort?: { after: number; how: 'break' | 'signal' };
@@ -40,6 +41,7 @@ async function runJob(engine: Engine, job: Job, requestId: string, onToken?: (n:
   const ac = new AbortController();
   const opts: GenerateOptions = { maxTokens: job.maxTokens, ignoreEos: true, signal: ac.signal, requestId };
   if (job.sampling) opts.sampling = job.sampling;
+  if (job.compression) opts.compression = job.compression;
   const tokens: number[] = [];
   for await (const chunk of engine.stream(job.prompt, opts)) {
     if (chunk.token < 0) continue; // text held back until the end
@@ -179,6 +181,27 @@ describe.each([
     expect(engine.snapshot().compression.requests).toBe(2);
     expect(engine.snapshot().pool.pagesInUse).toBe(0);
     engine.checkInvariants();
+    await engine.destroy();
+  });
+
+  it('compressed requests preempted and recomputed get the cache of their uninterrupted run: token for token', async () => {
+    // a press with a window (snapkv), one without (knorm), one by position (streaming-llm); 12 pages force preemptions
+    const presses = [{ press: 'snapkv', ratio: 0.5, window: 8 }, { press: 'knorm', ratio: 0.5 }, { press: 'streaming-llm', ratio: 0.6 }];
+    const distinct = prompts(19, [22, 27, 31, 36, 41, 45], vocab);
+    const jobs: Job[] = distinct.flatMap((prompt, i) => [0, 1].map((k) => ({ prompt, maxTokens: 40, compression: presses[(i + k) % 3] })));
+    const want = await solo(alone, jobs);
+    const engine = await Engine.load(gpu, modelRef(name), { kvPages: 12, ...SMALL_STEPS });
+    const events = record(engine);
+    const { tokens } = await serveStaggered(engine, jobs);
+    expectServed(jobs, tokens, want);
+    const s = engine.snapshot();
+    const preemptedAfterDecoding = events.filter((e) => e.kind === 'request-finished' && e.metrics.preemptions > 0).length;
+    expect(s.preemptions).toBeGreaterThan(0);
+    expect(preemptedAfterDecoding).toBeGreaterThan(0);
+    expect(s.compression.requests).toBeGreaterThan(jobs.length); // preempted requests were compressed again, the same way
+    expect(s.pool.pagesInUse).toBe(0);
+    engine.checkInvariants();
+    console.log(`compressed requests on 12 pages: ${s.preemptions} preemptions, ${s.compression.requests} compressions for ${jobs.length} requests`);
     await engine.destroy();
   });
 
