@@ -10,6 +10,10 @@ export interface RequestMetrics {
   promptTokens: number;
   completionTokens: number;
   preemptions: number;
+  /** Prompt tokens whose KV a press evicted (0 without compression). */
+  evictedTokens: number;
+  /** Prompt tokens whose KV came from the prefix cache. */
+  prefixHitTokens: number;
 }
 
 export interface EngineStats {

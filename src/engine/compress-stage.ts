@@ -8,6 +8,7 @@ import type { KVCacheManager } from '../kv/kv-cache-manager.ts';
 import { compactSequence } from '../kv/compaction.ts';
 import { createPress, type Press } from '../kv/presses/index.ts';
 import type { Request } from '../scheduler/request.ts';
+import type { StepOutcome } from '../scheduler/step-plan.ts';
 
 /**
  * The compress stage (FastCache): between a request's prefill and its first
@@ -17,11 +18,7 @@ import type { Request } from '../scheduler/request.ts';
  * the stage together are compressed in one submit. The stage writes no
  * request state: it reports what it did, and the scheduler applies it.
  */
-export interface Compressed {
-  request: Request;
-  evictedTokens: number;
-  freedPages: number;
-}
+export type Compressed = StepOutcome['compressed'][number];
 
 export interface CompressStage {
   /** Compresses each request's prompt KV (the KV manager records the compaction); returns those a press evicted from. */

@@ -118,7 +118,7 @@ export class LlamaModel {
 
   /** Runs one forward step and samples the logit rows. */
   async step(input: StepInput, kv: KvCacheView, opts: StepOptions = {}): Promise<StepOutput> {
-    this.upload(input); // validates first: a recorder opens an error scope that only submit closes
+    this.upload(input); // validates first: nothing is recorded for a step that would be refused
     const rec = new CommandRecorder(this.gpu, 'forward', opts.timer);
     // capture windows are rare (once per compressed prompt): small id buffers per step are fine
     const captureIds = (input.capture ?? []).map((c) => uploadBuffer(this.gpu, 'act:capture_rows', c.rows));

@@ -16,6 +16,8 @@ export function requestMetrics(r: Request): RequestMetrics {
     promptTokens: r.promptIds.length,
     completionTokens: n,
     preemptions: r.numPreemptions,
+    evictedTokens: r.evictedTokens,
+    prefixHitTokens: r.prefixHitTokens,
   };
 }
 

@@ -75,6 +75,8 @@ export class Request implements PrefixSource {
   numPreemptions = 0;
   /** Prompt tokens whose KV came from the prefix cache (last admission). */
   prefixHitTokens = 0;
+  /** Prompt tokens a press evicted from the cache (the current run's). */
+  evictedTokens = 0;
   readonly times: RequestTimes;
   readonly maxNewTokens: number;
   readonly sampling: SamplingParams;

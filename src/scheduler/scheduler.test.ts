@@ -113,6 +113,7 @@ class Harness {
       // every run of the compress stage saw the same prompt and evicted the same tokens
       const ev = this.evictions.get(r) ?? [];
       expect(new Set(ev).size, `${r.id} compressed differently after recompute: ${ev}`).toBeLessThanOrEqual(1);
+      if (ev.length) expect(r.evictedTokens).toBe(ev[0]);
     }
   }
 

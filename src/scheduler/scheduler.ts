@@ -100,6 +100,7 @@ export class Scheduler {
     const now = performance.now();
     const result: StepResult = { tokens: [], finished: [] };
     for (const r of plan.compress) if (!r.finished) r.compressed = true;
+    for (const c of outcome.compressed) c.request.evictedTokens = c.evictedTokens;
     for (const r of plan.decode) if (!r.finished) r.numComputedTokens = r.numTokens;
     for (const p of plan.prefill) {
       if (p.request.finished) continue;
@@ -279,6 +280,7 @@ export class Scheduler {
     r.numComputedTokens = 0;
     r.compressed = false;
     r.prefixHitTokens = 0;
+    r.evictedTokens = 0;
     r.numPreemptions++;
     this.preemptions++;
     plan.preempted.push(r);
