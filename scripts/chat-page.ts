@@ -3,8 +3,7 @@
  * driven from the terminal through Playwright (scripts/chat.ts).
  */
 import { WorkerEngine } from '../src/worker/client.ts';
-import type { ContentPart } from '../src/engine/types.ts';
-import type { LoadedInfo } from '../src/worker/protocol.ts';
+import type { ContentPart, EngineInfo } from '../src/api/index.ts';
 
 export interface HeadlessChatArgs {
   model: string;
@@ -19,7 +18,7 @@ export interface HeadlessChatArgs {
 
 declare global {
   interface Window {
-    headlessChat(a: HeadlessChatArgs): Promise<{ info: LoadedInfo; text: string; usage: unknown; stats: unknown }>;
+    headlessChat(a: HeadlessChatArgs): Promise<{ info: EngineInfo; text: string; usage: unknown; stats: unknown }>;
     onChatToken(text: string): void;
     onChatStatus(text: string): void;
   }

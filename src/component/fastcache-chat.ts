@@ -8,26 +8,26 @@
  *   el.addEventListener('token', (e) => e.detail.text);           // each piece of the answer
  *   el.addEventListener('done',  (e) => e.detail.text, e.detail.usage);
  *   el.addEventListener('error', (e) => e.detail.message);        // plain words
- *   el.addEventListener('loaded', (e) => e.detail);               // LoadedInfo
+ *   el.addEventListener('loaded', (e) => e.detail);               // EngineInfo
  *   const answer = await el.ask('What shape is it?', file);       // resolves with the answer's text
  *   el.stop(); el.newChat(); await el.stats();
  *
  * Changing `model` loads that model (the conversation starts over);
  * `press`, `ratio` and `system-prompt` apply from the next question. The
  * element's data-state is loading | ready | generating | done | error.
+ * Each element runs its engine in a dedicated Worker of its own, made here.
  */
 import { ChatApp } from '../ui/chat-app.ts';
 import { DEFAULT_MODEL } from '../ui/model-picker.ts';
 import type { Answer } from '../ui/chat-session.ts';
-import type { Usage } from '../engine/openai-types.ts';
-import type { EngineStats } from '../scheduler/metrics.ts';
-import type { LoadedInfo } from '../worker/protocol.ts';
+import { workerEngines } from '../worker/client.ts';
+import type { EngineInfo, EngineStats, Usage } from '../api/index.ts';
 
 export interface FastcacheChatEvents {
   token: CustomEvent<{ text: string }>;
   done: CustomEvent<{ text: string; usage: Usage | null; finishReason: Answer['finishReason'] }>;
   error: CustomEvent<{ message: string }>;
-  loaded: CustomEvent<LoadedInfo>;
+  loaded: CustomEvent<EngineInfo>;
 }
 
 export class FastcacheChat extends HTMLElement {
@@ -69,6 +69,7 @@ export class FastcacheChat extends HTMLElement {
     const shadow = this.shadowRoot ?? this.attachShadow({ mode: 'open' });
     const ratio = this.getAttribute('ratio');
     this.app = new ChatApp(shadow, {
+      engines: workerEngines(),
       model: this.getAttribute('model') || DEFAULT_MODEL,
       host: this,
       pasteTarget: shadow,

@@ -2,7 +2,8 @@
  * The whole chat, mounted into a root: the page's <body> or a
  * <fastcache-chat>'s shadow root. Wires the pieces (model picker, progress,
  * errors, transcript, image input, settings, metrics) to one ChatSession and
- * reports its state as data-state on `host`:
+ * reports its state as data-state on `host`. The engine comes from the
+ * entry point (a `ChatEngineFactory`); nothing here knows where it runs.
  *
  *   loading ──▶ ready ──ask──▶ generating ──▶ done ──ask──▶ generating …
  *      │                            │
@@ -18,12 +19,14 @@ import { MetricsPanel } from './metrics-panel.ts';
 import { ModelPicker } from './model-picker.ts';
 import { ProgressList } from './progress.ts';
 import { SettingsPanel, type ChatSettings } from './settings.ts';
-import type { LoadedInfo } from '../worker/protocol.ts';
+import type { ChatEngineFactory, EngineInfo } from '../api/index.ts';
 import css from './style.css?inline';
 
 export type ChatState = 'loading' | 'ready' | 'generating' | 'done' | 'error';
 
 export interface ChatAppOptions {
+  /** Makes the engine for a model (the entry point decides what it is: a Worker, a remote server, …). */
+  engines: ChatEngineFactory;
   model: string;
   /** Gets data-state / data-model / data-vision; catches files dropped anywhere on it (the page's body, or the element). */
   host: HTMLElement;
@@ -37,12 +40,12 @@ export interface ChatAppOptions {
     token?(text: string): void;
     done?(answer: Answer): void;
     error?(message: string): void;
-    loaded?(info: LoadedInfo): void;
+    loaded?(info: EngineInfo): void;
   };
 }
 
 export class ChatApp {
-  readonly session = new ChatSession();
+  readonly session: ChatSession;
   readonly settings: SettingsPanel;
   systemPrompt: string;
   private readonly opts: ChatAppOptions;
@@ -64,6 +67,7 @@ export class ChatApp {
 
   constructor(root: Node & ParentNode, opts: ChatAppOptions) {
     this.opts = opts;
+    this.session = new ChatSession(opts.engines);
     this.systemPrompt = opts.systemPrompt ?? '';
     const app = h('div', { class: `fc-app ${opts.full ? 'fc-full' : 'fc-compact'}` });
     this.settings = new SettingsPanel(opts.settings);

@@ -1,14 +1,14 @@
 /**
- * One conversation with the engine Worker, without any DOM: loads a model,
+ * One conversation with an engine, without any DOM: loads a model (through
+ * the engine factory its entry point hands it: main.ts, <fastcache-chat>),
  * keeps the messages (the whole conversation goes to the engine each turn,
  * so the engine can reuse the cached prefix, an image's KV included), streams
  * an answer, stops it. The page and <fastcache-chat> both drive one of these.
+ * It knows engines only as `ChatEngine` (src/api): Worker, in-process or remote.
  */
-import { WorkerEngine } from '../worker/client.ts';
-import type { ChatMessage, CompressionOptions, ContentPart, LoadProgress } from '../engine/types.ts';
-import type { FinishReasonOpenAI, Usage } from '../engine/openai-types.ts';
-import type { EngineStats } from '../scheduler/metrics.ts';
-import type { LoadedInfo } from '../worker/protocol.ts';
+import type {
+  ChatEngine, ChatEngineFactory, ChatMessage, CompressionOptions, ContentPart, EngineInfo, EngineStats, FinishReasonOpenAI, LoadProgress, Usage,
+} from '../api/index.ts';
 
 export interface AskOptions {
   maxTokens: number;
@@ -27,32 +27,38 @@ export interface Answer {
 let sessions = 0;
 
 export class ChatSession {
-  info: LoadedInfo | null = null;
-  private readonly engine = WorkerEngine.create();
+  info: EngineInfo | null = null;
+  private engine: ChatEngine | null = null;
   private readonly tag = `chat${++sessions}`;
   private messages: ChatMessage[] = [];
-  private currentId: string | null = null;
+  /** The answer streaming now, and the engine it streams from. */
+  private current: { id: string; engine: ChatEngine } | null = null;
   private stopping = false;
   private counter = 0;
 
+  constructor(private readonly engines: ChatEngineFactory) {}
+
   get busy(): boolean {
-    return this.currentId !== null;
+    return this.current !== null;
   }
 
   /** Loads (or replaces) the model; the conversation starts over. */
-  async load(modelRef: string, onProgress: (p: LoadProgress) => void): Promise<LoadedInfo> {
+  async load(modelRef: string, onProgress: (p: LoadProgress) => void): Promise<EngineInfo> {
     this.stop();
+    this.engine = null;
     this.info = null;
     this.messages = [];
-    this.info = await this.engine.load(modelRef, { onProgress });
+    const engine = await this.engines(modelRef, onProgress);
+    this.info = await engine.info();
+    this.engine = engine;
     return this.info;
   }
 
   /** Asks `text` (about `image`, if any) after the conversation so far; onToken gets each piece of the answer. */
   async ask(text: string, image: Blob | null, opts: AskOptions, onToken: (text: string) => void): Promise<Answer> {
-    const info = this.info;
-    if (!info) throw new Error('No model is loaded yet: wait for it to load, or pick another one.');
-    if (this.currentId) throw new Error('An answer is still streaming: wait for it or press Stop first.');
+    const { info, engine } = this;
+    if (!info || !engine) throw new Error('No model is loaded yet: wait for it to load, or pick another one.');
+    if (this.current) throw new Error('An answer is still streaming: wait for it or press Stop first.');
     if (image && !info.vision) {
       throw new Error(`${info.modelId} reads text only: it cannot look at images. Remove the image, or pick a vision model (e.g. tiny-vlm-shapes).`);
     }
@@ -60,10 +66,10 @@ export class ChatSession {
     const turn: ChatMessage = { role: 'user', content };
     const system: ChatMessage[] = opts.systemPrompt ? [{ role: 'system', content: opts.systemPrompt }] : [];
     const id = `${this.tag}-${++this.counter}`;
-    this.currentId = id;
+    this.current = { id, engine };
     const answer: Answer = { text: '', usage: null, finishReason: 'stop' };
     try {
-      const stream = await this.engine.chat.completions.create({
+      const stream = await engine.chat.completions.create({
         messages: [...system, ...this.messages, turn],
         stream: true,
         max_tokens: opts.maxTokens,
@@ -86,7 +92,7 @@ export class ChatSession {
         if (chunk.usage) answer.usage = chunk.usage;
       }
     } finally {
-      this.currentId = null;
+      this.current = null;
       this.stopping = false;
     }
     // only a turn that was answered joins the conversation: after an error the chat goes on without it
@@ -96,10 +102,10 @@ export class ChatSession {
 
   /** Stops the answer being streamed (it ends with finish reason 'abort'). */
   stop(): void {
-    if (!this.currentId) return;
-    const id = this.currentId;
-    void this.engine.abort(id).then((found) => {
-      if (!found && this.currentId === id) this.stopping = true; // not started in the Worker yet: retry on its first chunk
+    const current = this.current;
+    if (!current) return;
+    void current.engine.abort(current.id).then((found) => {
+      if (!found && this.current === current) this.stopping = true; // not started in the engine yet: retry on its first chunk
     }, () => false);
   }
 
@@ -108,11 +114,10 @@ export class ChatSession {
     this.messages = [];
   }
 
-  stats(): Promise<EngineStats> {
+  /** The engine's counters; rejects before a model is loaded, or for an engine that keeps none. */
+  async stats(): Promise<EngineStats> {
+    if (!this.engine) throw new Error('No model is loaded yet.');
+    if (!this.engine.stats) throw new Error('This engine keeps no counters.');
     return this.engine.stats();
-  }
-
-  terminate(): void {
-    this.engine.terminate();
   }
 }

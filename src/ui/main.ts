@@ -1,11 +1,13 @@
 /**
- * The page: the chat (chat-app.ts) on the whole body. `?model=` picks the
- * model to load first (tests use it). `window.fastcache.stats()` hands the
- * engine's counters to tests and the console.
+ * The page: the chat (chat-app.ts) on the whole body, on an engine in a
+ * dedicated Worker (this entry point is where it is made). `?model=` picks
+ * the model to load first (tests use it). `window.fastcache.stats()` hands
+ * the engine's counters to tests and the console.
  */
 import { ChatApp } from './chat-app.ts';
 import { DEFAULT_MODEL } from './model-picker.ts';
-import type { EngineStats } from '../scheduler/metrics.ts';
+import { workerEngines } from '../worker/client.ts';
+import type { EngineStats } from '../api/index.ts';
 
 declare global {
   interface Window {
@@ -14,5 +16,5 @@ declare global {
 }
 
 const model = new URLSearchParams(location.search).get('model') || DEFAULT_MODEL;
-const app = new ChatApp(document.getElementById('app')!, { model, host: document.body, pasteTarget: document, full: true });
+const app = new ChatApp(document.getElementById('app')!, { engines: workerEngines(), model, host: document.body, pasteTarget: document, full: true });
 window.fastcache = { app, stats: () => app.session.stats() };

@@ -1,49 +1,58 @@
 /**
- * Everything the page may ask of the engine Worker, through comlink. Only
- * plain data and comlink-proxied callbacks cross; errors cross as Error
- * objects ({name, message}) which comlink re-throws on the page's side.
+ * The whole page ↔ Worker interface: what ONE connection (a dedicated
+ * Worker's `self`, or one port of a SharedWorker) may ask of the engine hub
+ * (hub.ts), through comlink.
+ *
+ *   page (WorkerEngine) ── comlink over one port ──▶ EngineConnection ──▶ EngineHub ──▶ Engine (shared by ref count)
+ *
+ * comlink tags each call with its own id and carries the reply; only plain
+ * data and comlink-proxied callbacks cross. Progress and chunks go through
+ * their own callbacks, apart from the call's result. Errors cross as
+ * {name, message}: comlink re-throws them on the page's side as an Error
+ * with that name and message (a validation RangeError keeps name 'RangeError').
+ *
+ * Request ids are the connection's own: the hub namespaces them, so two
+ * connections may use the same id, and a connection can only abort its own.
  */
-import type { CompressionOptions, LoadProgress } from '../engine/types.ts';
-import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from '../engine/openai-types.ts';
-import type { EngineStats } from '../scheduler/metrics.ts';
-import type { SchedulerConfig } from '../scheduler/scheduler.ts';
+import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from '../api/openai-types.ts';
+import type { LoadProgress } from '../api/chat-types.ts';
+import type { EngineInfo, EngineStats } from '../api/stats.ts';
+import type { EngineLoadOptions } from '../engine/options.ts';
 
-export interface WorkerLoadOptions {
-  kvDtype?: 'f32' | 'f16';
-  kvCacheBytes?: number;
-  kvPages?: number;
-  pageSize?: number;
-  prefillChunk?: number;
-  weightDtype?: 'f32' | 'f16' | 'auto';
-  scheduler?: Partial<SchedulerConfig>;
-  /** Default KV compression for every request (a request's kv_compression overrides it). */
-  compression?: CompressionOptions;
-  /** Share KV pages of equal prompt prefixes (default true). */
-  prefixCache?: boolean;
-  /** Vision encoder backend: 'auto' (default: WebGPU on the engine's device, else wasm), 'webgpu' or 'wasm'. */
-  vision?: { backend?: 'auto' | 'webgpu' | 'wasm' };
-  /** GPU bytes kept for past images' features (default 32 MiB). */
-  imageCacheBytes?: number;
-}
+/** load()'s options: the engine's own plain-data options (no callbacks: those go as proxied arguments). */
+export type WorkerLoadOptions = EngineLoadOptions;
 
-export interface LoadedInfo {
-  modelId: string;
-  architecture: string;
-  parameters: number;
-  adapter: string;
-  kvPages: number;
-  pageSize: number;
-  /** The model takes images (a vision encoder is loaded). */
-  vision: boolean;
-  /** The weights are random (a generated test model): its answers mean nothing. */
-  randomWeights: boolean;
-}
+/** A streamed chunk's callback; the hub awaits it, so chunks arrive in order and before the final reply. */
+export type ChunkCallback = (chunk: ChatCompletionChunk) => void | Promise<void>;
 
-export interface EngineWorkerApi {
-  load(modelRef: string, opts: WorkerLoadOptions, onProgress?: (p: LoadProgress) => void): Promise<LoadedInfo>;
-  /** Non-streaming: resolves with the completion. Streaming: each chunk goes to onChunk; resolves with null at the end. */
-  createCompletion(req: ChatCompletionRequest, onChunk?: (c: ChatCompletionChunk) => void | Promise<void>): Promise<ChatCompletion | null>;
-  abort(requestId: string): boolean;
-  stats(): EngineStats;
-  resetStats(): void;
+export type ProgressCallback = (p: LoadProgress) => void;
+
+export interface EngineConnection {
+  /**
+   * Loads `modelRef` for this connection, or joins the engine another
+   * connection already has for the same model and options. A different
+   * model than this connection's current one releases the old engine first;
+   * this connection's running requests are aborted either way. Loads of one
+   * connection run one after another.
+   */
+  load(modelRef: string, opts: WorkerLoadOptions, onProgress?: ProgressCallback): Promise<EngineInfo>;
+  /**
+   * Non-streaming: resolves with the completion. Streaming: each chunk goes to
+   * onChunk (awaited); resolves with null after the last one. A request the
+   * engine refuses rejects before any chunk.
+   */
+  createCompletion(req: ChatCompletionRequest, onChunk?: ChunkCallback): Promise<ChatCompletion | null>;
+  /**
+   * Stops this connection's request `requestId`. True when it will end with
+   * finish reason 'abort' (a stream not yet started is stopped as it starts);
+   * false when no such request of this connection is running.
+   */
+  abort(requestId: string): Promise<boolean>;
+  info(): Promise<EngineInfo>;
+  /** The engine's counters (shared by every connection on it), with `clients`: the connections on it. */
+  stats(): Promise<EngineStats>;
+  /** Restarts the engine's peak and throughput counters (for every connection on it). */
+  resetStats(): Promise<void>;
+  /** Ends the connection: its requests are aborted and its engine released (destroyed when no connection holds it). */
+  close(): Promise<void>;
 }
