@@ -1,10 +1,19 @@
-import type { Engine } from './engine.ts';
+import type { AsyncQueue } from './async-queue.ts';
+import type { PreparedPrompt } from './input.ts';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Usage } from '../api/openai-types.ts';
-import type { GenerateOptions, GenerationResult } from './types.ts';
+import type { GenerateOptions, GenerationChunk, GenerationResult } from './types.ts';
+
+/** What the OpenAI surface needs of an engine. */
+export interface CompletionsHost {
+  readonly modelId: string;
+  prepare(messages: ChatCompletionRequest['messages']): Promise<PreparedPrompt>;
+  submit(prompt: PreparedPrompt, opts: GenerateOptions): { id: string; queue: AsyncQueue<GenerationChunk, GenerationResult> };
+  cancel(id: string): boolean;
+}
 
 /** `engine.chat.completions.create(...)`, as in OpenAI's SDK and web-llm. */
 export class ChatCompletions {
-  constructor(private readonly engine: Engine) {}
+  constructor(private readonly engine: CompletionsHost) {}
 
   create(req: ChatCompletionRequest & { stream: true }): Promise<AsyncIterable<ChatCompletionChunk>>;
   create(req: ChatCompletionRequest & { stream?: false }): Promise<ChatCompletion>;

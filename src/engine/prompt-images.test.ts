@@ -17,22 +17,12 @@ import { loadTokenizer } from '../model/tokenizer.ts';
 import { parseVisionConfig } from '../model/vision-config.ts';
 import { ImageFeatureCache } from './image-features.ts';
 import { preparePrompt, type ImagePromptDeps } from './prompt-images.ts';
+import { loadOrt } from '../model/vision-encoder.ts';
 
-beforeAll(localOrtWasm);
-/**
- * Browsers: transformers.js resizes Idefics3 images with onnxruntime-web,
- * whose wasm it would fetch from a CDN; serve it from here, as
- * VisionEncoder.load does for the engine (which loads before any prepare).
- */
-async function localOrtWasm(): Promise<void> {
-  if (typeof window === 'undefined') return;
-  const ort = await import('onnxruntime-web/webgpu');
-  const [mjs, wasm] = await Promise.all([
-    import('onnxruntime-web/ort-wasm-simd-threaded.asyncify.mjs?url'),
-    import('onnxruntime-web/ort-wasm-simd-threaded.asyncify.wasm?url'),
-  ]);
-  ort.env.wasm.wasmPaths = { mjs: (mjs as { default: string }).default, wasm: (wasm as { default: string }).default };
-}
+// browsers: transformers.js resizes Idefics3 images with onnxruntime-web, whose wasm must come from here
+beforeAll(async () => {
+  await loadOrt();
+});
 
 let gpu: Gpu;
 let processor: MultimodalProcessor;

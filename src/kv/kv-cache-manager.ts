@@ -1,10 +1,9 @@
 import { BlockPool } from './block-pool.ts';
-import { emptySequence, type KvSequence } from './kv-sequence.ts';
+import { emptySequence, type KvSequence, type SeqId } from './kv-sequence.ts';
 import { PrefixCache, type PrefixCacheStats } from './prefix-cache.ts';
 import { KV_FORMAT_VERSION, type KvNamespace, type PrefixKey, type PrefixSource } from './prefix-key.ts';
 
-/** A sequence (request) id; any string or number the scheduler uses. */
-export type SeqId = string | number;
+export type { SeqId };
 
 /**
  * KVCacheManager: the KvSequence (block table, slot count, position offset,

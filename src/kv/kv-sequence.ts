@@ -11,6 +11,9 @@
  *
  * Plain data; only KVCacheManager writes it.
  */
+/** A sequence (request) id; any string or number the scheduler uses. */
+export type SeqId = string | number;
+
 export interface KvSequence {
   readonly pages: number[];
   numSlots: number;

@@ -15,7 +15,7 @@
  * are read-only: no copy on write is needed.
  */
 import type { BlockPool } from './block-pool.ts';
-import type { SeqId } from './kv-cache-manager.ts';
+import type { SeqId } from './kv-sequence.ts';
 import { extendChain, namespaceId, pageContent, type KvNamespace, type PrefixKey, type PrefixSource } from './prefix-key.ts';
 
 export interface PrefixCacheStats {

@@ -13,6 +13,7 @@ import { featureRuns, MultimodalProcessor, readImages, type MultimodalMessage } 
 import { resolveSource, type ModelSource } from './source.ts';
 import { loadTokenizer, type Tokenizer } from './tokenizer.ts';
 import { parseVisionConfig, type VisionSpec } from './vision-config.ts';
+import { loadOrt } from './vision-encoder.ts';
 
 interface HfTensor {
   data: ArrayLike<number | bigint | boolean>;
@@ -28,21 +29,10 @@ interface RefImage {
   numFeatures: number;
 }
 
-beforeAll(localOrtWasm);
-/**
- * Browsers: transformers.js resizes Idefics3 images with onnxruntime-web,
- * whose wasm it would fetch from a CDN; serve it from here, as
- * VisionEncoder.load does for the engine (which loads before any prepare).
- */
-async function localOrtWasm(): Promise<void> {
-  if (typeof window === 'undefined') return;
-  const ort = await import('onnxruntime-web/webgpu');
-  const [mjs, wasm] = await Promise.all([
-    import('onnxruntime-web/ort-wasm-simd-threaded.asyncify.mjs?url'),
-    import('onnxruntime-web/ort-wasm-simd-threaded.asyncify.wasm?url'),
-  ]);
-  ort.env.wasm.wasmPaths = { mjs: (mjs as { default: string }).default, wasm: (wasm as { default: string }).default };
-}
+// browsers: transformers.js resizes Idefics3 images with onnxruntime-web, whose wasm must come from here
+beforeAll(async () => {
+  await loadOrt();
+});
 
 const MODELS = [
   { model: 'tiny-vlm-idefics3', png: 'reference/image.png' },

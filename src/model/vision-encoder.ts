@@ -133,8 +133,11 @@ async function firstPresent(source: ModelSource, files: readonly string[]): Prom
   return undefined;
 }
 
-/** onnxruntime-web with its wasm files served from here, never from a CDN (transformers.js points them at one). */
-async function loadOrt(): Promise<OrtModule> {
+/**
+ * onnxruntime-web with its wasm files served from here, never from a CDN
+ * (transformers.js points them at one, and resizes Idefics3 images with it).
+ */
+export async function loadOrt(): Promise<OrtModule> {
   const ort = (await import('onnxruntime-web/webgpu')) as unknown as OrtModule;
   if (isNode()) {
     ort.env.wasm.numThreads = 1;

@@ -6,8 +6,8 @@
  */
 import { h } from './dom.ts';
 import { LivePlot } from './live-plot.ts';
-import type { Usage } from '../engine/openai-types.ts';
-import type { EngineStats } from '../scheduler/metrics.ts';
+import type { Usage } from '../api/openai-types.ts';
+import type { EngineStats } from '../api/index.ts';
 
 const POLL_MS = 500;
 

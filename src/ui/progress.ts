@@ -1,6 +1,6 @@
 /** Download / load progress: one bar per file the engine reports (LoadProgress), plus an overall bar. */
 import { h } from './dom.ts';
-import type { LoadProgress } from '../engine/types.ts';
+import type { LoadProgress } from '../api/index.ts';
 
 interface Row { bar: HTMLProgressElement; text: HTMLSpanElement; loaded: number; total: number | null }
 

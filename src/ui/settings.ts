@@ -1,6 +1,6 @@
 /** Generation settings: KV compression (press, ratio, region), max tokens, temperature. */
 import { h, labelled } from './dom.ts';
-import type { CompressionOptions } from '../engine/types.ts';
+import type { CompressionOptions } from '../api/index.ts';
 
 export const PRESSES = ['none', 'knorm', 'streaming-llm', 'sliding-window', 'snapkv', 'tova', 'observed-attention', 'expected-attention'] as const;
 
