@@ -117,6 +117,19 @@ describe('f16 weights and f16 KV (tiny-llama-hd32) against the reference with f1
   });
 });
 
+describe('info()', () => {
+  it('counts parameters as elements, the same for f32 and f16 weights (norms stay f32 on the GPU)', async () => {
+    const cpu = await loadCpuModel('tiny-llama-hd32', 'f32');
+    const want = [...cpu.weights.values()].reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
+    for (const weightDtype of ['f32', 'f16'] as const) {
+      const engine = await Engine.load(gpu, modelRef('tiny-llama-hd32'), { kvPages: 4, weightDtype });
+      const info = await engine.info();
+      expect(info).toMatchObject({ parameters: want, weightDtype, kvDtype: 'f32', kvPages: 4, pageSize: 16, vision: false, visionBackend: null });
+      await engine.destroy();
+    }
+  });
+});
+
 describe('bad input', () => {
   let engine: Engine;
   beforeAll(async () => {

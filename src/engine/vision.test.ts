@@ -93,6 +93,20 @@ describe.each(CASES)('$model', ({ model, features, imageTokens }) => {
     expect(engine.snapshot().pool.pagesInUse).toBe(0);
   });
 
+  it('a second turn of a conversation about the same image decodes no image and runs no encoder (counted)', async () => {
+    const turn1 = ask(new Blob([await image.arrayBuffer()], { type: 'image/png' }), 'What is this?');
+    const first = await engine.generate(turn1, { maxTokens: 4, ignoreEos: true });
+    const before = engine.snapshot();
+    const turn2: ChatMessage[] = [...turn1, { role: 'assistant', content: first.text }, { role: 'user', content: 'And its colour?' }];
+    const second = await engine.generate(turn2, { maxTokens: 4, ignoreEos: true });
+    const after = engine.snapshot();
+    expect(after.vision.imagesDecoded).toBe(before.vision.imagesDecoded);
+    expect(after.vision.encoderCalls).toBe(before.vision.encoderCalls);
+    expect(after.prefixCache.hitTokens - before.prefixCache.hitTokens).toBeGreaterThanOrEqual(imageTokens - 8);
+    expect(second.tokens).toHaveLength(4);
+    expect(after.pool.pagesInUse).toBe(0);
+  });
+
   it('a different image is encoded, and does not hit the first image’s pages', async () => {
     const calls = engine.snapshot().vision.encoderCalls;
     const other = await flipped(image);
