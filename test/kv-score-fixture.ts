@@ -1,9 +1,9 @@
-import { randomF32 } from '../../../test/gpu.ts';
-import type { Gpu } from '../context.ts';
-import { uploadBuffer } from '../buffers.ts';
-import type { ScoreRefSeq } from './kv-score.ref.ts';
-import type { KvGeometry } from '../kv-layout.ts';
-import { encodeKvPool, kvImagePageElems, kvWriteRef } from './kv-write.ref.ts';
+import { randomF32 } from './gpu.ts';
+import type { Gpu } from '../src/gpu/context.ts';
+import { uploadBuffer } from '../src/gpu/buffers.ts';
+import type { ScoreRefSeq } from '../src/gpu/kernels/kv-score.ref.ts';
+import type { KvGeometry } from '../src/gpu/kv-layout.ts';
+import { encodeKvPool, kvImagePageElems, kvWriteRef } from '../src/gpu/kernels/kv-write.ref.ts';
 
 /** A test sequence in a paged pool: the contiguous K/V the references read, and the GPU buffers the kernels read. */
 export interface ScoreFixture {

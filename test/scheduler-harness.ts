@@ -10,7 +10,12 @@ import { expect } from 'vitest';
 import { KVCacheManager } from '../src/kv/kv-cache-manager.ts';
 import { Request, type CompressionSpec } from '../src/scheduler/request.ts';
 import { Scheduler, type SchedulerConfig } from '../src/scheduler/scheduler.ts';
-import { isEmpty, planRows, type StepOutcome, type StepPlan } from '../src/scheduler/step-plan.ts';
+import { isEmpty, type StepOutcome, type StepPlan } from '../src/scheduler/step-plan.ts';
+
+/** Rows a plan runs through the model: one per decode request, every prefill chunk's tokens. */
+function planRows(plan: StepPlan): number {
+  return plan.decode.length + plan.prefill.reduce((n, c) => n + c.count, 0);
+}
 
 export const GREEDY = { temperature: 0, topK: 0, topP: 1, seed: 0 };
 

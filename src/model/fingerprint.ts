@@ -7,7 +7,7 @@
  * does not pay a full pass over hundreds of MB.
  */
 import type { ModelConfig } from './config.ts';
-import type { CpuTensor } from './weights-cpu.ts';
+import { numel, type CpuTensor } from './weights-cpu.ts';
 
 const FULL_HASH_BYTES = 64 * 2 ** 20;
 const WINDOW = 4096;
@@ -26,7 +26,7 @@ export async function modelFingerprint(config: ModelConfig, weights: ReadonlyMap
   let parameters = 0;
   for (const n of names) {
     bytes += weights.get(n)!.data.byteLength;
-    parameters += weights.get(n)!.shape.reduce((a, b) => a * b, 1);
+    parameters += numel(weights.get(n)!.shape);
   }
   const whole = bytes <= FULL_HASH_BYTES;
   const parts: Uint8Array[] = [utf8(JSON.stringify({ config, whole }))];

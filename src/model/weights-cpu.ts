@@ -146,11 +146,6 @@ export function toF32(t: CpuTensor): Float32Array {
   return t.dtype === 'f32' ? (t.data as Float32Array) : f16ArrayToF32(t.data as Uint16Array);
 }
 
-/** The tensor's values as f16 bits (a new array for f32, the same array for f16). */
-export function toF16Bits(t: CpuTensor): Uint16Array {
-  return t.dtype === 'f16' ? (t.data as Uint16Array) : f32ArrayToF16(t.data as Float32Array);
-}
-
 export function numel(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;

@@ -35,10 +35,6 @@ export interface StepOutcome {
   compressed: { request: Request; evictedTokens: number; freedPages: number }[];
 }
 
-export function planRows(plan: StepPlan): number {
-  return plan.decode.length + plan.prefill.reduce((n, c) => n + c.count, 0);
-}
-
 export function isEmpty(plan: StepPlan): boolean {
   return plan.decode.length === 0 && plan.prefill.length === 0 && plan.compress.length === 0;
 }

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { maxRelErr, randomF32, rng, testGpu } from '../../../test/gpu.ts';
 import { readF32, storageBuffer, uploadBuffer } from '../buffers.ts';
 import { CommandRecorder } from '../recorder.ts';
-import { buildScoreFixture } from './kv-score-fixture.ts';
+import { buildScoreFixture } from '../../../test/kv-score-fixture.ts';
 import { attentionScoreRef, expectedScoreRef, type AttentionScoreRefOptions, type ScoreRefWindow } from './kv-score.ref.ts';
 import { encodeKvScoreAttention, encodeKvScoreExpected, kvScoreAttentionScratchBytes, kvScoreExpectedScratchBytes } from './kv-score.ts';
 import type { KvDtype, KvGeometry } from '../kv-layout.ts';

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { maxRelErr, rng, testGpu } from '../../../test/gpu.ts';
 import { readF32, storageBuffer } from '../buffers.ts';
 import { CommandRecorder } from '../recorder.ts';
-import { buildScoreFixture } from './kv-score-fixture.ts';
+import { buildScoreFixture } from '../../../test/kv-score-fixture.ts';
 import { knormScoreRef, positionScoreRef } from './kv-score.ref.ts';
 import { encodeKvScoreKnorm, encodeKvScorePosition } from './kv-score.ts';
 import type { KvDtype, KvGeometry } from '../kv-layout.ts';

@@ -3,7 +3,7 @@ import { maxRelErr, randomF32, rng, testGpu } from '../../../test/gpu.ts';
 import type { Gpu } from '../../gpu/context.ts';
 import { readF32, uploadBuffer } from '../../gpu/buffers.ts';
 import { CommandRecorder } from '../../gpu/recorder.ts';
-import { buildScoreFixture, type ScoreFixture } from '../../gpu/kernels/kv-score-fixture.ts';
+import { buildScoreFixture, type ScoreFixture } from '../../../test/kv-score-fixture.ts';
 import type { KvDtype } from '../../gpu/kv-layout.ts';
 import { attentionScoreRef, expectedScoreRef, knormScoreRef, positionScoreRef, type ScoreRefSeq, type ScoreRefWindow } from '../../gpu/kernels/kv-score.ref.ts';
 import { KEEP_SCORE, NO_PRESS, PRESSES, createPress, type Press, type ScoreContext } from './index.ts';
