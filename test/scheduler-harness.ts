@@ -103,6 +103,7 @@ export class Harness {
   expectAllPagesFree(): void {
     expect(this.sched.hasWork()).toBe(false);
     expect(this.kv.numSequences).toBe(0);
+    expect(this.kv.numPrefixTracked, 'prefix keys kept for released sequences').toBe(0);
     expect(this.kv.numFreePages).toBe(this.kv.numTotalPages);
     this.kv.checkInvariants();
   }

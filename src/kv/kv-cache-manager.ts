@@ -104,6 +104,11 @@ export class KVCacheManager {
     return this.prefix?.key(seqId, src, pages) ?? null;
   }
 
+  /** Sequences the prefix cache keeps keys for (0 once every sequence is released). */
+  get numPrefixTracked(): number {
+    return this.prefix?.numTracked ?? 0;
+  }
+
   get prefixCacheEnabled(): boolean {
     return this.prefix !== null;
   }
@@ -157,6 +162,12 @@ export class KVCacheManager {
     this.pool.free([...seq.pages].reverse());
     this.seqs.delete(seqId);
     this.prefix?.drop(seqId);
+  }
+
+  /** Frees the sequence's pages if it holds any, and forgets everything known of it (its prefix keys too). */
+  release(seqId: SeqId): void {
+    if (this.seqs.has(seqId)) this.free(seqId);
+    else this.prefix?.drop(seqId);
   }
 
   /**

@@ -94,6 +94,11 @@ export class PrefixCache {
     this.published.delete(id);
   }
 
+  /** Sequences whose keys are memoized (each is dropped when its sequence is released). */
+  get numTracked(): number {
+    return this.chains.size;
+  }
+
   get numCachedPages(): number {
     return this.pageOf.size;
   }

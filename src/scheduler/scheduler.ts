@@ -84,7 +84,7 @@ export class Scheduler {
   finish(r: Request, reason: FinishReason): void {
     if (r.finished) return;
     this.remove(r.id);
-    if (this.kv.has(r.id)) this.kv.free(r.id);
+    this.kv.release(r.id);
     r.finishReason = reason;
     r.times.finished = performance.now();
   }
@@ -258,7 +258,7 @@ export class Scheduler {
   /** Undoes attachPrefix when the request could not be admitted after all. */
   private detachPrefix(r: Request): void {
     if (r.prefixHitTokens === 0) return;
-    if (this.kv.has(r.id)) this.kv.free(r.id);
+    this.kv.release(r.id);
     r.numComputedTokens = 0;
     r.prefixHitTokens = 0;
   }
@@ -275,7 +275,7 @@ export class Scheduler {
 
   private preempt(r: Request, plan: StepPlan): void {
     this.remove(r.id);
-    if (this.kv.has(r.id)) this.kv.free(r.id);
+    this.kv.release(r.id);
     // the tokens stay; the KV is recomputed later (a pending press runs again on the same prompt)
     r.numComputedTokens = 0;
     r.compressed = false;
