@@ -63,6 +63,21 @@ describe('Scheduler: the prefix cache', () => {
   });
 });
 
+describe('Scheduler: the prefix cache forgets released requests', () => {
+  it('a request looked up, refused admission and aborted while waiting leaves no keys behind', () => {
+    const h = new Harness(4, 4, { maxBatchTokens: 64, maxPrefillChunk: 64, admissionReservePages: 0 }, true);
+    h.add('a', 12, 4);
+    h.add('b', 12, 4);
+    h.tick(); // a admitted (3 of 4 pages); b looked up, then refused: too few free pages
+    expect(h.sched.numWaiting).toBe(1);
+    expect(h.kv.numPrefixTracked).toBe(2);
+    h.sched.abort('b');
+    expect(h.kv.numPrefixTracked).toBe(1);
+    h.drain();
+    h.expectAllPagesFree();
+  });
+});
+
 describe('Scheduler: random workloads', () => {
   let forcedPreemptions = 0;
   let recompressed = 0;
