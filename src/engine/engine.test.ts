@@ -147,6 +147,12 @@ describe('bad input', () => {
     expect(engine.snapshot().pool.pagesInUse).toBe(0);
   });
 
+  it('a load that fails after allocating (a bad scheduler setting) frees what it allocated', async () => {
+    const before = gpu.memory.snapshot().bytes;
+    await expect(Engine.load(gpu, modelRef('tiny-llama-gqa'), { kvPages: 4, scheduler: { maxRunning: 0 } })).rejects.toThrow(/maxRunning must be a positive integer/);
+    expect(gpu.memory.snapshot().bytes).toBe(before);
+  });
+
   it('token ids outside the vocabulary are rejected', async () => {
     await expect(engine.generate([1, engine.config.vocabSize + 3], { maxTokens: 1 })).rejects.toThrow(/outside the vocabulary/);
   });

@@ -81,12 +81,12 @@ export class Engine implements ChatEngine {
     this.imageCache = new ImageFeatureCache(p.gpu, opts.imageCacheBytes ?? 32 * 2 ** 20);
     this.presses = new PressCompressStage(p.gpu, p.config, p.pool, p.kv);
     this.executor = new StepExecutor(p.model, p.kv, { layers: p.pool.layers, pageSize: p.pool.pageSize, dtype: p.pool.dtype }, this.presses);
-    const encoder = p.vision?.encoder;
+    const vision = p.vision;
     this.input = new EngineInput({
       modelId: p.modelId, config: p.config, tokenizer: p.tokenizer, kv: p.kv,
       maxPrefillChunk: p.scheduler.config.maxPrefillChunk,
       pressNeedsQueries: (press) => this.presses.needsQueries(press),
-      images: p.vision && encoder ? { processor: p.vision.processor, features: this.imageCache, encode: (img) => this.turns.run(() => encoder.encode(img)) } : null,
+      images: vision ? { processor: vision.processor, features: this.imageCache, encode: (img) => this.turns.run(() => vision.encoder.encode(img)) } : null,
       defaultCompression: opts.compression ?? null,
     });
     this.output = new EngineOutput(p.tokenizer, {
@@ -330,23 +330,32 @@ async function buildParts(gpu: Gpu, source: ModelSource, loaded: LoadedModel, op
   });
   const prefillChunk = opts.prefillChunk ?? opts.scheduler?.maxPrefillChunk ?? 64;
   const sched: Partial<SchedulerConfig> = { maxBatchTokens: Math.max(64, prefillChunk), maxPrefillChunk: prefillChunk, ...opts.scheduler };
-  const model = LlamaModel.create(gpu, c, loaded.weights, {
-    weightDtype, maxRows: sched.maxBatchTokens!, maxLogitRows: sched.maxSampledRows ?? 16,
-    // every running sequence's table can appear in one step
-    maxBlockTableEntries: pool.numPages + Math.ceil(c.maxPositions / pageSize) * (sched.maxRunning ?? 16),
-  });
-  const namespace = { modelId: source.id, modelHash: fingerprint.hash, kvDtype, pageSize, formatVersion: KV_FORMAT_VERSION };
-  const kv = new KVCacheManager(new BlockPool(pool.numPages), pageSize, opts.prefixCache === false ? null : namespace);
-  let vision: Parts['vision'] = null;
-  if (loaded.vision) {
-    const processor = await MultimodalProcessor.load(source, loaded.tokenizer, loaded.vision);
-    const encoder = await VisionEncoder.load(gpu, source, loaded.vision, c, loaded.weights, { ...opts.vision, ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
-    vision = { processor, encoder };
+  let model: LlamaModel | null = null;
+  try {
+    model = LlamaModel.create(gpu, c, loaded.weights, {
+      weightDtype, maxRows: sched.maxBatchTokens!, maxLogitRows: sched.maxSampledRows ?? 16,
+      // every running sequence's table can appear in one step
+      maxBlockTableEntries: pool.numPages + Math.ceil(c.maxPositions / pageSize) * (sched.maxRunning ?? 16),
+    });
+    const namespace = { modelId: source.id, modelHash: fingerprint.hash, kvDtype, pageSize, formatVersion: KV_FORMAT_VERSION };
+    const kv = new KVCacheManager(new BlockPool(pool.numPages), pageSize, opts.prefixCache === false ? null : namespace);
+    const scheduler = new Scheduler(kv, sched);
+    const vision = loaded.vision ? await loadVision(gpu, source, loaded, opts) : null;
+    const info: EngineInfo = {
+      modelId: source.id, architecture: c.architecture, parameters: fingerprint.parameters, weightDtype, kvDtype,
+      adapter: `${gpu.adapter.vendor} ${gpu.adapter.architecture}`.trim(), kvPages: pool.numPages, pageSize,
+      maxPositions: c.maxPositions, vision: vision !== null, visionBackend: vision?.encoder.backend ?? null, randomWeights: loaded.randomWeights,
+    };
+    return { gpu, modelId: source.id, config: c, tokenizer: loaded.tokenizer, info, model, pool, kv, scheduler, vision };
+  } catch (e) {
+    model?.destroy(); // a failed load leaves no GPU memory behind
+    pool.destroy();
+    throw e;
   }
-  const info: EngineInfo = {
-    modelId: source.id, architecture: c.architecture, parameters: fingerprint.parameters, weightDtype, kvDtype,
-    adapter: `${gpu.adapter.vendor} ${gpu.adapter.architecture}`.trim(), kvPages: pool.numPages, pageSize,
-    maxPositions: c.maxPositions, vision: vision !== null, visionBackend: vision?.encoder.backend ?? null, randomWeights: loaded.randomWeights,
-  };
-  return { gpu, modelId: source.id, config: c, tokenizer: loaded.tokenizer, info, model, pool, kv, scheduler: new Scheduler(kv, sched), vision };
+}
+
+async function loadVision(gpu: Gpu, source: ModelSource, loaded: LoadedModel, opts: EngineOptions): Promise<NonNullable<Parts['vision']>> {
+  const processor = await MultimodalProcessor.load(source, loaded.tokenizer, loaded.vision!);
+  const encoder = await VisionEncoder.load(gpu, source, loaded.vision!, loaded.config, loaded.weights, { ...opts.vision, ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
+  return { processor, encoder };
 }
