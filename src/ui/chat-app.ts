@@ -4,6 +4,8 @@
  * errors, transcript, image input, settings, metrics) to one ChatSession and
  * reports its state as data-state on `host`. The engine comes from the
  * entry point (a `ChatEngineFactory`); nothing here knows where it runs.
+ * A remote choice in the picker (or `?remote=URL&model=id` on the page) loads
+ * through `remote` instead: a factory for that server's models.
  *
  *   loading ──▶ ready ──ask──▶ generating ──▶ done ──ask──▶ generating …
  *      │                            │
@@ -16,10 +18,10 @@ import { ErrorBanner, plainMessage } from './errors.ts';
 import { checkImageFile } from './image-check.ts';
 import { ImageInput } from './image-input.ts';
 import { MetricsPanel } from './metrics-panel.ts';
-import { ModelPicker } from './model-picker.ts';
+import { ModelPicker, describeChoice, remoteFromQuery, type ModelChoice } from './model-picker.ts';
 import { ProgressList } from './progress.ts';
 import { SettingsPanel, type ChatSettings } from './settings.ts';
-import type { ChatEngineFactory, EngineInfo } from '../api/index.ts';
+import type { ChatEngineFactory, EngineInfo, LoadProgress } from '../api/index.ts';
 import css from './style.css?inline';
 
 export type ChatState = 'loading' | 'ready' | 'generating' | 'done' | 'error';
@@ -27,7 +29,14 @@ export type ChatState = 'loading' | 'ready' | 'generating' | 'done' | 'error';
 export interface ChatAppOptions {
   /** Makes the engine for a model (the entry point decides what it is: a Worker, a remote server, …). */
   engines: ChatEngineFactory;
-  model: string;
+  /**
+   * Makes the factory for a remote server's models (default: `remoteEngines`
+   * from src/remote, imported on first use). The key, if any, stays in the
+   * factory, in memory.
+   */
+  remote?: (server: { baseURL: string; apiKey?: string }) => ChatEngineFactory;
+  /** What to load first: a model reference for `engines`, or a model on a remote server. The full page also reads `?remote=URL&model=id`. */
+  model: ModelChoice;
   /** Gets data-state / data-model / data-vision; catches files dropped anywhere on it (the page's body, or the element). */
   host: HTMLElement;
   /** Where pasted images are caught (the document for the page; the shadow root for the component). */
@@ -72,7 +81,8 @@ export class ChatApp {
     const app = h('div', { class: `fc-app ${opts.full ? 'fc-full' : 'fc-compact'}` });
     this.settings = new SettingsPanel(opts.settings);
     this.metrics = new MetricsPanel(() => this.session.stats(), opts.full);
-    this.picker = new ModelPicker(opts.model, (ref) => void this.load(ref));
+    const first = (opts.full && typeof location !== 'undefined' ? remoteFromQuery(location.search) : null) ?? opts.model;
+    this.picker = new ModelPicker(first, (choice) => void this.load(choice));
     this.image = new ImageInput(opts.host, opts.pasteTarget, (m) => this.fail(m), () => this.errors.clear());
 
     const composer = h('form', { class: 'fc-composer', id: 'composer' }, this.image.el, this.prompt, h('div', { class: 'fc-buttons' }, this.askButton, this.stopButton, this.newButton));
@@ -95,14 +105,14 @@ export class ChatApp {
     });
     this.stopButton.addEventListener('click', () => this.session.stop());
     this.newButton.addEventListener('click', () => this.newChat());
-    void this.load(opts.model);
+    void this.load(first);
   }
 
-  /** Loads (or replaces) the model; calls queue, so the last one wins. Errors are shown, not thrown. */
-  load(ref: string): Promise<void> {
+  /** Loads (or replaces) the model, here or on a remote server; calls queue, so the last one wins. Errors are shown, not thrown. */
+  load(choice: ModelChoice): Promise<void> {
     this.session.stop();
     const answering = this.answering;
-    this.loading = this.loading.then(() => answering).then(() => this.doLoad(ref)); // the stopped answer ends first
+    this.loading = this.loading.then(() => answering).then(() => this.doLoad(choice)); // the stopped answer ends first
     return this.loading;
   }
 
@@ -175,25 +185,33 @@ export class ChatApp {
     this.prompt.focus();
   }
 
-  private async doLoad(ref: string): Promise<void> {
+  private async doLoad(choice: ModelChoice): Promise<void> {
+    const label = describeChoice(choice);
+    const remote = typeof choice === 'string' ? null : choice;
     this.loaded = false;
     this.setState('loading');
-    this.picker.show(ref);
+    this.picker.show(choice);
     this.picker.disabled = true;
-    this.status.textContent = `Loading ${ref}…`;
+    this.status.textContent = remote ? `Connecting to ${label}…` : `Loading ${label}…`;
     this.randomLabel.hidden = true;
     this.progress.reset();
     this.view.clear();
     try {
-      const info = await this.session.load(ref, (p) => this.progress.update(p));
+      const onProgress = (p: LoadProgress) => this.progress.update(p);
+      const info = remote
+        ? await this.session.load(remote.model, onProgress, (await this.remoteFactory())({ baseURL: remote.baseURL, ...(remote.apiKey ? { apiKey: remote.apiKey } : {}) }))
+        : await this.session.load(choice as string, onProgress);
       this.progress.finish();
       this.loaded = true;
-      const params = info.parameters >= 1e6 ? `${(info.parameters / 1e6).toFixed(1)}M` : `${(info.parameters / 1e3).toFixed(0)}K`;
-      this.status.textContent = `Ready: ${info.modelId} (${info.architecture}, ${params} parameters${info.vision ? ', reads images' : ', text only'}) on ${info.adapter || 'WebGPU'}`;
+      const params = info.parameters >= 1e6 ? `${(info.parameters / 1e6).toFixed(1)}M parameters, ` : info.parameters > 0 ? `${(info.parameters / 1e3).toFixed(0)}K parameters, ` : '';
+      const where = remote ? `the server at ${remote.baseURL}${info.adapter && !info.adapter.includes(remote.baseURL) ? ` (${info.adapter})` : ''}` : info.adapter || 'WebGPU';
+      this.status.textContent = `Ready: ${info.modelId} (${info.architecture}, ${params}${info.vision ? 'reads images' : 'text only'}) on ${where}`;
       this.randomLabel.hidden = !info.randomWeights;
       this.view.setHint(info.vision ? 'Pick, drop or paste an image, then ask about it.' : `${info.modelId} reads text only: type a message.`);
       this.prompt.placeholder = `${info.vision ? 'Ask about the image…' : 'Type a message…'} (Enter sends, Shift+Enter for a new line)`;
       this.opts.host.dataset.model = info.modelId;
+      if (remote) this.opts.host.dataset.remote = remote.baseURL;
+      else delete this.opts.host.dataset.remote;
       this.opts.host.dataset.vision = String(!!info.vision);
       this.errors.clear();
       this.setState('ready');
@@ -202,10 +220,15 @@ export class ChatApp {
     } catch (e) {
       this.progress.finish();
       this.status.textContent = 'No model loaded.';
-      this.fail(`Could not load ${ref}: ${plainMessage(e)}`);
+      this.fail(`Could not ${remote ? 'connect to' : 'load'} ${label}: ${plainMessage(e)}`);
     } finally {
       this.picker.disabled = false;
     }
+  }
+
+  /** The entry point's, or RemoteEngine's (src/remote, with the openai client: loaded only when a remote model is chosen). */
+  private async remoteFactory(): Promise<NonNullable<ChatAppOptions['remote']>> {
+    return this.opts.remote ?? (await import('../remote/remote-engine.ts')).remoteEngines;
   }
 
   private fail(message: string, changeState = true): void {

@@ -42,13 +42,16 @@ export class ChatSession {
     return this.current !== null;
   }
 
-  /** Loads (or replaces) the model; the conversation starts over. */
-  async load(modelRef: string, onProgress: (p: LoadProgress) => void): Promise<EngineInfo> {
+  /**
+   * Loads (or replaces) the model; the conversation starts over. `engines`
+   * overrides the session's factory for this load (a remote server's).
+   */
+  async load(modelRef: string, onProgress: (p: LoadProgress) => void, engines: ChatEngineFactory = this.engines): Promise<EngineInfo> {
     this.stop();
     this.engine = null;
     this.info = null;
     this.messages = [];
-    const engine = await this.engines(modelRef, onProgress);
+    const engine = await engines(modelRef, onProgress);
     this.info = await engine.info();
     this.engine = engine;
     return this.info;
@@ -117,7 +120,7 @@ export class ChatSession {
   /** The engine's counters; rejects before a model is loaded, or for an engine that keeps none. */
   async stats(): Promise<EngineStats> {
     if (!this.engine) throw new Error('No model is loaded yet.');
-    if (!this.engine.stats) throw new Error('This engine keeps no counters.');
+    if (!this.engine.stats) throw new Error('This engine keeps no counters (a remote server such as vLLM reports none).');
     return this.engine.stats();
   }
 }
