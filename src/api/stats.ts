@@ -40,6 +40,11 @@ export interface EngineStats {
    * reusedPages: cached pages the pool handed out again (their contents lost).
    */
   prefixCache: { lookups: number; hitRequests: number; hitTokens: number; cachedPages: number; reusedPages: number };
+  /** The CPU tier below the GPU pool (absent when it is off). */
+  tiers?: {
+    cpu: { budgetBytes: number; bytes: number; pages: number; demotedPages: number; promotedPages: number; hits: number; misses: number; evicted: number };
+    transfers: { downloads: number; pagesDown: number; bytesDown: number; pagesUp: number; bytesUp: number; msDown: number };
+  };
   /** Clients connected to the engine (the Worker hub; 1 in-process). */
   clients?: number;
 }

@@ -12,6 +12,8 @@ import { KvPool } from '../kv/kv-pool.ts';
 import { BlockPool } from '../kv/block-pool.ts';
 import { KVCacheManager } from '../kv/kv-cache-manager.ts';
 import { KV_FORMAT_VERSION } from '../kv/prefix-key.ts';
+import { CpuTier } from '../kv/tiers/cpu-tier.ts';
+import { PageTransfer } from '../kv/tiers/page-transfer.ts';
 import { Scheduler, type SchedulerConfig } from '../scheduler/scheduler.ts';
 import { isEmpty, type StepPlan } from '../scheduler/step-plan.ts';
 import { StepCounters } from '../scheduler/metrics.ts';
@@ -42,6 +44,8 @@ interface Parts {
   model: LlamaModel;
   pool: KvPool;
   kv: KVCacheManager;
+  /** Moves pages between the pool and the CPU tier (null without one). */
+  transfer: PageTransfer | null;
   scheduler: Scheduler;
   vision: { processor: MultimodalProcessor; encoder: VisionEncoder } | null;
 }
@@ -80,7 +84,7 @@ export class Engine implements ChatEngine {
     ({ modelId: this.modelId, config: this.config, tokenizer: this.tokenizer } = p);
     this.imageCache = new ImageFeatureCache(p.gpu, opts.imageCacheBytes ?? 32 * 2 ** 20);
     this.presses = new PressCompressStage(p.gpu, p.config, p.pool, p.kv);
-    this.executor = new StepExecutor(p.model, p.kv, { layers: p.pool.layers, pageSize: p.pool.pageSize, dtype: p.pool.dtype }, this.presses);
+    this.executor = new StepExecutor(p.model, p.kv, { layers: p.pool.layers, pageSize: p.pool.pageSize, dtype: p.pool.dtype }, this.presses, p.transfer);
     const vision = p.vision;
     this.input = new EngineInput({
       modelId: p.modelId, config: p.config, tokenizer: p.tokenizer, kv: p.kv,
@@ -231,8 +235,16 @@ export class Engine implements ChatEngine {
         featureCacheHits: this.imageCache.hits,
       },
       prefixCache: this.p.kv.prefixStats(),
+      ...this.tierStats(),
       clients: 1,
     };
+  }
+
+  private tierStats(): Pick<EngineStats, 'tiers'> {
+    const cpu = this.p.kv.tierStats();
+    if (!cpu || !this.p.transfer) return {};
+    const { stored, ...rest } = cpu;
+    return { tiers: { cpu: { ...rest, demotedPages: stored }, transfers: { ...this.p.transfer.stats } } };
   }
 
   /** Restarts the peak and throughput counters (between benchmark phases). */
@@ -242,9 +254,14 @@ export class Engine implements ChatEngine {
     this.p.gpu.memory.resetPeak();
   }
 
-  /** Throws when the scheduler, the KV manager, the pool and the prefix cache disagree (tests call it between requests). */
+  /** Throws when the scheduler, the KV manager, the pool, the prefix cache and the CPU tier disagree (tests call it between requests). */
   checkInvariants(): void {
     this.p.scheduler.checkInvariants();
+  }
+
+  /** Resolves when every page on its way to the CPU tier has arrived (tests, shutdown). */
+  flush(): Promise<void> {
+    return this.executor.flush();
   }
 
   on(listener: (e: EngineEvent) => void): () => void {
@@ -256,6 +273,7 @@ export class Engine implements ChatEngine {
   async destroy(): Promise<void> {
     for (const id of this.output.ids) this.cancel(id);
     await this.looping;
+    await this.executor.flush();
     this.presses.dispose();
     this.p.vision?.encoder.destroy();
     this.imageCache.clear();
@@ -338,7 +356,11 @@ async function buildParts(gpu: Gpu, source: ModelSource, loaded: LoadedModel, op
       maxBlockTableEntries: pool.numPages + Math.ceil(c.maxPositions / pageSize) * (sched.maxRunning ?? 16),
     });
     const namespace = { modelId: source.id, modelHash: fingerprint.hash, kvDtype, pageSize, formatVersion: KV_FORMAT_VERSION };
-    const kv = new KVCacheManager(new BlockPool(pool.numPages), pageSize, opts.prefixCache === false ? null : namespace);
+    const prefix = opts.prefixCache !== false;
+    const cpu = new CpuTier(opts.cpuCacheBytes ?? 128 * 2 ** 20); // checks the option even when unused
+    const tier = prefix && cpu.budgetBytes > 0 ? cpu : null; // the tier holds prefix pages: nothing to hold without keys
+    const kv = new KVCacheManager(new BlockPool(pool.numPages), pageSize, prefix ? namespace : null, tier);
+    const transfer = tier ? new PageTransfer(gpu, pool) : null;
     const scheduler = new Scheduler(kv, sched);
     const vision = loaded.vision ? await loadVision(gpu, source, loaded, opts) : null;
     const info: EngineInfo = {
@@ -346,7 +368,7 @@ async function buildParts(gpu: Gpu, source: ModelSource, loaded: LoadedModel, op
       adapter: `${gpu.adapter.vendor} ${gpu.adapter.architecture}`.trim(), kvPages: pool.numPages, pageSize,
       maxPositions: c.maxPositions, vision: vision !== null, visionBackend: vision?.encoder.backend ?? null, randomWeights: loaded.randomWeights,
     };
-    return { gpu, modelId: source.id, config: c, tokenizer: loaded.tokenizer, info, model, pool, kv, scheduler, vision };
+    return { gpu, modelId: source.id, config: c, tokenizer: loaded.tokenizer, info, model, pool, kv, transfer, scheduler, vision };
   } catch (e) {
     model?.destroy(); // a failed load leaves no GPU memory behind
     pool.destroy();

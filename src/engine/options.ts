@@ -27,6 +27,12 @@ export interface EngineLoadOptions {
   imageCacheBytes?: number;
   /** Share KV pages of equal prompt prefixes across requests (default true). */
   prefixCache?: boolean;
+  /**
+   * Bytes of this thread's memory for KV pages the GPU pool hands out again
+   * (the CPU tier; default 128 MiB; 0 turns it off). A later prompt that
+   * starts the same finds them there instead of recomputing them.
+   */
+  cpuCacheBytes?: number;
 }
 
 export interface EngineOptions extends EngineLoadOptions {

@@ -184,6 +184,32 @@ describe.each([
     await engine.destroy();
   });
 
+  it('the CPU tier: pages the pool hands out again are demoted and promoted back many times, and no token changes', async () => {
+    // the 20 requests above on the same 12-page pool, with and without the CPU tier: 5 prompts asked 4 times each
+    const distinct = prompts(13, [20, 25, 30, 35, 40], vocab);
+    const jobs: Job[] = Array.from({ length: 20 }, (_, i) => ({ prompt: distinct[i % distinct.length], maxTokens: 40 }));
+    const want = await solo(alone, jobs.slice(0, distinct.length));
+    const off = await Engine.load(gpu, modelRef(name), { kvPages: 12, cpuCacheBytes: 0, ...SMALL_STEPS });
+    const { tokens: offTokens } = await serveStaggered(off, jobs);
+    const offStats = off.snapshot();
+    await off.destroy();
+    const on = await Engine.load(gpu, modelRef(name), { kvPages: 12, cpuCacheBytes: 4 << 20, ...SMALL_STEPS });
+    const { tokens } = await serveStaggered(on, jobs);
+    await on.flush();
+    expectServed(jobs, tokens, jobs.map((_, i) => want[i % distinct.length]));
+    expect(tokens).toEqual(offTokens);
+    const s = on.snapshot();
+    expect(s.tiers!.cpu.demotedPages).toBeGreaterThan(10);
+    expect(s.tiers!.cpu.promotedPages).toBeGreaterThan(10);
+    expect(s.tiers!.transfers.pagesUp).toBe(s.tiers!.cpu.promotedPages);
+    expect(s.tiers!.cpu.bytes).toBeLessThanOrEqual(4 << 20);
+    expect(s.promptTokens).toBeLessThan(offStats.promptTokens); // CPU hits instead of recompute
+    expect(s.pool.pagesInUse).toBe(0);
+    on.checkInvariants();
+    console.log(`CPU tier on 12 GPU pages: ${s.tiers!.cpu.demotedPages} demoted, ${s.tiers!.cpu.promotedPages} promoted, prompt tokens ${s.promptTokens} vs ${offStats.promptTokens} without`);
+    await on.destroy();
+  });
+
   it('compressed requests preempted and recomputed get the cache of their uninterrupted run: token for token', async () => {
     // a press with a window (snapkv), one without (knorm), one by position (streaming-llm); 12 pages force preemptions
     const presses = [{ press: 'snapkv', ratio: 0.5, window: 8 }, { press: 'knorm', ratio: 0.5 }, { press: 'streaming-llm', ratio: 0.6 }];
@@ -210,7 +236,7 @@ describe.each([
     const distinct = prompts(13, [20, 25, 30, 35, 40], vocab);
     const jobs: Job[] = Array.from({ length: 20 }, (_, i) => ({ prompt: distinct[i % distinct.length], maxTokens: 40 }));
     const want = await solo(alone, jobs.slice(0, distinct.length));
-    const engine = await Engine.load(gpu, modelRef(name), { kvPages: 12, ...SMALL_STEPS });
+    const engine = await Engine.load(gpu, modelRef(name), { kvPages: 12, cpuCacheBytes: 0, ...SMALL_STEPS }); // no CPU tier: every preempted prompt is recomputed
     const events = record(engine);
     const { tokens } = await serveStaggered(engine, jobs);
     expectServed(jobs, tokens, jobs.map((_, i) => want[i % distinct.length]));

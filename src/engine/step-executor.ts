@@ -4,6 +4,7 @@ import { packAttentionBatch, type BatchRows } from '../kv/attention-batch.ts';
 import type { StepOutcome, StepPlan } from '../scheduler/step-plan.ts';
 import type { Request } from '../scheduler/request.ts';
 import type { CompressStage } from './compress-stage.ts';
+import type { PageTransfer } from '../kv/tiers/page-transfer.ts';
 
 /**
  * Runs one StepPlan on the GPU: the compress stage (its requests' presses,
@@ -13,22 +14,50 @@ import type { CompressStage } from './compress-stage.ts';
  * for `Scheduler.update` (vLLM's ModelRunnerOutput).
  */
 export class StepExecutor {
+  private readonly inflight = new Set<Promise<void>>();
+
+  /** `transfer`: moves pages between the pool and the CPU tier (null when the engine has no CPU tier). */
   constructor(
     private readonly model: LlamaModel,
     private readonly kv: KVCacheManager,
     private readonly view: KvCacheView,
     readonly compress: CompressStage,
+    private readonly transfer: PageTransfer | null = null,
   ) {}
 
   async execute(plan: StepPlan): Promise<StepOutcome> {
     for (const r of plan.preempted) this.compress.drop(r.id); // a recompute captures its window again
-    // Cached pages the pool handed out to this plan: a lower tier would copy them out here, before the
-    // forward writes them; with none, their contents are simply gone (the prefix cache forgot them).
-    this.kv.drainReusedPages();
+    this.moveTiers();
     const compressed = await this.compress.run(plan.compress.filter((r) => !r.finished));
     // a request aborted while the compress stage ran has already given its pages back: drop its rows
     const sampled = await this.forward({ ...plan, decode: plan.decode.filter((r) => !r.finished), prefill: plan.prefill.filter((p) => !p.request.finished) });
     return { sampled, compressed };
+  }
+
+  /** Resolves when every page download started so far has landed in its tier. */
+  async flush(): Promise<void> {
+    await Promise.all([...this.inflight]);
+  }
+
+  // ---------------------------------------------------------------- tiers
+
+  /**
+   * The copies the plan owes the tiers, before anything of this step is
+   * submitted: pages handed out again are downloaded (one batch; the bytes
+   * reach the CPU tier when the map resolves, off the critical path), then
+   * pages found in the CPU tier are uploaded into their fresh pages.
+   */
+  private moveTiers(): void {
+    const { downloads, uploads } = this.kv.drainTransfers();
+    if (downloads.length && this.transfer) {
+      const job = this.transfer.download(downloads.map((d) => d.page)).then((data) => data.forEach((b, i) => downloads[i].done(b)));
+      this.inflight.add(job);
+      void job.finally(() => this.inflight.delete(job)).catch(() => {}); // a failed download only loses cache entries
+    }
+    if (uploads.length) {
+      if (!this.transfer) throw new Error('StepExecutor: pages to upload but no PageTransfer');
+      this.transfer.upload(uploads.map((u) => u.page), uploads.map((u) => u.data));
+    }
   }
 
   // ---------------------------------------------------------------- the forward step

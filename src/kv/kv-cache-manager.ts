@@ -2,6 +2,8 @@ import { BlockPool } from './block-pool.ts';
 import { emptySequence, type KvSequence, type SeqId } from './kv-sequence.ts';
 import { PrefixCache, type PrefixCacheStats } from './prefix-cache.ts';
 import { KV_FORMAT_VERSION, type KvNamespace, type PrefixKey, type PrefixSource } from './prefix-key.ts';
+import type { CpuTier } from './tiers/cpu-tier.ts';
+import { TransferQueue, type PendingDownload, type PendingUpload } from './tiers/transfer-queue.ts';
 
 export type { SeqId };
 
@@ -29,16 +31,24 @@ export type { SeqId };
 export class KVCacheManager {
   private readonly seqs = new Map<SeqId, KvSequence>();
   private readonly prefix: PrefixCache | null;
+  /** Page copies the next step owes the CPU tier (see TransferQueue). */
+  private readonly transfers = new TransferQueue();
+  private promotedPages = 0;
 
-  /** `prefixCache`: the namespace its keys live in (model, dtype, page size), or null for no prefix cache. */
+  /**
+   * `prefixCache`: the namespace its keys live in (model, dtype, page size), or null for no prefix cache.
+   * `cpu`: the tier cached pages move to when the pool needs them back, and come back from on a hit.
+   */
   constructor(
     readonly pool: BlockPool,
     readonly pageSize: number,
     prefixCache: KvNamespace | null = null,
+    private readonly cpu: CpuTier | null = null,
   ) {
     if (!Number.isInteger(pageSize) || pageSize <= 0) throw new RangeError(`KVCacheManager: pageSize must be a positive integer, got ${pageSize}`);
     if (prefixCache && prefixCache.pageSize !== pageSize) throw new RangeError(`KVCacheManager: the prefix namespace's pageSize ${prefixCache.pageSize} differs from ${pageSize}`);
-    this.prefix = prefixCache ? new PrefixCache(pool, pageSize, prefixCache) : null;
+    const demote = cpu ? (page: number, key: string, content: string) => this.transfers.download(page, (data) => cpu.put(key, content, data)) : null;
+    this.prefix = prefixCache ? new PrefixCache(pool, pageSize, prefixCache, demote) : null;
   }
 
   /** A manager over a fresh pool of `numPages` pages: no GPU needed (tests, planning); `prefixCache` turns on a cache in a test namespace. */
@@ -82,8 +92,9 @@ export class KVCacheManager {
     if (this.seqs.has(seqId)) throw new Error(`KVCacheManager.getComputedPages: sequence ${JSON.stringify(seqId)} already holds pages`);
     if (!this.prefix) return 0;
     const pages = this.prefix.lookup(seqId, src, maxTokens);
+    for (const p of pages) this.pool.reclaim(p); // before promote() allocates: a hit must not be handed out again
+    pages.push(...this.promote(seqId, src, Math.floor(maxTokens / this.pageSize), pages.length));
     if (pages.length === 0) return 0;
-    for (const p of pages) this.pool.reclaim(p);
     this.seqs.set(seqId, { ...emptySequence(), pages, numSlots: pages.length * this.pageSize });
     return pages.length * this.pageSize;
   }
@@ -117,9 +128,23 @@ export class KVCacheManager {
     return this.prefix?.snapshot() ?? { lookups: 0, hitRequests: 0, hitTokens: 0, cachedPages: 0, reusedPages: 0 };
   }
 
-  /** The cached pages the pool handed out again since the last call (a step drains this before writing them). */
+  /** The cached pages the pool handed out again since the last call (also drained by drainTransfers). */
   drainReusedPages(): number[] {
     return this.pool.drainReused();
+  }
+
+  /**
+   * What the next step must copy before it runs (downloads of pages handed
+   * out again, then uploads into fresh pages), in that order; empties the queue.
+   */
+  drainTransfers(): { downloads: PendingDownload[]; uploads: PendingUpload[] } {
+    this.pool.drainReused();
+    return this.transfers.drain();
+  }
+
+  /** The CPU tier's counters (null when there is none). */
+  tierStats(): (ReturnType<CpuTier['snapshot']> & { promotedPages: number }) | null {
+    return this.cpu ? { ...this.cpu.snapshot(), promotedPages: this.promotedPages } : null;
   }
 
   /** The sequence's KV bookkeeping, read-only (the unit a tier moves). */
@@ -237,6 +262,7 @@ export class KVCacheManager {
       if (this.pool.refCount(p) < n) throw new Error(`KVCacheManager invariant: page ${p} is in ${n} table(s) but has refCount ${this.pool.refCount(p)}`);
     }
     this.prefix?.checkInvariants();
+    this.cpu?.checkInvariants();
   }
 
   debugString(maxSeqs = 16): string {
@@ -251,6 +277,30 @@ export class KVCacheManager {
   }
 
   // ---------------------------------------------------------------- helpers
+
+  /**
+   * Continues a prefix lookup past the GPU hits (pages [0, from)) into the
+   * CPU tier: pages found there get fresh pages, filled by uploads the next
+   * step carries out, and join the prefix cache at once.
+   */
+  private promote(seqId: SeqId, src: PrefixSource, maxPages: number, from: number): number[] {
+    if (!this.cpu || !this.prefix || from >= maxPages) return [];
+    const found: ArrayBuffer[] = [];
+    for (let i = from; i < maxPages; i++) {
+      const { key, content } = this.prefix.pageIdentity(seqId, src, i);
+      const data = this.cpu.get(key, content);
+      if (!data) break;
+      found.push(data);
+    }
+    const fresh = found.length ? this.pool.allocate(found.length) : null;
+    if (!fresh) return [];
+    fresh.forEach((page, j) => {
+      this.transfers.upload(page, found[j]);
+      this.prefix!.publishPromoted(seqId, src, from + j, page);
+    });
+    this.promotedPages += fresh.length;
+    return fresh;
+  }
 
   private get(seqId: SeqId, op: string): KvSequence {
     const s = this.seqs.get(seqId);

@@ -39,10 +39,12 @@ export class PrefixCache {
   private readonly published = new Map<SeqId, number>();
   private readonly stats = { lookups: 0, hitRequests: 0, hitTokens: 0, reusedPages: 0 };
 
+  /** `onForget`: told the key and content of a cached page the pool hands out again, before they are dropped (a lower tier keeps them). */
   constructor(
     private readonly pool: BlockPool,
     readonly pageSize: number,
     ns: KvNamespace,
+    private readonly onForget: ((page: number, key: string, content: string) => void) | null = null,
   ) {
     this.namespace = namespaceId(ns);
     pool.addReuseListener((page) => this.forget(page));
@@ -83,6 +85,26 @@ export class PrefixCache {
     this.published.set(id, chain.length);
   }
 
+  /**
+   * Registers `page` (freshly filled from a lower tier) as cached page `i`
+   * of `id`'s chain, whose key and content were found there; `id`'s pages
+   * before i + 1 count as published.
+   */
+  publishPromoted(id: SeqId, src: PrefixSource, i: number, page: number): void {
+    const chain = this.chain(id, src, i + 1);
+    this.pageOf.set(chain[i], page);
+    this.keyOf.set(page, chain[i]);
+    this.contentOf.set(page, pageContent(this.namespace, chain, i, src, this.pageSize));
+    this.pool.setCached(page, true);
+    this.published.set(id, i + 1);
+  }
+
+  /** The key and content string of page `i` of `id`'s chain (what a lower tier stores it under). */
+  pageIdentity(id: SeqId, src: PrefixSource, i: number): { key: string; content: string } {
+    const chain = this.chain(id, src, i + 1);
+    return { key: chain[i], content: pageContent(this.namespace, chain, i, src, this.pageSize) };
+  }
+
   /** The PrefixKey of a sequence's first `pages` pages. */
   key(id: SeqId, src: PrefixSource, pages: number): PrefixKey {
     return { namespace: this.namespace, chain: this.chain(id, src, pages) };
@@ -114,6 +136,9 @@ export class PrefixCache {
       if (!this.pool.isCached(p)) throw new Error(`PrefixCache invariant: page ${p} is cached but the pool does not mark it`);
     }
     if (this.pageOf.size !== this.keyOf.size || this.pageOf.size !== this.contentOf.size) throw new Error('PrefixCache invariant: map sizes differ');
+    for (let p = 0; p < this.pool.numPages; p++) {
+      if (this.pool.isCached(p) && !this.keyOf.has(p)) throw new Error(`PrefixCache invariant: page ${p} is marked cached but holds no key`);
+    }
   }
 
   // ---------------------------------------------------------------- helpers
@@ -122,6 +147,7 @@ export class PrefixCache {
     const key = this.keyOf.get(page);
     if (key === undefined) return;
     this.stats.reusedPages++;
+    this.onForget?.(page, key, this.contentOf.get(page)!);
     this.keyOf.delete(page);
     this.contentOf.delete(page);
     this.pageOf.delete(key);
