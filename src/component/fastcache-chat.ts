@@ -15,12 +15,17 @@
  * Changing `model` loads that model (the conversation starts over);
  * `press`, `ratio` and `system-prompt` apply from the next question. The
  * element's data-state is loading | ready | generating | done | error.
- * Each element runs its engine in a dedicated Worker of its own, made here.
+ *
+ * The engine is the origin's shared one (a SharedWorker: every element and
+ * tab on the same model shares one loaded model, KV pool and prefix cache),
+ * or a dedicated Worker where that cannot run it. `worker="dedicated"` (read
+ * when the element first connects) gives the element a dedicated Worker of
+ * its own:  <fastcache-chat worker="dedicated"></fastcache-chat>
  */
 import { ChatApp } from '../ui/chat-app.ts';
 import { DEFAULT_MODEL } from '../ui/model-picker.ts';
 import type { Answer } from '../ui/chat-session.ts';
-import { workerEngines } from '../worker/client.ts';
+import { WorkerEngine, workerEngines } from '../worker/client.ts';
 import type { EngineInfo, EngineStats, Usage } from '../api/index.ts';
 
 export interface FastcacheChatEvents {
@@ -69,7 +74,7 @@ export class FastcacheChat extends HTMLElement {
     const shadow = this.shadowRoot ?? this.attachShadow({ mode: 'open' });
     const ratio = this.getAttribute('ratio');
     this.app = new ChatApp(shadow, {
-      engines: workerEngines(),
+      engines: workerEngines(WorkerEngine.create({ shared: this.getAttribute('worker') !== 'dedicated' })),
       model: this.getAttribute('model') || DEFAULT_MODEL,
       host: this,
       pasteTarget: shadow,

@@ -1,20 +1,28 @@
 /**
  * The page: the chat (chat-app.ts) on the whole body, on an engine in a
- * dedicated Worker (this entry point is where it is made). `?model=` picks
- * the model to load first (tests use it). `window.fastcache.stats()` hands
- * the engine's counters to tests and the console.
+ * Worker (this entry point is where it is made). By default the origin's
+ * SharedWorker: every tab of the page shares one engine (the model loaded
+ * once, one KV pool and prefix cache), falling back to a dedicated Worker
+ * where there is no SharedWorker or it has no WebGPU. `?worker=dedicated`
+ * asks for a dedicated Worker of this tab's own. `?model=` picks the model
+ * to load first (tests use it). `window.fastcache.stats()` hands the
+ * counters of the engine the chat uses to tests and the console;
+ * `window.fastcache.engine` is the WorkerEngine (its stats() add the hub's
+ * `clients`, `engineLoads` and `worker`).
  */
 import { ChatApp } from './chat-app.ts';
 import { DEFAULT_MODEL } from './model-picker.ts';
-import { workerEngines } from '../worker/client.ts';
+import { WorkerEngine, workerEngines } from '../worker/client.ts';
 import type { EngineStats } from '../api/index.ts';
 
 declare global {
   interface Window {
-    fastcache?: { app: ChatApp; stats(): Promise<EngineStats> };
+    fastcache?: { app: ChatApp; engine: WorkerEngine; stats(): Promise<EngineStats> };
   }
 }
 
-const model = new URLSearchParams(location.search).get('model') || DEFAULT_MODEL;
-const app = new ChatApp(document.getElementById('app')!, { engines: workerEngines(), model, host: document.body, pasteTarget: document, full: true });
-window.fastcache = { app, stats: () => app.session.stats() };
+const params = new URLSearchParams(location.search);
+const model = params.get('model') || DEFAULT_MODEL;
+const engine = WorkerEngine.create({ shared: params.get('worker') !== 'dedicated' });
+const app = new ChatApp(document.getElementById('app')!, { engines: workerEngines(engine), model, host: document.body, pasteTarget: document, full: true });
+window.fastcache = { app, engine, stats: () => app.session.stats() };

@@ -1,7 +1,8 @@
 /**
  * The metrics panel: the last answer's TTFT and tokens/s (from its usage),
- * and the engine's pool use and cache hits (EngineStats), polled while an
- * answer streams, with a live plot. Each value sits in a
+ * and the engine's pool use, cache hits and connected tabs (EngineStats),
+ * polled while an answer streams (and now and then when idle: other tabs on
+ * a shared engine come and go), with a live plot. Each value sits in a
  * <dd data-metric="…"> so tests and readers can find it.
  */
 import { h } from './dom.ts';
@@ -10,6 +11,7 @@ import type { Usage } from '../api/openai-types.ts';
 import type { EngineStats } from '../api/index.ts';
 
 const POLL_MS = 500;
+const IDLE_POLL_MS = 3000;
 
 const FIELDS = [
   ['ttft', 'TTFT'],
@@ -18,6 +20,7 @@ const FIELDS = [
   ['image-cache-hits', 'image-cache hits'],
   ['encoder-calls', 'vision encoder runs'],
   ['prefix-hit-tokens', 'prefix-cache hit tokens'],
+  ['tabs', 'tabs'], //  connections on the engine: the tabs (and elements) sharing it
 ] as const;
 
 type Field = (typeof FIELDS)[number][0];
@@ -27,6 +30,7 @@ export class MetricsPanel {
   private readonly values = new Map<Field, HTMLElement>();
   private readonly plot: LivePlot | null;
   private timer: ReturnType<typeof setInterval> | null = null;
+  private idleTimer: ReturnType<typeof setInterval> | null = null;
   private tokens = 0;
   private lastTick = 0;
   private polling = false;
@@ -68,8 +72,11 @@ export class MetricsPanel {
     void this.tick();
   }
 
-  /** Reads the engine's counters once (after a load, or after an answer). */
+  /** Reads the engine's counters (after a load, or after an answer), and from then on now and then while idle. */
   async refresh(): Promise<void> {
+    this.idleTimer ??= setInterval(() => {
+      if (!this.timer && !this.polling) void this.refresh();
+    }, IDLE_POLL_MS);
     try {
       this.show(await this.stats());
     } catch {
@@ -101,6 +108,7 @@ export class MetricsPanel {
     this.set('image-cache-hits', String(s.vision?.featureCacheHits ?? 0));
     this.set('encoder-calls', String(s.vision?.encoderCalls ?? 0));
     this.set('prefix-hit-tokens', String(s.prefixCache?.hitTokens ?? 0));
+    this.set('tabs', String(s.clients ?? 1));
   }
 
   private set(key: Field, text: string): void {

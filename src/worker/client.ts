@@ -1,124 +1,316 @@
 /**
  * The page's handle on the engine Worker: a `ChatEngine` whose
  * `chat.completions.create` streams are rebuilt from comlink callbacks. One
- * WorkerEngine is one connection to the Worker's hub (protocol.ts).
+ * WorkerEngine is one connection to a Worker's hub (protocol.ts).
  *
- *   const engine = WorkerEngine.create();                  // a dedicated Worker of its own
+ *   const engine = WorkerEngine.create({ shared: true });  // the origin's SharedWorker: one engine for every tab
+ *   const own = WorkerEngine.create();                     // a dedicated Worker of its own (or create(worker))
  *   await engine.load('/models/stories260K', { onProgress: (p) => … });
  *   for await (const c of await engine.chat.completions.create({ messages, stream: true })) …
- *   engine.terminate();
+ *   await engine.connected();                              // 'shared', or 'dedicated' after a fallback
+ *   await engine.close();                                  // the hub keeps the engine for its other tabs
  *
- *   const shared = WorkerEngine.connect(new SharedWorker(url, { type: 'module' }).port);  // one port of a shared hub
- *   await shared.close();                                  // the hub keeps the engine for its other clients
+ * `create({ shared: true })` returns at once and connects in the background
+ * (every call waits for it): to the SharedWorker (shared.worker.ts), whose
+ * probe() must report a GPU; where there is no SharedWorker, it fails to
+ * start or answer, or it has no WebGPU, to a dedicated Worker instead
+ * (`kind`, `fallbackReason` and `stats().worker` say which).
+ *
+ * Tab-close detection: a SharedWorker gets no event when a tab closes,
+ * reloads or crashes, and comlink's finalizer (garbage collection of the
+ * proxy) never runs then. So each shared connection holds a Web Lock named
+ * by a fresh id for as long as its page lives, and asks the hub to request
+ * the same lock (watchLock): the browser releases a document's locks the
+ * moment it goes away, the hub is granted the lock and closes the
+ * connection (its requests aborted, their pages freed, the engine released)
+ * while other tabs go on. Not a heartbeat: background tabs' timers are
+ * throttled to about once a minute and a busy or frozen page misses beats,
+ * so a heartbeat either drops live tabs or keeps dead ones for minutes; a
+ * lock needs no polling and no timeout. Where the page has no Web Locks,
+ * `pagehide` closes the connection instead (best effort).
  */
 import * as Comlink from 'comlink';
 import { AsyncQueue } from '../engine/async-queue.ts';
 import type { ChatCompletionsApi, ChatEngine, ChatEngineFactory } from '../api/chat-engine.ts';
 import type { LoadProgress } from '../api/chat-types.ts';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from '../api/openai-types.ts';
-import type { EngineInfo, EngineStats } from '../api/stats.ts';
-import type { EngineConnection, WorkerLoadOptions } from './protocol.ts';
+import type { EngineInfo } from '../api/stats.ts';
+import type { EngineConnection, HubStats, WorkerKind, WorkerLoadOptions, WorkerProbe } from './protocol.ts';
+
+export type { WorkerKind } from './protocol.ts';
+
+/** A dedicated Worker, or what stands for one (a test's MessagePort with terminate()). */
+export type DedicatedWorkerLike = Comlink.Endpoint & { terminate(): void };
+/** A SharedWorker, or what stands for one: its port (and its `error` event, where it has one). */
+export type SharedWorkerLike = { readonly port: MessagePort } & Partial<Pick<EventTarget, 'addEventListener'>>;
+
+export interface WorkerEngineOptions {
+  /** true: the origin's SharedWorker, one engine for every tab (falls back to a dedicated Worker); false: a dedicated Worker. */
+  shared?: boolean;
+  /** Makes the SharedWorker (default: the bundled shared.worker.ts). */
+  sharedWorker?: () => SharedWorkerLike;
+  /** Makes the dedicated Worker (default: the bundled engine.worker.ts). */
+  dedicatedWorker?: () => DedicatedWorkerLike;
+  /** How long the SharedWorker may take to answer probe() before the dedicated Worker is used (default 60 s). */
+  probeTimeoutMs?: number;
+}
+
+/** One connection's transport, once known. */
+interface Transport {
+  readonly remote: Comlink.Remote<EngineConnection>;
+  readonly kind: WorkerKind;
+  /** A dedicated Worker of our own (terminate() ends it), not a port of a shared one. */
+  readonly ownWorker: boolean;
+  /** Why a shared engine fell back to this dedicated Worker (null: it did not). */
+  readonly fallbackReason: string | null;
+  /** Ends it: terminates our own Worker; closes a port and releases its lifetime lock. */
+  end(): void;
+}
+
+/** What stats() of a WorkerEngine reports: the engine's counters, the hub's clients and loads, the kind of Worker. */
+export type WorkerEngineStats = HubStats;
 
 let streamCounter = 0;
 
 export class WorkerEngine implements ChatEngine {
   readonly chat: { readonly completions: ChatCompletionsApi } = { completions: { create: this.create.bind(this) as ChatCompletionsApi['create'] } };
+  private current: Transport | null = null;
+  private readonly transport: Promise<Transport>;
   private closing: Promise<void> | null = null;
   private released = false;
 
-  private constructor(
-    private readonly remote: Comlink.Remote<EngineConnection>,
-    /** Ends the transport: terminates a Worker of our own, closes a port. */
-    private readonly end: () => void,
-    private readonly ownWorker: boolean,
-  ) {}
-
-  /** A dedicated engine Worker of its own (the default), or the given one. */
-  static create(worker = new Worker(new URL('./engine.worker.ts', import.meta.url), { type: 'module' })): WorkerEngine {
-    return new WorkerEngine(Comlink.wrap<EngineConnection>(worker), () => worker.terminate(), true);
+  private constructor(transport: Transport | Promise<Transport>) {
+    if (transport instanceof Promise) {
+      this.transport = transport.then((t) => (this.current = t));
+      this.transport.catch(() => {}); // each call reports it
+    } else {
+      this.current = transport;
+      this.transport = Promise.resolve(transport);
+    }
   }
 
-  /** One connection over a comlink endpoint another owns: a SharedWorker's port, a MessageChannel port. */
+  /** A dedicated engine Worker of its own (the default), or the given one. */
+  static create(worker?: DedicatedWorkerLike): WorkerEngine;
+  /** `{ shared: true }`: the origin's SharedWorker, or a dedicated Worker where that cannot run the engine. */
+  static create(options: WorkerEngineOptions): WorkerEngine;
+  static create(arg?: DedicatedWorkerLike | WorkerEngineOptions): WorkerEngine {
+    const opts: WorkerEngineOptions = arg === undefined || isEndpoint(arg) ? {} : arg;
+    const dedicated = arg !== undefined && isEndpoint(arg) ? () => arg : (opts.dedicatedWorker ?? newDedicatedWorker);
+    return new WorkerEngine(opts.shared ? connectShared(opts, dedicated) : dedicatedTransport(dedicated()));
+  }
+
+  /** One connection over a comlink endpoint another owns (a SharedWorker's port, a MessageChannel port); no probe, no lock. */
   static connect(endpoint: Comlink.Endpoint & { close?(): void }): WorkerEngine {
-    return new WorkerEngine(Comlink.wrap<EngineConnection>(endpoint), () => endpoint.close?.(), false);
+    return new WorkerEngine({ remote: Comlink.wrap<EngineConnection>(endpoint), kind: 'shared', ownWorker: false, fallbackReason: null, end: () => endpoint.close?.() });
+  }
+
+  /** 'shared' or 'dedicated' once connected; 'connecting' until then. */
+  get kind(): WorkerKind | 'connecting' {
+    return this.current?.kind ?? 'connecting';
+  }
+
+  /** Why a shared engine runs in a dedicated Worker instead (null: no fallback, or not connected yet). */
+  get fallbackReason(): string | null {
+    return this.current?.fallbackReason ?? null;
+  }
+
+  /** Resolves with the kind of Worker serving this engine, once connected. */
+  async connected(): Promise<WorkerKind> {
+    return (await this.transport).kind;
   }
 
   /** Loads a model (or joins the hub's engine for it); this connection's running requests are aborted. */
-  load(modelRef: string, { onProgress, ...opts }: WorkerLoadOptions & { onProgress?: (p: LoadProgress) => void } = {}): Promise<EngineInfo> {
-    return this.remote.load(modelRef, opts, onProgress ? Comlink.proxy(onProgress) : undefined);
+  async load(modelRef: string, { onProgress, ...opts }: WorkerLoadOptions & { onProgress?: (p: LoadProgress) => void } = {}): Promise<EngineInfo> {
+    return (await this.transport).remote.load(modelRef, opts, onProgress ? Comlink.proxy(onProgress) : undefined);
   }
 
-  abort(requestId: string): Promise<boolean> {
-    return this.remote.abort(requestId);
+  async abort(requestId: string): Promise<boolean> {
+    return (await this.transport).remote.abort(requestId);
   }
 
-  info(): Promise<EngineInfo> {
-    return this.remote.info();
+  async info(): Promise<EngineInfo> {
+    return (await this.transport).remote.info();
   }
 
-  stats(): Promise<EngineStats> {
-    return this.remote.stats();
+  /** The engine's counters, with `clients` (connections on this engine), `engineLoads` (the hub's) and `worker`. */
+  async stats(): Promise<WorkerEngineStats> {
+    return (await this.transport).remote.stats();
   }
 
-  resetStats(): Promise<void> {
-    return this.remote.resetStats();
+  async resetStats(): Promise<void> {
+    return (await this.transport).remote.resetStats();
+  }
+
+  /** Where the engine runs and whether WebGPU works there (needs no model). */
+  async probe(): Promise<WorkerProbe> {
+    return (await this.transport).remote.probe();
   }
 
   /** Ends this connection: the hub aborts its requests and releases its engine; then the transport ends. */
   close(): Promise<void> {
-    this.closing ??= this.remote.close().catch(() => {}).finally(() => this.drop());
+    this.closing ??= this.transport.then(
+      (t) => t.remote.close().catch(() => {}).finally(() => this.drop(t)),
+      () => {},
+    );
     return this.closing;
   }
 
   /** Ends it now: a Worker of our own is terminated (the GPU memory goes with it); a shared one is closed. */
   terminate(): void {
-    if (this.ownWorker) this.drop();
+    const t = this.current;
+    if (t?.ownWorker) this.drop(t);
     else void this.close();
   }
 
-  private drop(): void {
+  private drop(t: Transport): void {
     if (this.released) return;
     this.released = true;
-    this.remote[Comlink.releaseProxy]();
-    this.end();
+    t.remote[Comlink.releaseProxy]();
+    t.end();
   }
 
   private create(req: ChatCompletionRequest & { stream: true }): Promise<AsyncIterable<ChatCompletionChunk>>;
   private create(req: ChatCompletionRequest & { stream?: false }): Promise<ChatCompletion>;
   private async create(req: ChatCompletionRequest): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> {
-    if (!req.stream) return (await this.remote.createCompletion(req)) as ChatCompletion;
+    const { remote } = await this.transport;
+    if (!req.stream) return (await remote.createCompletion(req)) as ChatCompletion;
     const id = req.request_id ?? `page-${Date.now().toString(36)}-${++streamCounter}`;
     const queue = new AsyncQueue<ChatCompletionChunk, void>();
     let arrived!: () => void;
     const firstChunk = new Promise<void>((resolve) => (arrived = resolve));
-    const done = this.remote.createCompletion({ ...req, request_id: id }, Comlink.proxy((c: ChatCompletionChunk) => {
+    const done = remote.createCompletion({ ...req, request_id: id }, Comlink.proxy((c: ChatCompletionChunk) => {
       queue.push(c);
       arrived();
     }));
     done.then(() => queue.end(), (e: unknown) => queue.fail(e));
     // a request the engine refuses rejects before any chunk: let create() itself throw
     await Promise.race([done, firstChunk]);
-    return this.rest(queue, id);
+    return this.rest(remote, queue, id);
   }
 
-  private async *rest(queue: AsyncQueue<ChatCompletionChunk, void>, id: string): AsyncGenerator<ChatCompletionChunk> {
+  private async *rest(remote: Comlink.Remote<EngineConnection>, queue: AsyncQueue<ChatCompletionChunk, void>, id: string): AsyncGenerator<ChatCompletionChunk> {
     let finished = false;
     try {
       for await (const c of queue) yield c;
       finished = true;
     } finally {
-      if (!finished) void this.remote.abort(id).catch(() => false); // left the loop early: stop it
+      if (!finished) void remote.abort(id).catch(() => false); // left the loop early: stop it
     }
   }
 }
 
 /**
  * The factory a model picker takes: each call loads `modelRef` into the same
- * WorkerEngine (so one Worker, one model at a time) and hands it back.
+ * WorkerEngine (so one connection, one model at a time) and hands it back.
+ * By default the shared engine (falling back to a dedicated Worker).
  */
-export function workerEngines(engine: WorkerEngine = WorkerEngine.create()): ChatEngineFactory<WorkerEngine> {
+export function workerEngines(engine: WorkerEngine = WorkerEngine.create({ shared: true })): ChatEngineFactory<WorkerEngine> {
   return async (modelRef, onProgress) => {
     await engine.load(modelRef, onProgress ? { onProgress } : {});
     return engine;
   };
+}
+
+// ------------------------------------------------------------------ transports
+
+function newDedicatedWorker(): Worker {
+  return new Worker(new URL('./engine.worker.ts', import.meta.url), { type: 'module', name: 'fastcache-engine' });
+}
+
+function newSharedWorker(): SharedWorker {
+  return new SharedWorker(new URL('./shared.worker.ts', import.meta.url), { type: 'module', name: 'fastcache-engine' });
+}
+
+function dedicatedTransport(worker: DedicatedWorkerLike, fallbackReason: string | null = null): Transport {
+  return { remote: Comlink.wrap<EngineConnection>(worker), kind: 'dedicated', ownWorker: true, fallbackReason, end: () => worker.terminate() };
+}
+
+/** The SharedWorker's connection, probed and tied to this page's lifetime; a dedicated Worker where that fails. */
+async function connectShared(opts: WorkerEngineOptions, dedicated: () => DedicatedWorkerLike): Promise<Transport> {
+  const fallback = (reason: string) => {
+    console.info(`fastcache: using a dedicated engine Worker: ${reason}`);
+    return dedicatedTransport(dedicated(), reason);
+  };
+  const make = opts.sharedWorker ?? (typeof SharedWorker === 'function' ? newSharedWorker : null);
+  if (!make) return fallback('this browser has no SharedWorker');
+  let worker: SharedWorkerLike;
+  try {
+    worker = make();
+  } catch (e) {
+    return fallback(`the SharedWorker could not start: ${errorText(e)}`);
+  }
+  const remote = Comlink.wrap<EngineConnection>(worker.port);
+  const drop = () => {
+    void remote.close().catch(() => {});
+    remote[Comlink.releaseProxy]();
+    worker.port.close();
+  };
+  let probe: WorkerProbe;
+  try {
+    probe = await answerWithin(remote.probe(), worker, opts.probeTimeoutMs ?? 60_000);
+  } catch (e) {
+    drop();
+    return fallback(`the SharedWorker did not answer: ${errorText(e)}`);
+  }
+  if (!probe.gpu) {
+    drop();
+    return fallback(`the SharedWorker has no WebGPU${probe.error ? ` (${probe.error})` : ''}`);
+  }
+  const lock = await holdLifetimeLock();
+  const watched = lock ? await remote.watchLock(lock.name) : false;
+  const onPageHide = () => void remote.close().catch(() => {});
+  if (!watched && typeof window !== 'undefined') window.addEventListener('pagehide', onPageHide, { once: true });
+  return {
+    remote,
+    kind: 'shared',
+    ownWorker: false,
+    fallbackReason: null,
+    end: () => {
+      if (typeof window !== 'undefined') window.removeEventListener('pagehide', onPageHide);
+      worker.port.close();
+      lock?.release();
+    },
+  };
+}
+
+/** `p`, or a rejection when the worker reports an error (its script failed) or `ms` pass first. */
+function answerWithin<T>(p: Promise<T>, worker: SharedWorkerLike, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer in ${ms} ms`)), ms);
+    worker.addEventListener?.('error', () => reject(new Error('its script failed to load')), { once: true });
+    p.then(resolve, reject).finally(() => clearTimeout(timer));
+  });
+}
+
+/**
+ * Takes a Web Lock named by a fresh id and holds it until release() or until
+ * this page is gone (the browser then releases it: that is the signal the hub
+ * waits for). Null where there are no Web Locks.
+ */
+async function holdLifetimeLock(): Promise<{ name: string; release(): void } | null> {
+  const locks = (globalThis.navigator as Navigator | undefined)?.locks;
+  if (!locks) return null;
+  const id = typeof crypto !== 'undefined' && 'randomUUID' in crypto ? crypto.randomUUID() : `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+  const name = `fastcache-web/connection/${id}`;
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  try {
+    await new Promise<void>((granted, refused) => {
+      locks.request(name, () => {
+        granted();
+        return held;
+      }).catch(refused);
+    });
+  } catch {
+    return null;
+  }
+  return { name, release };
+}
+
+function isEndpoint(x: DedicatedWorkerLike | WorkerEngineOptions): x is DedicatedWorkerLike {
+  return typeof (x as DedicatedWorkerLike).postMessage === 'function';
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
 }

@@ -2,24 +2,15 @@
 /**
  * The dedicated engine Worker: one hub, one connection (the page that made
  * it). The engine lives here so the page's thread never waits on the GPU or
- * the model; the page reaches it only through comlink (protocol.ts).
+ * the model; the page reaches it only through comlink (protocol.ts). It ends
+ * with its page (terminate(), or the page closing), so it needs no lock.
  *
- * A SharedWorker entry is the same hub with one connection per port:
- *   (self as SharedWorkerGlobalScope).onconnect = (e) => exposeConnection(hub, e.ports[0]);
+ * shared.worker.ts is the same hub with one connection per tab's port.
  */
 import { acquireGpu } from '../gpu/device.ts';
-import type { Gpu } from '../gpu/context.ts';
 import { Engine } from '../engine/engine.ts';
-import { EngineHub, exposeConnection } from './hub.ts';
+import { exposeConnection, workerHub } from './hub.ts';
 
-let gpu: Promise<Gpu> | null = null;
-
-const hub = new EngineHub(async (modelRef, opts) => {
-  gpu ??= acquireGpu().catch((e: unknown) => {
-    gpu = null; // no adapter now is not no adapter forever
-    throw e;
-  });
-  return Engine.load(await gpu, modelRef, opts);
-});
+const hub = workerHub('dedicated', () => acquireGpu(), (gpu, ref, opts) => Engine.load(gpu, ref, opts));
 
 exposeConnection(hub, self);

@@ -68,11 +68,12 @@ describe('EngineHub on the real Engine (tiny-llama-gqa)', () => {
     expect(bChunks.at(-1)!.usage!.completion_tokens).toBe(24);
     const s = await b.stats();
     expect(s.clients).toBe(1);
+    expect(s.engineLoads).toBe(1);
     expect(s.requestsAborted).toBe(1);
     expect(s.pool.pagesInUse).toBe(0);
     expect(destroyed).toBe(0);
     await b.close();
     expect(destroyed).toBe(1);
-    expect(hub.snapshot()).toEqual({ clients: [], engines: [] });
+    expect(hub.snapshot()).toEqual({ kind: 'dedicated', clients: [], engineLoads: 1, engines: [] });
   });
 });

@@ -4,127 +4,15 @@
  * only by the owner, a client's close() leaving the others alone. A fake
  * engine (no GPU) for the bookkeeping; the same over comlink ports (as a
  * SharedWorker's would be) through WorkerEngine. The real Engine under the
- * hub: hub-engine.node.test.ts.
+ * hub: hub-engine.node.test.ts; tabs that go away, the shared engine's
+ * fallback: tabs.node.test.ts.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { EngineHub, engineKey, exposeConnection, type EngineLoader, type HubEngine } from './hub.ts';
+import { EngineHub, engineKey, exposeConnection } from './hub.ts';
 import { WorkerEngine } from './client.ts';
-import type { EngineConnection } from './protocol.ts';
-import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from '../api/openai-types.ts';
-import type { ChatCompletionsApi } from '../api/chat-engine.ts';
-import type { EngineInfo, EngineStats } from '../api/stats.ts';
-import type { EngineOptions } from '../engine/options.ts';
+import { collect, fakeLoader, finish, tick } from './hub-fakes.ts';
+import type { ChatCompletionChunk } from '../api/openai-types.ts';
 import type { LoadProgress } from '../api/chat-types.ts';
-
-const tick = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
-
-/** The Engine's surface, in memory: "prepares" for a tick, then streams one word per tick. */
-class FakeEngine implements HubEngine {
-  readonly seen: string[] = []; //      request ids as the engine saw them
-  readonly active = new Set<string>();
-  readonly aborted = new Set<string>();
-  destroyed = false;
-  resets = 0;
-  readonly chat: { completions: ChatCompletionsApi } = { completions: { create: ((req: ChatCompletionRequest) => this.create(req)) as ChatCompletionsApi['create'] } };
-  private counter = 0;
-
-  constructor(readonly modelId: string, readonly opts: EngineOptions) {}
-
-  async abort(id: string): Promise<boolean> {
-    await tick();
-    if (!this.active.has(id)) return false;
-    this.aborted.add(id);
-    return true;
-  }
-
-  async info(): Promise<EngineInfo> {
-    return { modelId: this.modelId, architecture: 'fake', parameters: 1, weightDtype: 'f32', kvDtype: this.opts.kvDtype ?? 'f32', adapter: 'none', kvPages: this.opts.kvPages ?? 8, pageSize: 16, maxPositions: 4096, vision: false, visionBackend: null, randomWeights: true };
-  }
-
-  async stats(): Promise<EngineStats> {
-    return { requestsRunning: this.active.size } as EngineStats;
-  }
-
-  resetStats(): void {
-    this.resets++;
-  }
-
-  async destroy(): Promise<void> {
-    await tick();
-    this.destroyed = true;
-  }
-
-  private async create(req: ChatCompletionRequest): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> {
-    if (this.destroyed) throw new Error('engine destroyed');
-    await tick(); // prepare (tokenize, images)
-    if (!Array.isArray(req.messages) || req.messages.length === 0) throw new TypeError("'messages' must be a non-empty array of {role, content}");
-    const id = req.request_id ?? `req-${++this.counter}`;
-    if (this.active.has(id)) throw new Error(`a request with id '${id}' is already running`);
-    this.active.add(id);
-    this.seen.push(id);
-    const stream = this.stream(id, req.max_tokens ?? 16);
-    if (req.stream) return stream;
-    let content = '';
-    let finish: ChatCompletionChunk['choices'][0]['finish_reason'] = null;
-    for await (const c of stream) {
-      content += c.choices[0].delta.content ?? '';
-      finish = c.choices[0].finish_reason ?? finish;
-    }
-    return { id, object: 'chat.completion', created: 0, model: this.modelId, choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: finish!, logprobs: null }], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2, extra: {} as never } };
-  }
-
-  private async *stream(id: string, n: number): AsyncGenerator<ChatCompletionChunk> {
-    const chunk = (content: string | undefined, finish: ChatCompletionChunk['choices'][0]['finish_reason']): ChatCompletionChunk => ({
-      id, object: 'chat.completion.chunk', created: 0, model: this.modelId, choices: [{ index: 0, delta: content === undefined ? {} : { content }, finish_reason: finish, logprobs: null }],
-    });
-    let done = false;
-    try {
-      for (let i = 0; i < n; i++) {
-        await tick();
-        if (this.aborted.has(id)) {
-          done = true;
-          yield chunk(undefined, 'abort');
-          return;
-        }
-        yield chunk(`w${i} `, null);
-      }
-      done = true;
-      yield chunk(undefined, 'length');
-    } finally {
-      if (!done) this.aborted.add(id); // as the Engine: a caller that stops reading aborts the request
-      this.active.delete(id);
-    }
-  }
-}
-
-/** A loader of fake engines that records what it made (and can fail a model). */
-function fakeLoader(): { load: EngineLoader; made: FakeEngine[]; calls: string[] } {
-  const made: FakeEngine[] = [];
-  const calls: string[] = [];
-  const load: EngineLoader = async (ref, opts) => {
-    calls.push(ref);
-    for (const file of ['config.json', 'model.safetensors']) {
-      await tick();
-      opts.onProgress?.({ file, loaded: 1, total: 1 });
-    }
-    if (ref.includes('missing')) throw new Error(`${ref}: 404`);
-    const e = new FakeEngine(ref.split('/').pop()!, opts);
-    made.push(e);
-    return e;
-  };
-  return { load, made, calls };
-}
-
-async function collect(c: EngineConnection, req: Partial<ChatCompletionRequest>, onChunk?: (c: ChatCompletionChunk, n: number) => void | Promise<void>): Promise<ChatCompletionChunk[]> {
-  const chunks: ChatCompletionChunk[] = [];
-  await c.createCompletion({ messages: [{ role: 'user', content: 'hi' }], stream: true, ...req }, async (x) => {
-    chunks.push(x);
-    await onChunk?.(x, chunks.length);
-  });
-  return chunks;
-}
-
-const finish = (chunks: ChatCompletionChunk[]) => chunks.at(-1)?.choices[0].finish_reason;
 
 describe('EngineHub (fake engines)', () => {
   it('two clients loading the same model with the same options share one engine', async () => {
@@ -140,6 +28,7 @@ describe('EngineHub (fake engines)', () => {
       b.load('/m/one', { kvDtype: 'f16', kvPages: 8 }, (p) => void pb.push(p)),
     ]);
     expect(f.calls).toEqual(['/m/one']);
+    expect(hub.engineLoads).toBe(1);
     expect(ia).toEqual(ib);
     expect(pa.map((p) => p.file)).toEqual(['config.json', 'model.safetensors']);
     expect(pb.map((p) => p.file)).toEqual(['config.json', 'model.safetensors']);
@@ -153,6 +42,7 @@ describe('EngineHub (fake engines)', () => {
     const d = hub.connect();
     await d.load('/m/one', { kvDtype: 'f32' });
     expect(f.calls).toHaveLength(2);
+    expect(await d.stats()).toMatchObject({ clients: 1, engineLoads: 2, worker: 'dedicated' });
     expect(hub.snapshot().engines.map((e) => e.holders)).toEqual([['c1', 'c2', 'c3'], ['c4']]);
     expect(hub.debugString()).toContain('held by c1 c2 c3');
   });
@@ -221,11 +111,11 @@ describe('EngineHub (fake engines)', () => {
     expect((await b.stats()).clients).toBe(1);
     await expect(a.stats()).rejects.toThrow(/closed/);
     await expect(a.load('/m/one', {})).rejects.toThrow(/closed/);
-    expect(hub.snapshot()).toEqual({ clients: ['c2'], engines: [{ key: engineKey('/m/one', {}), modelRef: '/m/one', holders: ['c2'], loaded: true }] });
+    expect(hub.snapshot()).toEqual({ kind: 'dedicated', clients: ['c2'], engineLoads: 1, engines: [{ key: engineKey('/m/one', {}), modelRef: '/m/one', holders: ['c2'], loaded: true }] });
     await a.close(); // again: nothing more happens
     await b.close();
     expect(engine.destroyed).toBe(true);
-    expect(hub.snapshot()).toEqual({ clients: [], engines: [] });
+    expect(hub.snapshot()).toEqual({ kind: 'dedicated', clients: [], engineLoads: 1, engines: [] });
   });
 
   it('a client’s load of another model releases its old engine (destroyed once nobody holds it)', async () => {

@@ -10,10 +10,16 @@
  * Request ids are per client: the engine sees `<client>/<id>`, the client its
  * own `<id>` (chunks and completions carry it), so clients never collide and
  * one client cannot abort another's request. When the last holder releases an
- * engine (another load, or close()), it is destroyed.
+ * engine (another load, or close()), it is destroyed. The hub counts the
+ * engine loads it starts (`engineLoads`): two tabs on one model load it once.
  *
- *   dedicated Worker:  Comlink.expose(hub.connect(), self)          (engine.worker.ts)
- *   SharedWorker:      onconnect = (e) => exposeConnection(hub, e.ports[0])
+ * A client closes when its page says so (close()), or when its page is gone:
+ * the page holds a Web Lock for its lifetime and watchLock(name) has the hub
+ * wait for the same lock; the browser grants it when the page's document
+ * dies (closed, reloaded, crashed), and the client closes (see client.ts).
+ *
+ *   dedicated Worker:  exposeConnection(workerHub('dedicated', …), self)      (engine.worker.ts)
+ *   SharedWorker:      onconnect = (e) => exposeConnection(hub, e.ports[0])   (shared.worker.ts)
  */
 import * as Comlink from 'comlink';
 import type { ChatCompletionsApi } from '../api/chat-engine.ts';
@@ -21,7 +27,7 @@ import type { LoadProgress } from '../api/chat-types.ts';
 import type { ChatCompletion, ChatCompletionRequest } from '../api/openai-types.ts';
 import type { EngineInfo, EngineStats } from '../api/stats.ts';
 import type { EngineOptions } from '../engine/options.ts';
-import type { ChunkCallback, EngineConnection, ProgressCallback, WorkerLoadOptions } from './protocol.ts';
+import type { ChunkCallback, EngineConnection, HubStats, ProgressCallback, WorkerKind, WorkerLoadOptions, WorkerProbe } from './protocol.ts';
 
 /** What the hub needs of an engine: the in-process `Engine`'s surface (a fake one in tests). */
 export interface HubEngine {
@@ -37,36 +43,81 @@ export interface HubEngine {
 /** Builds an engine: `(ref, opts) => Engine.load(gpu, ref, opts)` in the Worker. */
 export type EngineLoader = (modelRef: string, opts: EngineOptions) => Promise<HubEngine>;
 
+/** Whether the hub can run an engine: a WebGPU adapter (and device) where it runs. */
+export type GpuProbe = () => Promise<{ gpu: boolean; error: string | null }>;
+
+/** The part of the Web Locks API the hub uses (`navigator.locks`; a fake in Node tests). */
+export interface LockRequester {
+  request(name: string, options: { signal: AbortSignal }, callback: () => unknown): Promise<unknown>;
+}
+
+export interface HubOptions {
+  /** Where the hub runs, as stats() and probe() report it (default 'dedicated'). */
+  kind?: WorkerKind;
+  /** For probe(): default, whether `navigator.gpu` gives an adapter. */
+  probeGpu?: GpuProbe;
+  /** For watchLock(): default `navigator.locks`; null: not watched (watchLock resolves false). */
+  locks?: LockRequester | null;
+}
+
 export interface HubSnapshot {
+  kind: WorkerKind;
   clients: string[];
+  /** Engine loads started since the hub began (failed ones included). */
+  engineLoads: number;
   engines: { key: string; modelRef: string; holders: string[]; loaded: boolean }[];
 }
 
 export class EngineHub {
+  readonly kind: WorkerKind;
+  readonly locks: LockRequester | null;
+  readonly probeGpu: GpuProbe;
   private readonly engines = new Map<string, SharedEngine>();
   private readonly clients = new Set<Client>();
   private clientCounter = 0;
+  private loads = 0;
 
-  constructor(private readonly loadEngine: EngineLoader) {}
+  constructor(private readonly loadEngine: EngineLoader, options: HubOptions = {}) {
+    this.kind = options.kind ?? 'dedicated';
+    this.probeGpu = options.probeGpu ?? probeNavigatorGpu;
+    this.locks = options.locks !== undefined ? options.locks : ((globalThis.navigator as Navigator | undefined)?.locks ?? null);
+  }
 
-  /** A new client: the object to expose over one port (or to call in-process). */
-  connect(): EngineConnection {
-    const client = new Client(this, `c${++this.clientCounter}`);
+  /**
+   * A new client: the object to expose over one port (or to call in-process).
+   * `onGone` runs after the client closed because its page went away (watchLock).
+   */
+  connect(onGone?: () => void): EngineConnection {
+    const client = new Client(this, `c${++this.clientCounter}`, onGone);
     this.clients.add(client);
     return client.connection();
+  }
+
+  /** Engine loads started since the hub began (a load joined by another client is not counted again). */
+  get engineLoads(): number {
+    return this.loads;
+  }
+
+  get connections(): number {
+    return this.clients.size;
   }
 
   /** Who is connected and which engines they hold (tests, the console). */
   snapshot(): HubSnapshot {
     return {
+      kind: this.kind,
       clients: [...this.clients].map((c) => c.id),
+      engineLoads: this.loads,
       engines: [...this.engines.values()].map((e) => ({ key: e.key, modelRef: e.modelRef, holders: [...e.holders].map((c) => c.id), loaded: e.engine !== null })),
     };
   }
 
   debugString(): string {
     const s = this.snapshot();
-    return [`clients: ${s.clients.join(' ') || '–'}`, ...s.engines.map((e) => `engine ${e.key} held by ${e.holders.join(' ')}${e.loaded ? '' : ' (loading)'}`)].join('\n');
+    return [
+      `${s.kind} hub, ${s.engineLoads} engine load(s); clients: ${s.clients.join(' ') || '–'}`,
+      ...s.engines.map((e) => `engine ${e.key} held by ${e.holders.join(' ')}${e.loaded ? '' : ' (loading)'}`),
+    ].join('\n');
   }
 
   // ---------------------------------------------------------------- for clients
@@ -76,6 +127,7 @@ export class EngineHub {
     const key = engineKey(modelRef, opts);
     let shared = this.engines.get(key);
     if (!shared) {
+      this.loads++;
       const created = new SharedEngine(key, modelRef, (onProgress) => this.loadEngine(modelRef, { ...opts, onProgress }));
       created.ready.catch(() => this.forget(created)); // a failed load is not kept: the next load tries again
       this.engines.set(key, created);
@@ -150,11 +202,12 @@ class Client {
   private requestCounter = 0;
   private closed = false;
   private closing: Promise<void> | null = null;
+  private lockWatch: AbortController | null = null;
   private markGone!: (gone: true) => void;
   /** Resolves (with true) when the client closes: a stream stops waiting for a callback that will never answer. */
   private readonly gone = new Promise<true>((resolve) => (this.markGone = resolve));
 
-  constructor(private readonly hub: EngineHub, readonly id: string) {}
+  constructor(private readonly hub: EngineHub, readonly id: string, private readonly onGone?: () => void) {}
 
   /** The protocol's methods, bound: exactly what crosses the port, nothing else of the client. */
   connection(): EngineConnection {
@@ -165,6 +218,8 @@ class Client {
       info: async () => this.engine().info(),
       stats: () => this.stats(),
       resetStats: async () => this.engine().resetStats(),
+      probe: () => this.probe(),
+      watchLock: async (name) => this.watchLock(name),
       close: () => this.close(),
     };
   }
@@ -201,11 +256,38 @@ class Client {
     }
   }
 
-  /** The engine's counters; `clients`: the clients holding this engine. */
-  async stats(): Promise<EngineStats> {
+  /** The engine's counters; `clients`: the clients holding this engine; `engineLoads`: the hub's. */
+  async stats(): Promise<HubStats> {
     const engine = this.engine();
     const holders = this.shared!.holders;
-    return { ...(await engine.stats()), clients: holders.size };
+    const stats: EngineStats = await engine.stats();
+    return { ...stats, clients: holders.size, engineLoads: this.hub.engineLoads, worker: this.hub.kind };
+  }
+
+  async probe(): Promise<WorkerProbe> {
+    this.ensureOpen();
+    const { gpu, error } = await this.hub.probeGpu().catch((e: unknown) => ({ gpu: false, error: errorText(e) }));
+    const webgpu = 'gpu' in ((globalThis.navigator as Navigator | undefined) ?? {});
+    return { kind: this.hub.kind, webgpu, gpu, error, clients: this.hub.connections, engineLoads: this.hub.engineLoads };
+  }
+
+  /**
+   * Closes this client once the Web Lock `name` is granted to the hub: its
+   * page holds it while it lives, so the grant means the page is gone. A
+   * second call replaces the first; close() stops waiting.
+   */
+  watchLock(name: string): boolean {
+    this.ensureOpen();
+    if (!this.hub.locks) return false;
+    this.lockWatch?.abort();
+    const watch = new AbortController();
+    this.lockWatch = watch;
+    this.hub.locks
+      .request(name, { signal: watch.signal }, () => {
+        if (!watch.signal.aborted) void this.close().then(() => this.onGone?.());
+      })
+      .catch(() => {}); // AbortError: closed (or re-watched) before the page went
+    return true;
   }
 
   async abort(requestId: string): Promise<boolean> {
@@ -221,6 +303,7 @@ class Client {
     this.closing ??= (async () => {
       this.closed = true;
       this.markGone(true);
+      this.lockWatch?.abort();
       this.hub.disconnected(this);
       await this.abortAll();
       await this.releaseEngine();
@@ -283,12 +366,44 @@ class Client {
 
 /**
  * Exposes a new client of `hub` over `endpoint` (a SharedWorker's port, a
- * MessageChannel port): when the page releases its proxy, the client closes.
+ * MessageChannel port, a dedicated Worker's `self`): when the page releases
+ * its proxy, the client closes; when its page is gone (watchLock), a port is
+ * closed too (never `self`: that would end a dedicated Worker).
  */
 export function exposeConnection(hub: EngineHub, endpoint: Comlink.Endpoint): EngineConnection {
-  const connection = hub.connect();
+  const isPort = typeof MessagePort !== 'undefined' && endpoint instanceof MessagePort;
+  const connection = hub.connect(isPort ? () => (endpoint as MessagePort).close() : undefined);
   Comlink.expose({ ...connection, [Comlink.finalizer]: () => void connection.close() }, endpoint);
   return connection;
+}
+
+/**
+ * The hub of a Worker entry (engine.worker.ts, shared.worker.ts): one GPU
+ * device for all its engines, acquired on first need (a probe or a load) and
+ * again after a failure (no adapter now is not no adapter forever); probe()
+ * reports whether it could be had.
+ */
+export function workerHub<G>(kind: WorkerKind, acquire: () => Promise<G>, load: (gpu: G, modelRef: string, opts: EngineOptions) => Promise<HubEngine>): EngineHub {
+  let gpu: Promise<G> | null = null;
+  const device = () =>
+    (gpu ??= acquire().catch((e: unknown) => {
+      gpu = null;
+      throw e;
+    }));
+  const probeGpu: GpuProbe = () => device().then(() => ({ gpu: true, error: null }), (e: unknown) => ({ gpu: false, error: errorText(e) }));
+  return new EngineHub(async (ref, opts) => load(await device(), ref, opts), { kind, probeGpu });
+}
+
+/** The default GPU probe: an adapter from `navigator.gpu`, where there is one. */
+async function probeNavigatorGpu(): Promise<{ gpu: boolean; error: string | null }> {
+  const gpu = (globalThis.navigator as Navigator | undefined)?.gpu;
+  if (!gpu) return { gpu: false, error: 'no navigator.gpu here' };
+  const adapter = await gpu.requestAdapter();
+  return adapter ? { gpu: true, error: null } : { gpu: false, error: 'no WebGPU adapter' };
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
 }
 
 /** The identity of an engine: model ref + load options, keys sorted (so {a, b} and {b, a} share). */

@@ -13,6 +13,11 @@
  *
  * Request ids are the connection's own: the hub namespaces them, so two
  * connections may use the same id, and a connection can only abort its own.
+ *
+ * A page connecting to a SharedWorker first calls probe() (does WebGPU work
+ * there? if not, it uses a dedicated Worker), then watchLock() with the name
+ * of a Web Lock it holds for its lifetime, so that the hub closes the
+ * connection when the page is gone (a SharedWorker gets no event for that).
  */
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from '../api/openai-types.ts';
 import type { LoadProgress } from '../api/chat-types.ts';
@@ -26,6 +31,33 @@ export type WorkerLoadOptions = EngineLoadOptions;
 export type ChunkCallback = (chunk: ChatCompletionChunk) => void | Promise<void>;
 
 export type ProgressCallback = (p: LoadProgress) => void;
+
+/** Where a hub runs: the origin's SharedWorker (every tab's connections), or a page's dedicated Worker. */
+export type WorkerKind = 'shared' | 'dedicated';
+
+/** What probe() reports: a cheap call, made before load(). */
+export interface WorkerProbe {
+  kind: WorkerKind;
+  /** `'gpu' in navigator` where the hub runs. */
+  webgpu: boolean;
+  /** The hub has a WebGPU adapter and device, as a load needs. */
+  gpu: boolean;
+  /** Why not, when `gpu` is false. */
+  error: string | null;
+  /** Connections to the hub now, this one included. */
+  clients: number;
+  /** Engine loads the hub started so far. */
+  engineLoads: number;
+}
+
+/** stats() through the hub: the engine's counters and the hub's view of them. */
+export interface HubStats extends EngineStats {
+  /** Connections holding this engine (one per tab, or per element, that loaded it). */
+  clients: number;
+  /** Engine loads the hub started so far (all models): 1 when two tabs share a model loaded once. */
+  engineLoads: number;
+  worker: WorkerKind;
+}
 
 export interface EngineConnection {
   /**
@@ -50,9 +82,17 @@ export interface EngineConnection {
   abort(requestId: string): Promise<boolean>;
   info(): Promise<EngineInfo>;
   /** The engine's counters (shared by every connection on it), with `clients`: the connections on it. */
-  stats(): Promise<EngineStats>;
+  stats(): Promise<HubStats>;
   /** Restarts the engine's peak and throughput counters (for every connection on it). */
   resetStats(): Promise<void>;
+  /** Where the hub runs and whether it can run an engine there (WebGPU); needs no model. */
+  probe(): Promise<WorkerProbe>;
+  /**
+   * Closes this connection (as close()) once the hub is granted the Web Lock
+   * `lockName`, which the page holds for its lifetime: the grant means the
+   * page is gone. False where the hub has no Web Locks (nothing is watched).
+   */
+  watchLock(lockName: string): Promise<boolean>;
   /** Ends the connection: its requests are aborted and its engine released (destroyed when no connection holds it). */
   close(): Promise<void>;
 }
