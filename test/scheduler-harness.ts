@@ -10,6 +10,7 @@ import { expect } from 'vitest';
 import { KVCacheManager } from '../src/kv/kv-cache-manager.ts';
 import { Request, type CompressionSpec } from '../src/scheduler/request.ts';
 import { Scheduler, type SchedulerConfig } from '../src/scheduler/scheduler.ts';
+import { CpuTier } from '../src/kv/tiers/cpu-tier.ts';
 import { isEmpty, type StepOutcome, type StepPlan } from '../src/scheduler/step-plan.ts';
 
 /** Rows a plan runs through the model: one per decode request, every prefill chunk's tokens. */
@@ -53,9 +54,10 @@ export class Harness {
   readonly evictions = new Map<Request, number[]>();
   step = 0;
 
-  constructor(numPages: number, pageSize: number, config: Partial<SchedulerConfig> = {}, prefixCache = false) {
-    this.kv = KVCacheManager.simulated(numPages, pageSize, prefixCache);
-    this.sched = new Scheduler(this.kv, config);
+  /** `offload`: a CPU tier of that many bytes (64 per page) and preemption by swap-out. */
+  constructor(numPages: number, pageSize: number, config: Partial<SchedulerConfig> = {}, prefixCache = false, offload = 0) {
+    this.kv = KVCacheManager.simulated(numPages, pageSize, prefixCache, offload ? { tier: new CpuTier(offload), pageBytes: 64 } : null);
+    this.sched = new Scheduler(this.kv, config, { mode: offload ? 'offload' : 'recompute' });
   }
 
   get config(): SchedulerConfig {
@@ -78,7 +80,7 @@ export class Harness {
 
   /** Schedules, checks and executes one step. `beforeExecute` runs between planning and execution (an abort while the step is in flight). */
   tick(beforeExecute?: (plan: StepPlan) => void): StepPlan {
-    const stages = new Map(this.live().map((r) => [r, r.stage] as const));
+    const stages = new Map(this.live().filter((r) => !r.swapped).map((r) => [r, r.stage] as const)); // a swapped-out request keeps its counts but waits
     const preemptionsBefore = this.sched.numPreemptions;
     const plan = this.sched.schedule();
     this.plans.push(plan);
@@ -166,6 +168,11 @@ export class Harness {
     }
     // preempted requests lost their pages and count from zero (unless re-admitted in this same plan)
     for (const r of plan.preempted) {
+      if (r.swapped) { // swapped out: it keeps its counts, the KV manager keeps a copy, the pool none
+        expect(this.kv.isSwapped(r.id)).toBe(true);
+        expect(this.kv.has(r.id)).toBe(false);
+        continue;
+      }
       expect(r.numComputedTokens).toBe(0);
       expect(plan.decode.includes(r) || plan.compress.includes(r)).toBe(false);
       if (this.kv.has(r.id)) expect(plan.prefill.some((p) => p.request === r && p.start === 0)).toBe(true);
@@ -188,6 +195,8 @@ export class Harness {
   /** What the engine's executor reports: the k-th sampled id of each sampling row, and the compactions a press made. */
   private execute(plan: StepPlan): StepOutcome {
     const outcome: StepOutcome = { sampled: [], compressed: [] };
+    // the tiers' copies, as the engine's executor makes them first thing (contents are not simulated)
+    for (const d of this.kv.drainTransfers().downloads) d.done(new ArrayBuffer(64));
     for (const r of plan.compress) {
       const n = this.kv.numTokens(r.id);
       const evict = Math.floor(n * r.compression!.ratio);

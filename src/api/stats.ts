@@ -44,6 +44,8 @@ export interface EngineStats {
   tiers?: {
     cpu: { budgetBytes: number; bytes: number; pages: number; demotedPages: number; promotedPages: number; hits: number; misses: number; evicted: number };
     transfers: { downloads: number; pagesDown: number; bytesDown: number; pagesUp: number; bytesUp: number; msDown: number };
+    /** Preemption by offload: sequences swapped out, swapped back in, swaps that fell back to recompute, swapped out now. */
+    swaps: { outs: number; ins: number; fallbacks: number; swappedNow: number };
   };
   /** Clients connected to the engine (the Worker hub; 1 in-process). */
   clients?: number;

@@ -15,6 +15,7 @@ import { KV_FORMAT_VERSION } from '../kv/prefix-key.ts';
 import { CpuTier } from '../kv/tiers/cpu-tier.ts';
 import { PageTransfer } from '../kv/tiers/page-transfer.ts';
 import { Scheduler, type SchedulerConfig } from '../scheduler/scheduler.ts';
+import { MeasuredCosts } from '../scheduler/preemption.ts';
 import { isEmpty, type StepPlan } from '../scheduler/step-plan.ts';
 import { StepCounters } from '../scheduler/metrics.ts';
 import type { Request } from '../scheduler/request.ts';
@@ -46,6 +47,7 @@ interface Parts {
   kv: KVCacheManager;
   /** Moves pages between the pool and the CPU tier (null without one). */
   transfer: PageTransfer | null;
+  costs: MeasuredCosts;
   scheduler: Scheduler;
   vision: { processor: MultimodalProcessor; encoder: VisionEncoder } | null;
 }
@@ -243,8 +245,15 @@ export class Engine implements ChatEngine {
   private tierStats(): Pick<EngineStats, 'tiers'> {
     const cpu = this.p.kv.tierStats();
     if (!cpu || !this.p.transfer) return {};
-    const { stored, ...rest } = cpu;
-    return { tiers: { cpu: { ...rest, demotedPages: stored }, transfers: { ...this.p.transfer.stats } } };
+    const { stored, swapOuts: _o, swapIns: _i, swappedSequences, reservedBytes: _r, ...rest } = cpu;
+    const sw = this.p.scheduler.swapStats;
+    return {
+      tiers: {
+        cpu: { ...rest, demotedPages: stored },
+        transfers: { ...this.p.transfer.stats },
+        swaps: { outs: sw.swapOuts, ins: sw.swapIns, fallbacks: sw.fallbacks, swappedNow: swappedSequences },
+      },
+    };
   }
 
   /** Restarts the peak and throughput counters (between benchmark phases). */
@@ -297,7 +306,9 @@ export class Engine implements ChatEngine {
         const plan = sched.schedule();
         if (isEmpty(plan)) throw new Error(`the scheduler could not place any request: ${sched.debugString()}`);
         this.emit({ kind: 'step-start', decode: plan.decode.map((r) => r.id), prefill: plan.prefill.map((c) => c.request.id), compress: plan.compress.map((r) => r.id) });
+        const t0 = performance.now();
         const outcome = await this.turns.run(() => this.executor.execute(plan));
+        this.observeCosts(plan, performance.now() - t0);
         const result = sched.update(plan, outcome);
         this.record(plan, outcome.sampled.length);
         this.output.deliver(result);
@@ -308,6 +319,13 @@ export class Engine implements ChatEngine {
         this.released(r);
       }
     }
+  }
+
+  /** What 'auto' preemption weighs: this adapter's time per step row and per byte moved. */
+  private observeCosts(plan: StepPlan, ms: number): void {
+    this.p.costs.observeStep(plan.decode.length + plan.prefill.reduce((n, c) => n + c.count, 0), ms);
+    const t = this.p.transfer?.stats;
+    if (t) this.p.costs.observeTransfer(t.bytesDown, t.msDown);
   }
 
   private record(plan: StepPlan, sampled: number): void {
@@ -359,16 +377,17 @@ async function buildParts(gpu: Gpu, source: ModelSource, loaded: LoadedModel, op
     const prefix = opts.prefixCache !== false;
     const cpu = new CpuTier(opts.cpuCacheBytes ?? 128 * 2 ** 20); // checks the option even when unused
     const tier = prefix && cpu.budgetBytes > 0 ? cpu : null; // the tier holds prefix pages: nothing to hold without keys
-    const kv = new KVCacheManager(new BlockPool(pool.numPages), pageSize, prefix ? namespace : null, tier);
+    const kv = new KVCacheManager(new BlockPool(pool.numPages), pageSize, prefix ? namespace : null, tier ? { tier, pageBytes: pool.bytesPerPage } : null);
     const transfer = tier ? new PageTransfer(gpu, pool) : null;
-    const scheduler = new Scheduler(kv, sched);
+    const costs = new MeasuredCosts();
+    const scheduler = new Scheduler(kv, sched, { mode: opts.preemption ?? 'auto', costs });
     const vision = loaded.vision ? await loadVision(gpu, source, loaded, opts) : null;
     const info: EngineInfo = {
       modelId: source.id, architecture: c.architecture, parameters: fingerprint.parameters, weightDtype, kvDtype,
       adapter: `${gpu.adapter.vendor} ${gpu.adapter.architecture}`.trim(), kvPages: pool.numPages, pageSize,
       maxPositions: c.maxPositions, vision: vision !== null, visionBackend: vision?.encoder.backend ?? null, randomWeights: loaded.randomWeights,
     };
-    return { gpu, modelId: source.id, config: c, tokenizer: loaded.tokenizer, info, model, pool, kv, transfer, scheduler, vision };
+    return { gpu, modelId: source.id, config: c, tokenizer: loaded.tokenizer, info, model, pool, kv, transfer, costs, scheduler, vision };
   } catch (e) {
     model?.destroy(); // a failed load leaves no GPU memory behind
     pool.destroy();

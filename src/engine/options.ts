@@ -1,5 +1,6 @@
 import type { WeightDtype } from '../gpu/kernels/matmul.ts';
 import type { SchedulerConfig } from '../scheduler/scheduler.ts';
+import type { PreemptionMode } from '../scheduler/preemption.ts';
 import type { VisionEncoderOptions } from '../model/vision-encoder.ts';
 import type { CompressionOptions, LoadProgress } from '../api/chat-types.ts';
 
@@ -33,6 +34,12 @@ export interface EngineLoadOptions {
    * starts the same finds them there instead of recomputing them.
    */
   cpuCacheBytes?: number;
+  /**
+   * How a request preempted for pages gives them back: 'recompute' (prefill
+   * again later), 'offload' (swap its pages to the CPU tier and back), or
+   * 'auto' (default: whichever costs less, at the rates measured here).
+   */
+  preemption?: PreemptionMode;
 }
 
 export interface EngineOptions extends EngineLoadOptions {

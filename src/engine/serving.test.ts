@@ -193,7 +193,7 @@ describe.each([
     const { tokens: offTokens } = await serveStaggered(off, jobs);
     const offStats = off.snapshot();
     await off.destroy();
-    const on = await Engine.load(gpu, modelRef(name), { kvPages: 12, cpuCacheBytes: 4 << 20, ...SMALL_STEPS });
+    const on = await Engine.load(gpu, modelRef(name), { kvPages: 12, cpuCacheBytes: 4 << 20, preemption: 'recompute', ...SMALL_STEPS }); // the cache tier alone (offload: below)
     const { tokens } = await serveStaggered(on, jobs);
     await on.flush();
     expectServed(jobs, tokens, jobs.map((_, i) => want[i % distinct.length]));
@@ -210,13 +210,35 @@ describe.each([
     await on.destroy();
   });
 
+  it('preemption by offload: swapped-out requests (compressed ones too) resume with their cache, token for token', async () => {
+    const presses = [{ press: 'snapkv', ratio: 0.5, window: 8 }, undefined, { press: 'knorm', ratio: 0.5 }];
+    const distinct = prompts(23, [22, 27, 31, 36, 41, 45], vocab);
+    const jobs: Job[] = distinct.flatMap((prompt, i) => [0, 1].map((k) => ({ prompt, maxTokens: 40, ...(presses[(i + k) % 3] ? { compression: presses[(i + k) % 3] } : {}) })));
+    const want = await solo(alone, jobs);
+    const engine = await Engine.load(gpu, modelRef(name), { kvPages: 12, preemption: 'offload', prefixCache: true, cpuCacheBytes: 8 << 20, ...SMALL_STEPS });
+    const { tokens } = await serveStaggered(engine, jobs);
+    await engine.flush();
+    expectServed(jobs, tokens, want);
+    const s = engine.snapshot();
+    expect(s.preemptions).toBeGreaterThan(0);
+    expect(s.tiers!.swaps.outs).toBeGreaterThan(0);
+    expect(s.tiers!.swaps.ins + s.tiers!.swaps.fallbacks).toBe(s.tiers!.swaps.outs);
+    expect(s.tiers!.swaps.ins).toBeGreaterThan(0);
+    expect(s.tiers!.swaps.swappedNow).toBe(0);
+    expect(s.tiers!.cpu.bytes).toBeLessThanOrEqual(8 << 20);
+    expect(s.pool.pagesInUse).toBe(0);
+    engine.checkInvariants();
+    console.log(`offload on 12 pages: ${s.preemptions} preemptions, ${s.tiers!.swaps.outs} swap-outs, ${s.tiers!.swaps.ins} swap-ins, ${s.tiers!.swaps.fallbacks} fallbacks to recompute, ${s.compression.requests} compressions for ${jobs.filter((j) => j.compression).length} compressed requests`);
+    await engine.destroy();
+  });
+
   it('compressed requests preempted and recomputed get the cache of their uninterrupted run: token for token', async () => {
     // a press with a window (snapkv), one without (knorm), one by position (streaming-llm); 12 pages force preemptions
     const presses = [{ press: 'snapkv', ratio: 0.5, window: 8 }, { press: 'knorm', ratio: 0.5 }, { press: 'streaming-llm', ratio: 0.6 }];
     const distinct = prompts(19, [22, 27, 31, 36, 41, 45], vocab);
     const jobs: Job[] = distinct.flatMap((prompt, i) => [0, 1].map((k) => ({ prompt, maxTokens: 40, compression: presses[(i + k) % 3] })));
     const want = await solo(alone, jobs);
-    const engine = await Engine.load(gpu, modelRef(name), { kvPages: 12, ...SMALL_STEPS });
+    const engine = await Engine.load(gpu, modelRef(name), { kvPages: 12, preemption: 'recompute', ...SMALL_STEPS });
     const events = record(engine);
     const { tokens } = await serveStaggered(engine, jobs);
     expectServed(jobs, tokens, want);

@@ -26,7 +26,7 @@ export class StepExecutor {
   ) {}
 
   async execute(plan: StepPlan): Promise<StepOutcome> {
-    for (const r of plan.preempted) this.compress.drop(r.id); // a recompute captures its window again
+    for (const r of plan.preempted) if (!r.swapped) this.compress.drop(r.id); // a recompute captures its window again; a swap keeps it
     this.moveTiers();
     const compressed = await this.compress.run(plan.compress.filter((r) => !r.finished));
     // a request aborted while the compress stage ran has already given its pages back: drop its rows

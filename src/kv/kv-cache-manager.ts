@@ -28,23 +28,42 @@ export type { SeqId };
  * t % pageSize. Only the last page is partly filled. Kernels address K/V
  * through the slot (kv_write) or through the table itself (paged attention).
  */
+/** A sequence swapped out to the CPU tier: its KvSequence fields and its pages' bytes (null until downloaded). */
+interface SwapEntry {
+  numSlots: number;
+  positionOffset: number;
+  compressed: boolean;
+  data: (ArrayBuffer | null)[];
+  missing: number;
+  bytes: number;
+}
+
 export class KVCacheManager {
   private readonly seqs = new Map<SeqId, KvSequence>();
+  private readonly cpu: CpuTier | null;
+  private readonly cpuPageBytes: number;
   private readonly prefix: PrefixCache | null;
   /** Page copies the next step owes the CPU tier (see TransferQueue). */
   private readonly transfers = new TransferQueue();
   private promotedPages = 0;
+  /** Sequences swapped out to the CPU tier, waiting to be swapped back in. */
+  private readonly swapped = new Map<SeqId, SwapEntry>();
+  private readonly swapCounts = { out: 0, in: 0 };
 
   /**
    * `prefixCache`: the namespace its keys live in (model, dtype, page size), or null for no prefix cache.
-   * `cpu`: the tier cached pages move to when the pool needs them back, and come back from on a hit.
+   * `cpu`: the tier cached pages move to when the pool needs them back, and come back from on a hit
+   * (and where preempted sequences are swapped out), with the bytes of one page over every layer.
    */
   constructor(
     readonly pool: BlockPool,
     readonly pageSize: number,
     prefixCache: KvNamespace | null = null,
-    private readonly cpu: CpuTier | null = null,
+    cpuTier: { tier: CpuTier; pageBytes: number } | null = null,
   ) {
+    const cpu = cpuTier?.tier ?? null;
+    this.cpu = cpu;
+    this.cpuPageBytes = cpuTier?.pageBytes ?? 0;
     if (!Number.isInteger(pageSize) || pageSize <= 0) throw new RangeError(`KVCacheManager: pageSize must be a positive integer, got ${pageSize}`);
     if (prefixCache && prefixCache.pageSize !== pageSize) throw new RangeError(`KVCacheManager: the prefix namespace's pageSize ${prefixCache.pageSize} differs from ${pageSize}`);
     const demote = cpu ? (page: number, key: string, content: string) => this.transfers.download(page, (data) => cpu.put(key, content, data)) : null;
@@ -52,9 +71,9 @@ export class KVCacheManager {
   }
 
   /** A manager over a fresh pool of `numPages` pages: no GPU needed (tests, planning); `prefixCache` turns on a cache in a test namespace. */
-  static simulated(numPages: number, pageSize = 16, prefixCache = false): KVCacheManager {
+  static simulated(numPages: number, pageSize = 16, prefixCache = false, cpuTier: { tier: CpuTier; pageBytes: number } | null = null): KVCacheManager {
     const ns: KvNamespace = { modelId: 'simulated', modelHash: '0', kvDtype: 'f32', pageSize, formatVersion: KV_FORMAT_VERSION };
-    return new KVCacheManager(new BlockPool(numPages), pageSize, prefixCache ? ns : null);
+    return new KVCacheManager(new BlockPool(numPages), pageSize, prefixCache ? ns : null, cpuTier);
   }
 
   // ---------------------------------------------------------------- public API
@@ -143,8 +162,9 @@ export class KVCacheManager {
   }
 
   /** The CPU tier's counters (null when there is none). */
-  tierStats(): (ReturnType<CpuTier['snapshot']> & { promotedPages: number }) | null {
-    return this.cpu ? { ...this.cpu.snapshot(), promotedPages: this.promotedPages } : null;
+  tierStats(): (ReturnType<CpuTier['snapshot']> & { promotedPages: number; swapOuts: number; swapIns: number; swappedSequences: number }) | null {
+    if (!this.cpu) return null;
+    return { ...this.cpu.snapshot(), promotedPages: this.promotedPages, swapOuts: this.swapCounts.out, swapIns: this.swapCounts.in, swappedSequences: this.swapped.size };
   }
 
   /** The sequence's KV bookkeeping, read-only (the unit a tier moves). */
@@ -189,10 +209,60 @@ export class KVCacheManager {
     this.prefix?.drop(seqId);
   }
 
-  /** Frees the sequence's pages if it holds any, and forgets everything known of it (its prefix keys too). */
+  /** Frees the sequence's pages if it holds any, and forgets everything known of it (its prefix keys, a swapped-out copy). */
   release(seqId: SeqId): void {
     if (this.seqs.has(seqId)) this.free(seqId);
     else this.prefix?.drop(seqId);
+    this.dropSwap(seqId);
+  }
+
+  /**
+   * Swaps a sequence out to the CPU tier, keeping its first `numSlots` slots
+   * (what its computed tokens hold): its pages go back to the pool now, and
+   * their contents are saved by the next step before anything overwrites
+   * them. False — changing nothing — when there is no CPU tier or no room in it.
+   */
+  swapOut(seqId: SeqId, numSlots: number): boolean {
+    const seq = this.get(seqId, 'swapOut');
+    if (!this.cpu || !Number.isInteger(numSlots) || numSlots <= 0 || numSlots > seq.numSlots) return false;
+    const n = this.pagesFor(numSlots);
+    if (!this.cpu.reserve(n * this.cpuPageBytes)) return false;
+    const entry: SwapEntry = { numSlots, positionOffset: seq.positionOffset, compressed: seq.compressed, data: new Array(n).fill(null), missing: n, bytes: n * this.cpuPageBytes };
+    seq.pages.slice(0, n).forEach((page, i) => this.transfers.download(page, (d) => {
+      entry.data[i] = d;
+      entry.missing--;
+    }));
+    this.free(seqId);
+    this.swapped.set(seqId, entry);
+    this.swapCounts.out++;
+    return true;
+  }
+
+  /**
+   * Brings a swapped-out sequence back into fresh pages (uploads the next
+   * step carries out), as it was. 'pending': its pages are still on their
+   * way to the CPU tier; 'no-pages': too few free pages now.
+   */
+  swapIn(seqId: SeqId): 'ready' | 'pending' | 'no-pages' {
+    const e = this.swapped.get(seqId);
+    if (!e) throw new Error(`KVCacheManager.swapIn: sequence ${JSON.stringify(seqId)} is not swapped out`);
+    if (e.missing > 0) return 'pending';
+    const pages = this.pool.allocate(e.data.length);
+    if (!pages) return 'no-pages';
+    pages.forEach((p, i) => this.transfers.upload(p, e.data[i]!));
+    this.seqs.set(seqId, { pages, numSlots: e.numSlots, positionOffset: e.positionOffset, compressed: e.compressed });
+    this.dropSwap(seqId);
+    this.swapCounts.in++;
+    return 'ready';
+  }
+
+  isSwapped(seqId: SeqId): boolean {
+    return this.swapped.has(seqId);
+  }
+
+  /** Bytes a swap-out of `numSlots` slots moves (each way). */
+  swapBytes(numSlots: number): number {
+    return this.pagesFor(numSlots) * this.cpuPageBytes;
   }
 
   /**
@@ -263,6 +333,7 @@ export class KVCacheManager {
     }
     this.prefix?.checkInvariants();
     this.cpu?.checkInvariants();
+    for (const id of this.swapped.keys()) if (this.seqs.has(id)) throw new Error(`KVCacheManager invariant: sequence ${String(id)} is both in the pool and swapped out`);
   }
 
   debugString(maxSeqs = 16): string {
@@ -277,6 +348,13 @@ export class KVCacheManager {
   }
 
   // ---------------------------------------------------------------- helpers
+
+  private dropSwap(seqId: SeqId): void {
+    const e = this.swapped.get(seqId);
+    if (!e) return;
+    this.swapped.delete(seqId);
+    this.cpu!.unreserve(e.bytes);
+  }
 
   /**
    * Continues a prefix lookup past the GPU hits (pages [0, from)) into the

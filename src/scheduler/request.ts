@@ -77,6 +77,8 @@ export class Request implements PrefixSource {
   prefixHitTokens = 0;
   /** Prompt tokens a press evicted from the cache (the current run's). */
   evictedTokens = 0;
+  /** Preempted with its KV swapped out to the CPU tier: it resumes where it was, not from scratch. */
+  swapped = false;
   readonly times: RequestTimes;
   readonly maxNewTokens: number;
   readonly sampling: SamplingParams;

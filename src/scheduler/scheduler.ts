@@ -1,5 +1,6 @@
 import type { KVCacheManager } from '../kv/kv-cache-manager.ts';
 import type { FinishReason, Request } from './request.ts';
+import { checkPreemptionMode, type PreemptionCosts, type PreemptionMode } from './preemption.ts';
 import type { PrefillChunk, StepOutcome, StepPlan } from './step-plan.ts';
 
 /**
@@ -50,15 +51,22 @@ export interface StepResult {
 
 export class Scheduler {
   readonly config: SchedulerConfig;
+  private readonly costs: PreemptionCosts | null;
   /** Oldest first. */
   private waiting: Request[] = [];
   private running: Request[] = [];
   private preemptions = 0;
+  private readonly preemptionMode: PreemptionMode;
+  private readonly swapCounts = { out: 0, in: 0, fallbacks: 0 };
 
+  /** `preemption`: how a preempted request gives its pages back (see preemption.ts); `costs` decide 'auto'. */
   constructor(
     private readonly kv: KVCacheManager,
     config: Partial<SchedulerConfig> = {},
+    preemption: { mode: PreemptionMode; costs?: PreemptionCosts } = { mode: 'recompute' },
   ) {
+    this.preemptionMode = checkPreemptionMode(preemption.mode);
+    this.costs = preemption.costs ?? null;
     this.config = { ...DEFAULT_SCHEDULER_CONFIG, ...config };
     const c = this.config;
     if (c.maxPrefillChunk > c.maxBatchTokens) throw new RangeError(`maxPrefillChunk (${c.maxPrefillChunk}) cannot exceed maxBatchTokens (${c.maxBatchTokens})`);
@@ -144,6 +152,11 @@ export class Scheduler {
     return this.preemptions;
   }
 
+  /** Preemptions by swap-out, resumptions by swap-in, and swaps that fell back to recompute. */
+  get swapStats(): { swapOuts: number; swapIns: number; fallbacks: number } {
+    return { swapOuts: this.swapCounts.out, swapIns: this.swapCounts.in, fallbacks: this.swapCounts.fallbacks };
+  }
+
   schedule(): StepPlan {
     const plan: StepPlan = { decode: [], prefill: [], compress: [], preempted: [] };
     this.planCompress(plan);
@@ -172,7 +185,10 @@ export class Scheduler {
         throw new Error(`Scheduler invariant: ${r.id} has ${r.numComputedTokens} computed tokens but its KV holds ${slots} slots + ${offset} evicted`);
       }
     }
-    for (const r of this.waiting) if (this.kv.has(r.id)) throw new Error(`Scheduler invariant: waiting request ${r.id} holds pages`);
+    for (const r of this.waiting) {
+      if (this.kv.has(r.id)) throw new Error(`Scheduler invariant: waiting request ${r.id} holds pages`);
+      if (r.swapped !== this.kv.isSwapped(r.id)) throw new Error(`Scheduler invariant: ${r.id} swapped=${r.swapped} but the KV manager ${this.kv.isSwapped(r.id) ? 'holds' : 'has no'} its copy`);
+    }
     this.kv.checkInvariants();
   }
 
@@ -223,8 +239,37 @@ export class Scheduler {
       if (budget <= 0) return;
       if (r.stage === 'prefill' && !plan.prefill.some((p) => p.request === r)) chunk(r);
     }
+    /** Admits a swapped-out request as it was, and plans its next step; false when its pages do not fit now. */
+    const resume = (r: Request): boolean => {
+      if (plan.preempted.includes(r)) return false; // swapped out by this very plan: its pages are not saved yet
+      if (this.kv.numFreePages < this.kv.pagesFor(r.numTokens) + c.admissionReservePages && this.running.length > 0) return false;
+      const state = this.kv.swapIn(r.id);
+      if (state === 'no-pages') return false;
+      r.swapped = false;
+      if (state === 'pending') { // its pages have not reached the CPU tier yet: recompute instead
+        this.kv.release(r.id);
+        this.resetComputed(r);
+        this.swapCounts.fallbacks++;
+        return true;
+      }
+      this.swapCounts.in++;
+      this.waiting.shift();
+      this.running.push(r);
+      if (r.stage === 'prefill') chunk(r);
+      else if (r.stage === 'compress' && plan.compress.length < c.maxCompressBatch) plan.compress.push(r);
+      else if (r.stage === 'decode' && budget > 0 && sampled < c.maxSampledRows && this.kv.allocateSlots(r.id, 1)) {
+        plan.decode.push(r);
+        budget--;
+        sampled++;
+      }
+      return true;
+    };
     while (this.waiting.length > 0 && this.running.length < c.maxRunning && budget > 0) {
       const r = this.waiting[0];
+      if (r.swapped) {
+        if (!resume(r)) return;
+        continue;
+      }
       this.attachPrefix(r);
       const held = this.kv.has(r.id) ? this.kv.blockTable(r.id).length : 0;
       const pagesNeeded = this.kv.pagesFor(r.numTokens) - held + c.admissionReservePages;
@@ -275,12 +320,13 @@ export class Scheduler {
 
   private preempt(r: Request, plan: StepPlan): void {
     this.remove(r.id);
-    this.kv.release(r.id);
-    // the tokens stay; the KV is recomputed later (a pending press runs again on the same prompt)
-    r.numComputedTokens = 0;
-    r.compressed = false;
-    r.prefixHitTokens = 0;
-    r.evictedTokens = 0;
+    if (this.offloads(r) && this.kv.swapOut(r.id, r.numComputedTokens - this.kv.positionOffset(r.id))) {
+      r.swapped = true; // its state stays: it resumes where it was
+      this.swapCounts.out++;
+    } else {
+      this.kv.release(r.id);
+      this.resetComputed(r);
+    }
     r.numPreemptions++;
     this.preemptions++;
     plan.preempted.push(r);
@@ -290,6 +336,22 @@ export class Scheduler {
     // back to the queue in arrival order, ahead of newer arrivals
     const at = this.waiting.findIndex((w) => w.times.arrival > r.times.arrival);
     this.waiting.splice(at < 0 ? this.waiting.length : at, 0, r);
+  }
+
+  /** Whether a preempted request should swap out rather than be recomputed. */
+  private offloads(r: Request): boolean {
+    if (this.preemptionMode === 'recompute' || !this.kv.has(r.id) || r.numComputedTokens === 0) return false;
+    if (this.preemptionMode === 'offload' || !this.costs) return this.preemptionMode === 'offload';
+    const bytes = this.kv.swapBytes(r.numComputedTokens - this.kv.positionOffset(r.id));
+    return 2 * this.costs.moveMs(bytes) < this.costs.recomputeMs(r.numComputedTokens);
+  }
+
+  /** The tokens stay; the KV is recomputed later (a pending press runs again on the same prompt). */
+  private resetComputed(r: Request): void {
+    r.numComputedTokens = 0;
+    r.compressed = false;
+    r.prefixHitTokens = 0;
+    r.evictedTokens = 0;
   }
 
   private find(id: string): Request | null {

@@ -45,3 +45,19 @@ describe('CpuTier', () => {
     expect(() => new CpuTier(b)).toThrow(/cpuCacheBytes must be a non-negative integer/);
   });
 });
+
+describe('CpuTier: room reserved for swapped-out sequences', () => {
+  it('reserving evicts cache entries; a reservation larger than the free budget is refused; put respects it', () => {
+    const t = new CpuTier(300);
+    for (const s of ['a', 'b', 'c']) t.put(hash53(s), s, new ArrayBuffer(100));
+    expect(t.reserve(150)).toBe(true); // a and b make way
+    expect([t.has(hash53('a')), t.has(hash53('b')), t.has(hash53('c'))]).toEqual([false, false, true]);
+    expect(t.reserve(200)).toBe(false);
+    expect(t.put(hash53('d'), 'd', new ArrayBuffer(200))).toBe(false);
+    expect(t.put(hash53('d'), 'd', new ArrayBuffer(100))).toBe(true); // c makes way
+    expect(t.snapshot()).toMatchObject({ bytes: 100, reservedBytes: 150 });
+    t.checkInvariants();
+    t.unreserve(150);
+    expect(() => t.unreserve(1)).toThrow(/only 0 are reserved/);
+  });
+});

@@ -11,6 +11,8 @@
  *
  *   put(key, content, bytes)   store (evicting LRU entries to make room)
  *   get(key, content)          the bytes, or null; a hit becomes most recent
+ *   reserve(bytes)             pin room for a swapped-out sequence (cache
+ *                              entries make way; false when it cannot fit)
  */
 import { hash53 } from '../prefix-key.ts';
 
@@ -18,6 +20,8 @@ export interface CpuTierStats {
   budgetBytes: number;
   bytes: number;
   pages: number;
+  /** Bytes pinned for swapped-out sequences. */
+  reservedBytes: number;
   /** Pages stored (demotions from the GPU pool). */
   stored: number;
   hits: number;
@@ -35,6 +39,7 @@ export class CpuTier {
   /** Map order is the LRU order: oldest first. */
   private readonly entries = new Map<string, Entry>();
   private bytes_ = 0;
+  private reserved = 0;
   private readonly counts = { stored: 0, hits: 0, misses: 0, evicted: 0 };
 
   constructor(readonly budgetBytes: number) {
@@ -45,9 +50,9 @@ export class CpuTier {
 
   /** Stores a page's bytes under `key`; false when it cannot fit the budget at all. */
   put(key: string, content: string, data: ArrayBuffer): boolean {
-    if (data.byteLength > this.budgetBytes) return false;
+    if (data.byteLength > this.budgetBytes - this.reserved) return false;
     this.delete(key);
-    while (this.bytes_ + data.byteLength > this.budgetBytes) this.evictOldest();
+    while (this.bytes_ + this.reserved + data.byteLength > this.budgetBytes) this.evictOldest();
     this.entries.set(key, { content, data });
     this.bytes_ += data.byteLength;
     this.counts.stored++;
@@ -67,6 +72,19 @@ export class CpuTier {
     return e.data;
   }
 
+  /** Pins `bytes` of the budget (cache entries are evicted to make room); false, changing nothing, when they cannot fit. */
+  reserve(bytes: number): boolean {
+    if (bytes > this.budgetBytes - this.reserved) return false;
+    while (this.bytes_ + this.reserved + bytes > this.budgetBytes) this.evictOldest();
+    this.reserved += bytes;
+    return true;
+  }
+
+  unreserve(bytes: number): void {
+    if (bytes > this.reserved) throw new Error(`CpuTier.unreserve: ${bytes} bytes but only ${this.reserved} are reserved`);
+    this.reserved -= bytes;
+  }
+
   has(key: string): boolean {
     return this.entries.has(key);
   }
@@ -83,7 +101,7 @@ export class CpuTier {
   }
 
   snapshot(): CpuTierStats {
-    return { budgetBytes: this.budgetBytes, bytes: this.bytes_, pages: this.entries.size, ...this.counts };
+    return { budgetBytes: this.budgetBytes, bytes: this.bytes_, pages: this.entries.size, reservedBytes: this.reserved, ...this.counts };
   }
 
   /** Throws when the byte count or the budget is off, or an entry's key is not its content's hash. */
@@ -94,7 +112,7 @@ export class CpuTier {
       if (hash53(e.content) !== k) throw new Error(`CpuTier invariant: entry ${k} does not hold the content its key names`);
     }
     if (n !== this.bytes_) throw new Error(`CpuTier invariant: entries hold ${n} bytes, the counter says ${this.bytes_}`);
-    if (n > this.budgetBytes) throw new Error(`CpuTier invariant: ${n} bytes over the budget of ${this.budgetBytes}`);
+    if (n + this.reserved > this.budgetBytes) throw new Error(`CpuTier invariant: ${n} bytes + ${this.reserved} reserved over the budget of ${this.budgetBytes}`);
   }
 
   // ---------------------------------------------------------------- helpers
