@@ -1,7 +1,6 @@
 import { expect, test, type Page } from '@playwright/test';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort, startServe, type ServeProcess } from './serve-process.ts';
 import type { EngineStats } from '../src/api/stats.ts';
 
 // The chat page on a remote backend: this project's own OpenAI-compatible
@@ -27,7 +26,7 @@ const item = testset.items[sure?.index ?? 0];
 const imagePath = `${MODEL}/testset/${item.image}`;
 
 test.describe.configure({ mode: 'serial' });
-let server: ChildProcess;
+let server: ServeProcess | undefined;
 let base: string; // http://127.0.0.1:<port>/v1
 let modelId: string;
 let page: Page;
@@ -35,60 +34,10 @@ const pageErrors: string[] = [];
 
 const serverStats = async () => (await (await fetch(`${base}/stats`)).json()) as EngineStats;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** `npm run serve` in its own process group (so the whole tree stops with it); resolves with its /v1 URL once it serves. */
-async function startServer(): Promise<string> {
-  const port = await freePort();
-  server = spawn('npm', ['run', 'serve', '--', '--model', MODEL, '--port', String(port), '--cors-origin', PAGE_ORIGIN, '--quiet'], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`npm run serve did not start in 150 s:\n${log}`)), 150_000);
-    const onData = (d: Buffer) => {
-      log += d.toString();
-      const m = /serving \S+ at (http:\/\/\S+\/v1)/.exec(log);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    };
-    server.stdout!.on('data', onData);
-    server.stderr!.on('data', onData);
-    server.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`npm run serve exited (${code}):\n${log}`));
-    });
-  });
-}
-
-/** SIGTERM to the server's process group (npm, sh, tsx, node: the server shuts down and frees the GPU); SIGKILL if it lingers past 15 s. */
-async function stopGroup(pgid: number): Promise<void> {
-  const alive = () => {
-    try {
-      process.kill(-pgid, 0);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  if (!alive()) return;
-  process.kill(-pgid, 'SIGTERM');
-  for (const end = Date.now() + 15_000; alive() && Date.now() < end;) await new Promise((r) => setTimeout(r, 100));
-  if (alive()) process.kill(-pgid, 'SIGKILL');
-}
-
 test.beforeAll(async ({ browser }) => {
   test.setTimeout(240_000);
-  base = await startServer();
+  server = await startServe(MODEL, PAGE_ORIGIN);
+  base = server.base;
   modelId = ((await (await fetch(`${base}/models`)).json()) as { data: { id: string }[] }).data[0].id;
   page = await browser.newPage();
   page.on('pageerror', (e) => pageErrors.push(e.message));
@@ -96,7 +45,7 @@ test.beforeAll(async ({ browser }) => {
 
 test.afterAll(async () => {
   await page?.close();
-  if (server?.pid) await stopGroup(server.pid);
+  await server?.stop();
   expect(pageErrors).toEqual([]);
 });
 
