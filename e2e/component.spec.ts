@@ -1,7 +1,7 @@
 import { expect, test, type Page } from '@playwright/test';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import type { EngineStats } from '../src/scheduler/metrics.ts';
+import { sureShapesItem } from '../test/shapes-items.ts';
 
 // <fastcache-chat> in a page that is not ours (examples/embed.html): its
 // attributes (model, press, ratio, system-prompt), its events (token, done,
@@ -85,12 +85,7 @@ test('the component answers about an image given to ask(text, image)', async ({ 
   await openEmbed(page, 'model=/models/tiny-vlm-shapes');
   await expect(chat(page)).toHaveAttribute('data-vision', 'true');
   // as in chat.spec.ts: the item the PyTorch reference answers right by the widest margin must get the same answer
-  const dir = 'public/models/tiny-vlm-shapes';
-  const items = JSON.parse(readFileSync(`${dir}/testset/items.json`, 'utf8')).items as { image: string; question: string; answer: string }[];
-  const ref = JSON.parse(readFileSync(`${dir}/reference_answers.json`, 'utf8')).items as { index: number; match: boolean; first_top20_logits: number[] }[];
-  const margin = (r: (typeof ref)[number]) => r.first_top20_logits[0] - r.first_top20_logits[1];
-  const sure = ref.filter((r) => r.match && margin(r) > 1).sort((a, b) => margin(b) - margin(a))[0];
-  const item = items[sure?.index ?? 0];
+  const { item, sure } = sureShapesItem();
   const text = await page.evaluate(async (item) => {
     const png = await (await fetch(`/models/tiny-vlm-shapes/testset/${item.image}`)).blob();
     return document.querySelector('fastcache-chat')!.ask(item.question, png);

@@ -1,7 +1,8 @@
 import { expect, test, type Page } from '@playwright/test';
-import { readFileSync } from 'node:fs';
 import { freePort, startServe, type ServeProcess } from './serve-process.ts';
 import type { EngineStats } from '../src/api/stats.ts';
+import { sureShapesItem } from '../test/shapes-items.ts';
+import { askAndWait } from './chat-page.ts';
 
 // The chat page on a remote backend: this project's own OpenAI-compatible
 // server (`npm run serve`, the shapes VLM on Node's WebGPU), started here,
@@ -14,16 +15,7 @@ import type { EngineStats } from '../src/api/stats.ts';
 const MODEL = 'public/models/tiny-vlm-shapes';
 const PAGE_ORIGIN = `http://127.0.0.1:${Number(process.env.E2E_PORT ?? 5179)}`;
 
-interface RefItem { index: number; match: boolean; first_top20_logits: number[] }
-interface TestItem { index: number; image: string; question: string; answer: string }
-
-const testset = JSON.parse(readFileSync(`${MODEL}/testset/items.json`, 'utf8')) as { items: TestItem[] };
-const reference = JSON.parse(readFileSync(`${MODEL}/reference_answers.json`, 'utf8')) as { items: RefItem[] };
-const margin = (r: RefItem) => r.first_top20_logits[0] - r.first_top20_logits[1];
-// the item the PyTorch reference answers right with the widest lead: the server's engine must answer it the same
-const sure = reference.items.filter((r) => r.match && margin(r) > 1).sort((a, b) => margin(b) - margin(a))[0];
-const item = testset.items[sure?.index ?? 0];
-const imagePath = `${MODEL}/testset/${item.image}`;
+const { item, imagePath, sure } = sureShapesItem();
 
 test.describe.configure({ mode: 'serial' });
 let server: ServeProcess | undefined;
@@ -49,15 +41,6 @@ test.afterAll(async () => {
   expect(pageErrors).toEqual([]);
 });
 
-async function askAndWait(question: string): Promise<string> {
-  const answers = page.locator('.fc-assistant');
-  const n = await answers.count();
-  await page.fill('#prompt', question);
-  await page.click('#ask');
-  await expect(answers).toHaveCount(n + 1);
-  await expect(page.locator('body')).toHaveAttribute('data-state', 'done', { timeout: 120_000 });
-  return (await answers.nth(n).locator('.fc-answer').textContent()) ?? '';
-}
 
 test('?remote=…&model=…: ask about an uploaded image, the answer streams from the server; asking again reuses its image features', async () => {
   await page.goto(`/?remote=${encodeURIComponent(base)}&model=${encodeURIComponent(modelId)}`);
@@ -84,7 +67,7 @@ test('?remote=…&model=…: ask about an uploaded image, the answer streams fro
   expect(s1.requestsFinished).toBeGreaterThan(0);
 
   // a follow-up in the same conversation resends the image: the server's feature cache serves it
-  const second = await askAndWait('How many objects are there?');
+  const second = await askAndWait(page, 'How many objects are there?');
   const s2 = await serverStats();
   console.log(`remote follow-up → "${second.trim()}"; server encoder calls ${s1.vision.encoderCalls} → ${s2.vision.encoderCalls}, feature-cache hits ${s1.vision.featureCacheHits} → ${s2.vision.featureCacheHits}`);
   expect(s2.vision.encoderCalls).toBe(s1.vision.encoderCalls);
@@ -112,7 +95,7 @@ test('the picker’s remote form: URL + model + API key; the key is sent, and ke
   await expect(page.locator('body')).toHaveAttribute('data-model', modelId);
 
   await page.setInputFiles('#file', imagePath);
-  const answer = await askAndWait(item.question);
+  const answer = await askAndWait(page, item.question);
   if (sure) expect(answer.trim()).toBe(item.answer);
   expect(auth.length).toBeGreaterThan(0);
   expect(auth.every((a) => a === 'Bearer sk-e2e-secret')).toBe(true);

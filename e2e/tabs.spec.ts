@@ -1,6 +1,7 @@
 import { expect, test, type BrowserContext, type Page } from '@playwright/test';
-import { readFileSync } from 'node:fs';
 import type { HubStats } from '../src/worker/protocol.ts';
+import { sureShapesItem } from '../test/shapes-items.ts';
+import { askAndWait } from './chat-page.ts';
 
 // One engine for every tab: two pages of ONE browser context open the chat
 // page on the default model (tiny-vlm-shapes), and both connect to the
@@ -11,18 +12,8 @@ import type { HubStats } from '../src/worker/protocol.ts';
 // with ?worker=dedicated) the page runs its own dedicated Worker and chats
 // as before. The tests share the context (serial), so the model loads once.
 
-const MODEL = 'public/models/tiny-vlm-shapes';
 
-interface RefItem { index: number; match: boolean; first_top20_logits: number[] }
-interface TestItem { index: number; image: string; question: string; answer: string }
-
-const testset = JSON.parse(readFileSync(`${MODEL}/testset/items.json`, 'utf8')) as { items: TestItem[] };
-const reference = JSON.parse(readFileSync(`${MODEL}/reference_answers.json`, 'utf8')) as { items: RefItem[] };
-const margin = (r: RefItem) => r.first_top20_logits[0] - r.first_top20_logits[1];
-// as in chat.spec.ts: the item the PyTorch reference answers right by the widest margin must get the same answer
-const sure = reference.items.filter((r) => r.match && margin(r) > 1).sort((a, b) => margin(b) - margin(a))[0];
-const item = testset.items[sure?.index ?? 0];
-const imagePath = `${MODEL}/testset/${item.image}`;
+const { item, imagePath, sure } = sureShapesItem();
 
 /** The shared engine's counters, through the page's WorkerEngine (with the hub's clients, engineLoads and worker). */
 const hubStats = (page: Page) => page.evaluate(() => window.fastcache!.engine.stats()) as Promise<HubStats>;
@@ -38,15 +29,6 @@ async function openTab(context: BrowserContext, path = '/'): Promise<Page> {
   return page;
 }
 
-async function askAndWait(page: Page, question: string): Promise<string> {
-  const answers = page.locator('.fc-assistant');
-  const n = await answers.count();
-  await page.fill('#prompt', question);
-  await page.click('#ask');
-  await expect(answers).toHaveCount(n + 1);
-  await expect(page.locator('body')).toHaveAttribute('data-state', 'done', { timeout: 120_000 });
-  return ((await answers.nth(n).locator('.fc-answer').textContent()) ?? '').trim();
-}
 
 /** What a page records of a stream it runs through its engine: chunk arrival times (ms since the epoch), text, end. */
 interface StreamRecord { times: number[]; text: string; finish: string | null; completionTokens: number; error: string | null; done: boolean }
@@ -108,13 +90,13 @@ test.describe('two tabs, one shared engine', () => {
 
   test('tab 2’s question about tab 1’s image is a prefix-cache hit: no vision-encoder run', async () => {
     await tab1.setInputFiles('#file', imagePath);
-    const first = await askAndWait(tab1, item.question);
+    const first = (await askAndWait(tab1, item.question)).trim();
     const s1 = await hubStats(tab1);
     expect(s1.vision.encoderCalls).toBeGreaterThan(0);
     if (sure) expect(first).toBe(item.answer);
 
     await tab2.setInputFiles('#file', imagePath);
-    const second = await askAndWait(tab2, item.question);
+    const second = (await askAndWait(tab2, item.question)).trim();
     const s2 = await hubStats(tab2);
     console.log(`tab 1: "${first}", tab 2: "${second}"; encoder runs ${s1.vision.encoderCalls} → ${s2.vision.encoderCalls}, prefix-cache hit tokens ${s1.prefixCache.hitTokens} → ${s2.prefixCache.hitTokens}`);
     expect(second).toBe(first);

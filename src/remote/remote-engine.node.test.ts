@@ -16,6 +16,7 @@ import { startOpenAIServer, type OpenAIServer } from '../server/openai-server.ts
 import { RemoteEngine, RemoteError } from './remote-engine.ts';
 import type { ChatCompletionChunk, ChatCompletionRequest } from '../api/openai-types.ts';
 import type { ChatMessage } from '../api/chat-types.ts';
+import { sureShapesItem } from '../../test/shapes-items.ts';
 
 async function all(stream: AsyncIterable<ChatCompletionChunk>): Promise<ChatCompletionChunk[]> {
   const out: ChatCompletionChunk[] = [];
@@ -130,14 +131,7 @@ describe('RemoteEngine on our server: tiny-llama-gqa', () => {
 
 describe('RemoteEngine on our server: tiny-vlm-shapes, an image as a Blob', () => {
   const MODEL = 'public/models/tiny-vlm-shapes';
-  interface RefItem { index: number; match: boolean; first_top20_logits: number[] }
-  interface TestItem { index: number; image: string; question: string; answer: string }
-  const testset = JSON.parse(readFileSync(`${MODEL}/testset/items.json`, 'utf8')) as { items: TestItem[] };
-  const reference = JSON.parse(readFileSync(`${MODEL}/reference_answers.json`, 'utf8')) as { items: RefItem[] };
-  const margin = (r: RefItem) => r.first_top20_logits[0] - r.first_top20_logits[1];
-  // the item PyTorch answers right with the widest lead: the engine must answer it the same
-  const sure = reference.items.filter((r) => r.match && margin(r) > 1).sort((a, b) => margin(b) - margin(a))[0];
-  const item = testset.items[sure?.index ?? 0];
+  const { item, imagePath, sure } = sureShapesItem(MODEL);
 
   let engine: Engine;
   let server: OpenAIServer;
@@ -149,7 +143,7 @@ describe('RemoteEngine on our server: tiny-vlm-shapes, an image as a Blob', () =
   });
 
   it('answers the image question as the in-process engine does (and as PyTorch does)', async () => {
-    const image = new Blob([readFileSync(`${MODEL}/testset/${item.image}`)], { type: 'image/png' });
+    const image = new Blob([readFileSync(imagePath)], { type: 'image/png' });
     const messages: ChatMessage[] = [{ role: 'user', content: [{ type: 'image', image }, { type: 'text', text: item.question }] }];
     const local = await engine.chat.completions.create({ messages, temperature: 0, max_tokens: 16, stream: false });
     const chunks = await all(await remote.chat.completions.create({ messages, temperature: 0, max_tokens: 16, stream: true }));
