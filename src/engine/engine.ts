@@ -268,6 +268,18 @@ export class Engine implements ChatEngine {
     this.p.scheduler.checkInvariants();
   }
 
+  /**
+   * Throws unless the engine is idle and consistent (vLLM's assert_scheduler_empty):
+   * no request, every GPU page free (reference count 0), nothing swapped out, and checkInvariants().
+   */
+  checkIdle(): void {
+    this.checkInvariants();
+    const s = this.snapshot();
+    if (s.requestsRunning + s.requestsWaiting > 0) throw new Error(`engine not idle: ${s.requestsRunning} running, ${s.requestsWaiting} waiting`);
+    if (s.pool.pagesInUse > 0) throw new Error(`engine idle with ${s.pool.pagesInUse} GPU pages in use (a leak)`);
+    if (s.tiers && s.tiers.swaps.swappedNow > 0) throw new Error(`engine idle with ${s.tiers.swaps.swappedNow} sequences still swapped out`);
+  }
+
   /** Resolves when every page on its way to the CPU tier has arrived (tests, shutdown). */
   flush(): Promise<void> {
     return this.executor.flush();
@@ -330,7 +342,11 @@ export class Engine implements ChatEngine {
 
   private record(plan: StepPlan, sampled: number): void {
     this.counters.record(plan, sampled);
-    this.emit({ kind: 'step', decode: plan.decode.length, prefillTokens: plan.prefill.reduce((n, c) => n + c.count, 0), compress: plan.compress.length, preempted: plan.preempted.length, pagesInUse: this.p.kv.pool.numUsed });
+    const moved = this.executor.lastMoves;
+    this.emit({
+      kind: 'step', decode: plan.decode.length, prefillTokens: plan.prefill.reduce((n, c) => n + c.count, 0), compress: plan.compress.length,
+      preempted: plan.preempted.length, pagesInUse: this.p.kv.pool.numUsed, pagesDown: moved.down, pagesUp: moved.up,
+    });
   }
 
   /** A request's stream ended: count it, release its window buffers and image features. */

@@ -59,7 +59,7 @@ async function runJob(engine: Engine, job: Job, requestId: string, onToken?: (n:
 async function solo(engine: Engine, jobs: Job[]): Promise<number[][]> {
   const out: number[][] = [];
   for (const [i, { abort: _, ...whole }] of jobs.entries()) out.push(await runJob(engine, whole, `solo-${i}`));
-  expect(engine.snapshot().pool.pagesInUse).toBe(0);
+  engine.checkIdle();
   return out;
 }
 
@@ -194,6 +194,7 @@ describe.each([
     const offStats = off.snapshot();
     await off.destroy();
     const on = await Engine.load(gpu, modelRef(name), { kvPages: 12, cpuCacheBytes: 4 << 20, preemption: 'recompute', ...SMALL_STEPS }); // the cache tier alone (offload: below)
+    const events = record(on);
     const { tokens } = await serveStaggered(on, jobs);
     await on.flush();
     expectServed(jobs, tokens, jobs.map((_, i) => want[i % distinct.length]));
@@ -202,10 +203,12 @@ describe.each([
     expect(s.tiers!.cpu.demotedPages).toBeGreaterThan(10);
     expect(s.tiers!.cpu.promotedPages).toBeGreaterThan(10);
     expect(s.tiers!.transfers.pagesUp).toBe(s.tiers!.cpu.promotedPages);
+    const steps = events.flatMap((e) => (e.kind === 'step' ? [e] : []));
+    expect(steps.reduce((n, e) => n + e.pagesUp, 0)).toBe(s.tiers!.cpu.promotedPages); // the step events carry the moves
+    expect(steps.reduce((n, e) => n + e.pagesDown, 0)).toBe(s.tiers!.transfers.pagesDown);
     expect(s.tiers!.cpu.bytes).toBeLessThanOrEqual(4 << 20);
     expect(s.promptTokens).toBeLessThan(offStats.promptTokens); // CPU hits instead of recompute
-    expect(s.pool.pagesInUse).toBe(0);
-    on.checkInvariants();
+    on.checkIdle();
     console.log(`CPU tier on 12 GPU pages: ${s.tiers!.cpu.demotedPages} demoted, ${s.tiers!.cpu.promotedPages} promoted, prompt tokens ${s.promptTokens} vs ${offStats.promptTokens} without`);
     await on.destroy();
   });
@@ -226,8 +229,7 @@ describe.each([
     expect(s.tiers!.swaps.ins).toBeGreaterThan(0);
     expect(s.tiers!.swaps.swappedNow).toBe(0);
     expect(s.tiers!.cpu.bytes).toBeLessThanOrEqual(8 << 20);
-    expect(s.pool.pagesInUse).toBe(0);
-    engine.checkInvariants();
+    engine.checkIdle();
     console.log(`offload on 12 pages: ${s.preemptions} preemptions, ${s.tiers!.swaps.outs} swap-outs, ${s.tiers!.swaps.ins} swap-ins, ${s.tiers!.swaps.fallbacks} fallbacks to recompute, ${s.compression.requests} compressions for ${jobs.filter((j) => j.compression).length} compressed requests`);
     await engine.destroy();
   });
@@ -247,8 +249,7 @@ describe.each([
     expect(s.preemptions).toBeGreaterThan(0);
     expect(preemptedAfterDecoding).toBeGreaterThan(0);
     expect(s.compression.requests).toBeGreaterThan(jobs.length); // preempted requests were compressed again, the same way
-    expect(s.pool.pagesInUse).toBe(0);
-    engine.checkInvariants();
+    engine.checkIdle();
     console.log(`compressed requests on 12 pages: ${s.preemptions} preemptions, ${s.compression.requests} compressions for ${jobs.length} requests`);
     await engine.destroy();
   });

@@ -15,6 +15,8 @@ import type { PageTransfer } from '../kv/tiers/page-transfer.ts';
  */
 export class StepExecutor {
   private readonly inflight = new Set<Promise<void>>();
+  /** Pages the last step copied to and from the CPU tier. */
+  lastMoves = { down: 0, up: 0 };
 
   /** `transfer`: moves pages between the pool and the CPU tier (null when the engine has no CPU tier). */
   constructor(
@@ -49,6 +51,7 @@ export class StepExecutor {
    */
   private moveTiers(): void {
     const { downloads, uploads } = this.kv.drainTransfers();
+    this.lastMoves = { down: downloads.length, up: uploads.length };
     if (downloads.length && this.transfer) {
       const job = this.transfer.download(downloads.map((d) => d.page)).then((data) => data.forEach((b, i) => downloads[i].done(b)));
       this.inflight.add(job);

@@ -42,5 +42,6 @@ export type EngineEvent =
   | { kind: 'request-queued'; id: string; promptTokens: number }
   /** A step is about to run: the requests in each part of its plan (listeners may abort some). */
   | { kind: 'step-start'; decode: string[]; prefill: string[]; compress: string[] }
-  | { kind: 'step'; decode: number; prefillTokens: number; compress: number; preempted: number; pagesInUse: number }
+  /** A step ran; `pagesDown`/`pagesUp`: pages it copied to / from the CPU tier (demotions and swap-outs / promotions and swap-ins). */
+  | { kind: 'step'; decode: number; prefillTokens: number; compress: number; preempted: number; pagesInUse: number; pagesDown: number; pagesUp: number }
   | { kind: 'request-finished'; id: string; finishReason: GenerationResult['finishReason']; metrics: RequestMetrics };

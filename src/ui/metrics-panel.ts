@@ -20,6 +20,8 @@ const FIELDS = [
   ['image-cache-hits', 'image-cache hits'],
   ['encoder-calls', 'vision encoder runs'],
   ['prefix-hit-tokens', 'prefix-cache hit tokens'],
+  ['cpu-tier', 'CPU tier'], //         pages and MB held, demotions / promotions
+  ['swaps', 'swapped out / in'], //    preemption by offload
   ['tabs', 'tabs'], //  connections on the engine: the tabs (and elements) sharing it
 ] as const;
 
@@ -109,6 +111,9 @@ export class MetricsPanel {
     this.set('encoder-calls', String(s.vision?.encoderCalls ?? 0));
     this.set('prefix-hit-tokens', String(s.prefixCache?.hitTokens ?? 0));
     this.set('tabs', String(s.clients ?? 1));
+    const t = s.tiers;
+    this.set('cpu-tier', t ? `${t.cpu.pages} pages, ${(t.cpu.bytes / 2 ** 20).toFixed(1)} MB · ↓${t.cpu.demotedPages} ↑${t.cpu.promotedPages}` : 'off');
+    this.set('swaps', t ? `${t.swaps.outs} / ${t.swaps.ins}` : '–');
   }
 
   private set(key: Field, text: string): void {
