@@ -153,6 +153,16 @@ describe('bad input', () => {
     expect(gpu.memory.snapshot().bytes).toBe(before);
   });
 
+  it.each<[string, Record<string, unknown>, RegExp]>([
+    ['a negative CPU tier budget', { cpuCacheBytes: -1 }, /cpuCacheBytes must be a non-negative integer/],
+    ['a non-numeric CPU tier budget', { cpuCacheBytes: '64MB' }, /cpuCacheBytes must be a non-negative integer/],
+    ['an unknown preemption mode', { preemption: 'swap' }, /preemption must be one of 'recompute', 'offload', 'auto', got "swap"/],
+  ])('%s is refused at load, naming the option, and frees what was allocated', async (_, opts, message) => {
+    const before = gpu.memory.snapshot().bytes;
+    await expect(Engine.load(gpu, modelRef('tiny-llama-gqa'), { kvPages: 4, ...opts })).rejects.toThrow(message);
+    expect(gpu.memory.snapshot().bytes).toBe(before);
+  });
+
   it('token ids outside the vocabulary are rejected', async () => {
     await expect(engine.generate([1, engine.config.vocabSize + 3], { maxTokens: 1 })).rejects.toThrow(/outside the vocabulary/);
   });
