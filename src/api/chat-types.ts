@@ -37,6 +37,17 @@ export interface CompressionOptions {
   region?: 'all' | 'image' | { start: number; end: number };
 }
 
+/**
+ * A rolling KV window (StreamingLLM's serving mode): each token attends to
+ * the first `sinks` tokens and the last `recent` ones (itself included);
+ * pages that fall out of every later token's window go back to the pool, so
+ * a request's KV stays bounded while its context grows past the model's.
+ */
+export interface KvWindow {
+  sinks: number;
+  recent: number;
+}
+
 export interface LoadProgress {
   file: string;
   loaded: number;

@@ -2,7 +2,7 @@
  * The OpenAI chat-completions shapes this engine speaks (the subset web-llm
  * and the OpenAI SDK use), plus a few named extensions.
  */
-import type { ChatMessage, CompressionOptions } from './chat-types.ts';
+import type { ChatMessage, CompressionOptions, KvWindow } from './chat-types.ts';
 import type { RequestMetrics } from './stats.ts';
 
 export interface ChatCompletionRequest {
@@ -21,6 +21,8 @@ export interface ChatCompletionRequest {
   request_id?: string;
   /** KV-cache compression of the prompt: { press, ratio, window?, region? } (see CompressionOptions). */
   kv_compression?: CompressionOptions;
+  /** A rolling KV window { sinks, recent } (see KvWindow). */
+  kv_window?: KvWindow;
 }
 
 export type FinishReasonOpenAI = 'stop' | 'length' | 'abort';

@@ -2,7 +2,7 @@ import type { WeightDtype } from '../gpu/kernels/matmul.ts';
 import type { SchedulerConfig } from '../scheduler/scheduler.ts';
 import type { PreemptionMode } from '../scheduler/preemption.ts';
 import type { VisionEncoderOptions } from '../model/vision-encoder.ts';
-import type { CompressionOptions, LoadProgress } from '../api/chat-types.ts';
+import type { CompressionOptions, KvWindow, LoadProgress } from '../api/chat-types.ts';
 
 /**
  * How an engine is built. Plain data only (no callbacks), so the same options
@@ -40,6 +40,13 @@ export interface EngineLoadOptions {
    * 'auto' (default: whichever costs less, at the rates measured here).
    */
   preemption?: PreemptionMode;
+  /** A rolling KV window for every request that does not set its own (default none). */
+  window?: KvWindow;
+  /**
+   * Longest context (positions) a windowed request may reach, past the
+   * model's own (default 4 × its max_position_embeddings): sizes the RoPE table.
+   */
+  windowMaxPositions?: number;
 }
 
 export interface EngineOptions extends EngineLoadOptions {

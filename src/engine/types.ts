@@ -1,12 +1,14 @@
 /** Types at the engine's public boundary. Names follow transformers.js (camelCase) and OpenAI. */
 import type { RequestMetrics } from '../api/stats.ts';
-import type { CompressionOptions } from '../api/chat-types.ts';
+import type { CompressionOptions, KvWindow } from '../api/chat-types.ts';
 
-export type { ChatMessage, CompressionOptions, ContentPart, ImageInput, LoadProgress } from '../api/chat-types.ts';
+export type { ChatMessage, CompressionOptions, ContentPart, ImageInput, KvWindow, LoadProgress } from '../api/chat-types.ts';
 
 export interface GenerateOptions {
   /** Overrides the engine's default compression for this request. */
   compression?: CompressionOptions;
+  /** A rolling KV window for this request (overrides the engine's default; see KvWindow). */
+  window?: KvWindow;
   maxTokens?: number;
   sampling?: { temperature?: number; topK?: number; topP?: number; seed?: number };
   stop?: string[];
