@@ -20,11 +20,17 @@ export interface AttentionPagedRefArgs {
   /** 'f16': K and V are rounded to f16 on read, as the pool stores them. */
   dtype: KvDtype;
   scale?: number;
+  /**
+   * Optional [A, B] pairs per row (rowMask[2r], rowMask[2r+1], the GPU buffer's
+   * layout): keys A <= j < B are left out of the softmax. Requires A <= B <= pos.
+   */
+  rowMask?: ArrayLike<number>;
 }
 
 /**
  * Reference causal GQA attention over contiguous per-sequence K/V, f64
- * accumulation, exact two-pass softmax. Returns f32 [row][numHeads][headDim].
+ * accumulation, exact two-pass softmax over each row's visible keys
+ * (j <= pos, outside its masked [A, B)). Returns f32 [row][numHeads][headDim].
  */
 export function attentionPagedRef(a: AttentionPagedRefArgs): Float32Array {
   const { numHeads, numKvHeads, headDim: D } = a;
@@ -34,25 +40,30 @@ export function attentionPagedRef(a: AttentionPagedRefArgs): Float32Array {
   const out = new Float32Array(a.rows.length * numHeads * D);
   a.rows.forEach(({ seq, pos }, r) => {
     const { k, v } = a.seqs[seq];
+    const [mA, mB] = a.rowMask ? [a.rowMask[2 * r], a.rowMask[2 * r + 1]] : [0, 0];
+    if (!(Number.isInteger(mA) && Number.isInteger(mB) && 0 <= mA && mA <= mB && mB <= pos)) {
+      throw new RangeError(`attentionPagedRef: row ${r} mask [${mA}, ${mB}) must satisfy 0 <= A <= B <= pos = ${pos}`);
+    }
+    const keys = Array.from({ length: pos + 1 }, (_, j) => j).filter((j) => j < mA || j >= mB);
     for (let h = 0; h < numHeads; h++) {
       const g = Math.floor(h / group);
       const qb = r * a.qRowStride + a.qOffset + h * D;
-      const s = new Float64Array(pos + 1);
+      const s = new Float64Array(keys.length); // s[i]: score, then weight, of key keys[i]
       let max = -Infinity;
-      for (let j = 0; j <= pos; j++) {
+      keys.forEach((j, i) => {
         const kb = (j * numKvHeads + g) * D;
         let dot = 0;
         for (let d = 0; d < D; d++) dot += a.q[qb + d] * rd(k[kb + d]);
-        s[j] = dot * scale;
-        max = Math.max(max, s[j]);
-      }
+        s[i] = dot * scale;
+        max = Math.max(max, s[i]);
+      });
       let sum = 0;
-      for (let j = 0; j <= pos; j++) sum += (s[j] = Math.exp(s[j] - max));
+      for (let i = 0; i < keys.length; i++) sum += (s[i] = Math.exp(s[i] - max));
       const acc = new Float64Array(D);
-      for (let j = 0; j <= pos; j++) {
+      keys.forEach((j, i) => {
         const vb = (j * numKvHeads + g) * D;
-        for (let d = 0; d < D; d++) acc[d] += (s[j] / sum) * rd(v[vb + d]);
-      }
+        for (let d = 0; d < D; d++) acc[d] += (s[i] / sum) * rd(v[vb + d]);
+      });
       out.set(acc, (r * numHeads + h) * D);
     }
   });

@@ -63,6 +63,8 @@ interface Batch {
   rows: { seq: number; pos: number }[];
   /** Order in which the sequences' tables are concatenated in blockTables. */
   tableOrder?: number[];
+  /** [A, B] per row (the rowMask buffer's layout); absent: no rowMask buffer at all. */
+  rowMask?: number[];
 }
 
 type Mode = 'main' | 'split';
@@ -87,6 +89,7 @@ async function runKernel(gpu: Gpu, s: Shape, pool: ReturnType<typeof buildPool>,
     rowInfo: uploadBuffer(gpu, 'rowInfo', rowInfo),
     pool: uploadBuffer(gpu, 'pool', pool.words),
     out: storageBuffer(gpu, 'out', nq * s.numHeads * s.headDim * 4),
+    ...(batch.rowMask ? { rowMask: uploadBuffer(gpu, 'rowMask', Uint32Array.from(batch.rowMask)) } : {}),
   };
   const rec = new CommandRecorder(gpu);
   const partials = mode === 'split' ? storageBuffer(gpu, 'partials', attentionSplitScratchBytes(nq, s.numHeads, s.headDim, maxContext)) : null;
@@ -101,20 +104,21 @@ async function runKernel(gpu: Gpu, s: Shape, pool: ReturnType<typeof buildPool>,
   return out;
 }
 
-async function checkAgainstRef(s: Shape, lens: number[], rows: Batch['rows'], seed: number, qScale = 3) {
+async function checkAgainstRef(s: Shape, lens: number[], rows: Batch['rows'], seed: number, qScale = 3, rowMask?: number[]) {
   const gpu = await testGpu();
   const rand = rng(seed);
   const pool = buildPool(s, lens, rand);
   const qOffset = 5;
   const qRowStride = s.numHeads * s.headDim + 11;
   const q = randomF32(rows.length * qRowStride, rand, qScale);
-  const batch = { rows, tableOrder: [...lens.keys()].reverse() };
+  const batch: Batch = { rows, tableOrder: [...lens.keys()].reverse(), ...(rowMask ? { rowMask } : {}) };
   const got = await runKernel(gpu, s, pool, batch, q, qRowStride, qOffset);
-  const want = attentionPagedRef({ q, qRowStride, qOffset, seqs: pool.seqs, rows, numHeads: s.numHeads, numKvHeads: s.numKvHeads, headDim: s.headDim, dtype: s.dtype });
+  const want = attentionPagedRef({ q, qRowStride, qOffset, seqs: pool.seqs, rows, numHeads: s.numHeads, numKvHeads: s.numKvHeads, headDim: s.headDim, dtype: s.dtype, ...(rowMask ? { rowMask } : {}) });
   expect(maxRelErr(got, want, ATOL, RTOL)).toBeLessThanOrEqual(1);
   // The split-K path runs the same operations: bitwise equal to the single pass.
   const split = await runKernel(gpu, s, pool, batch, q, qRowStride, qOffset, 'split', Math.max(...rows.map((r) => r.pos + 1)));
   expect(bits(split)).toEqual(bits(got));
+  return { got, want, pool, q, qRowStride, qOffset };
 }
 
 const bits = (a: Float32Array) => new Uint32Array(a.slice().buffer);
@@ -240,5 +244,172 @@ describe('attention_paged kernel', () => {
     gpu.destroyBuffer(small);
     expect(() => encodeAttentionPagedSplit(rec, { ...base, maxContext: 10, partials: b })).toThrow(/partials and out must be different buffers/);
     gpu.destroyBuffer(b);
+  });
+});
+
+// ------------------------------------------------------------ row masks
+
+/**
+ * Masks [A, B) for a row at position P, by kind (16 = BLOCK, 64 = keys per
+ * split); clamped to the contract A <= B <= P, so small P degrade to fewer
+ * masked keys or none.
+ */
+const MASK_KINDS = ['none', 'empty', 'small', 'window', 'large', 'blocks', 'splits', 'noSinks', 'lastOnly', 'sinksAndLast'] as const;
+type MaskKind = (typeof MASK_KINDS)[number];
+
+function maskFor(kind: MaskKind, P: number, rand: () => number): [number, number] {
+  const r = (n: number) => Math.floor(rand() * n);
+  const [a, b] = ((): [number, number] => {
+    switch (kind) {
+      case 'none': return [0, 0];
+      case 'empty': { const a = r(P + 1); return [a, a]; } // A = B: nothing masked
+      case 'small': { const a = r(P + 1); return [a, a + 1 + r(3)]; }
+      case 'window': return [4, P + 1 - 32]; // StreamingLLM: 4 sinks + the 32 most recent
+      case 'large': return [1 + r(4), P - r(8)]; // most keys masked
+      case 'blocks': { const a = 16 * (1 + r(2)); return [a, a + 16 * (1 + r(3))]; } // whole blocks inside a split
+      case 'splits': { const a = 64 * r(2); return [a, a + 64 * (1 + r(3))]; } // whole splits, the first one too
+      case 'noSinks': return [0, P - 1 - r(40)]; // A = 0
+      case 'lastOnly': return [0, P]; // only key P visible
+      case 'sinksAndLast': return [1 + r(3), P]; // B = P
+    }
+  })();
+  const B = Math.min(Math.max(b, 0), P);
+  return [Math.min(a, B), B];
+}
+
+const masksFor = (rows: Batch['rows'], kinds: readonly MaskKind[], rand: () => number) =>
+  rows.flatMap((row, i) => maskFor(kinds[i % kinds.length], row.pos, rand));
+
+describe('attention_paged kernel with a row mask', () => {
+  const shapes: Shape[] = [
+    { headDim: 6, numHeads: 4, numKvHeads: 2, pageSize: 1, dtype: 'f32' }, // trailing pair only + one quad, page size 1
+    { headDim: 6, numHeads: 3, numKvHeads: 1, pageSize: 7, dtype: 'f16' },
+    { headDim: 8, numHeads: 4, numKvHeads: 4, pageSize: 16, dtype: 'f32' },
+    { headDim: 10, numHeads: 6, numKvHeads: 2, pageSize: 3, dtype: 'f32' },
+    { headDim: 32, numHeads: 4, numKvHeads: 1, pageSize: 2, dtype: 'f16' },
+    { headDim: 64, numHeads: 8, numKvHeads: 2, pageSize: 5, dtype: 'f16' },
+    { headDim: 128, numHeads: 6, numKvHeads: 2, pageSize: 16, dtype: 'f32' },
+  ];
+  const lens = [1, 15, 16, 17, 65, 100, 300, 600];
+  for (const s of shapes) {
+    const name = `headDim=${s.headDim} heads=${s.numHeads}/${s.numKvHeads} page=${s.pageSize} ${s.dtype}`;
+    it(`decode batch, every mask kind on every context (${lens.join(',')}): GPU = reference, main = split bitwise: ${name}`, async () => {
+      const rand = rng(s.headDim * 17 + s.pageSize);
+      const rows = lens.flatMap((n, seq) => MASK_KINDS.map(() => ({ seq, pos: n - 1 })));
+      await checkAgainstRef(s, lens, rows, s.headDim * 3 + s.pageSize, 3, masksFor(rows, MASK_KINDS, rand));
+    });
+    it(`prefill chunk (positions 100..139 of one sequence, mask kinds cycling): GPU = reference, main = split bitwise: ${name}`, async () => {
+      const rand = rng(s.headDim * 19 + s.pageSize);
+      const rows = Array.from({ length: 40 }, (_, i) => ({ seq: 1, pos: 100 + i }));
+      await checkAgainstRef(s, [23, 140], rows, s.headDim * 5 + s.pageSize, 3, masksFor(rows, MASK_KINDS, rand));
+    });
+  }
+
+  it('the same rolling window on every row of a long prefill chunk (whole blocks and splits masked)', async () => {
+    const s: Shape = { headDim: 64, numHeads: 4, numKvHeads: 2, pageSize: 16, dtype: 'f16' };
+    const rows = Array.from({ length: 48 }, (_, i) => ({ seq: 0, pos: 500 + i }));
+    await checkAgainstRef(s, [560, 9], rows, 123, 3, masksFor(rows, ['window'], rng(1)));
+  });
+
+  it('an empty mask (A = B on every row) gives bitwise the unmasked result, in both paths', async () => {
+    const gpu = await testGpu();
+    const s: Shape = { headDim: 10, numHeads: 4, numKvHeads: 2, pageSize: 5, dtype: 'f16' };
+    const rand = rng(77);
+    const lens = [1, 16, 70, 300];
+    const pool = buildPool(s, lens, rand);
+    const rows = decodeRows(lens);
+    const span = s.numHeads * s.headDim;
+    const q = randomF32(rows.length * span, rand, 3);
+    const rowMask = rows.flatMap((r) => maskFor('empty', r.pos, rand));
+    for (const mode of ['main', 'split'] as const) {
+      const plain = await runKernel(gpu, s, pool, { rows }, q, span, 0, mode, 300);
+      const masked = await runKernel(gpu, s, pool, { rows, rowMask }, q, span, 0, mode, 300);
+      expect(bits(masked)).toEqual(bits(plain));
+    }
+  });
+
+  it('only key P visible (A = 0, B = P) gives exactly V_P', async () => {
+    const s: Shape = { headDim: 6, numHeads: 2, numKvHeads: 1, pageSize: 4, dtype: 'f32' };
+    const lens = [1, 64, 65, 200];
+    const rows = decodeRows(lens);
+    const { got, pool } = await checkAgainstRef(s, lens, rows, 31, 3, rows.flatMap((r) => maskFor('lastOnly', r.pos, rng(0))));
+    rows.forEach((r, i) => {
+      const vP = pool.seqs[r.seq].v.subarray(r.pos * s.headDim, (r.pos + 1) * s.headDim); // one kv head
+      for (let h = 0; h < s.numHeads; h++) {
+        expect(Array.from(got.subarray((i * s.numHeads + h) * s.headDim, (i * s.numHeads + h + 1) * s.headDim))).toEqual(Array.from(vP));
+      }
+    });
+  });
+
+  it('is batch invariant with masks: a masked row alone and inside a batch with other masks give bitwise equal results', async () => {
+    const gpu = await testGpu();
+    const s: Shape = { headDim: 64, numHeads: 4, numKvHeads: 2, pageSize: 16, dtype: 'f32' };
+    const rand = rng(4242);
+    const lens = [600, 17, 130];
+    const pool = buildPool(s, lens, rand);
+    const span = s.numHeads * s.headDim;
+    const rows = [...decodeRows(lens), ...Array.from({ length: 12 }, (_, i) => ({ seq: 0, pos: 580 + i }))];
+    const rowMask = masksFor(rows, MASK_KINDS, rand);
+    const q = randomF32(rows.length * span, rand, 3);
+    for (const mode of ['main', 'split'] as const) {
+      const all = await runKernel(gpu, s, pool, { rows, rowMask, tableOrder: [2, 0, 1] }, q, span, 0, mode, 700);
+      for (const at of [0, 2, 5, 9]) {
+        const alone = await runKernel(gpu, s, pool, { rows: [rows[at]], rowMask: rowMask.slice(2 * at, 2 * at + 2) }, q.slice(at * span, (at + 1) * span), span, 0, mode, rows[at].pos + 1);
+        expect(bits(all.subarray(at * span, (at + 1) * span))).toEqual(bits(alone));
+      }
+    }
+  });
+
+  it('matches a hand-checked case: the masked middle key is left out (3/4, 1/4), and only the last key gives V_2', async () => {
+    const gpu = await testGpu();
+    // One head, headDim 2, scale 1, q = (ln 3, 0); keys k0 = (1,0), k1 = (5,5), k2 = (0,1); values v0 = (1,2), v1 = (100,100), v2 = (3,4).
+    // Row 0 masks [1, 2): scores ln 3, 0 over keys 0, 2 → 3/4·(1,2) + 1/4·(3,4) = (1.5, 2.5) (key 1 alone would weigh ~e^5).
+    // Row 1 masks [0, 2): only key 2 → exactly (3, 4).
+    // pageSize 2, one kv head: a page is [K s0 | K s1 | V s0 | V s1]; keys 0, 1 on page 2, key 2 on page 0, page 1 is NaN (never read).
+    const pool = new Float32Array([0, 1, NaN, NaN, 3, 4, NaN, NaN, ...Array(8).fill(NaN), 1, 0, 5, 5, 1, 2, 100, 100]);
+    const bufs = {
+      q: uploadBuffer(gpu, 'q', new Float32Array([Math.log(3), 0, Math.log(3), 0])),
+      blockTables: uploadBuffer(gpu, 'tables', new Uint32Array([2, 0])),
+      rowInfo: uploadBuffer(gpu, 'rowInfo', new Uint32Array([0, 2, 0, 2])),
+      rowMask: uploadBuffer(gpu, 'rowMask', new Uint32Array([1, 2, 0, 2])),
+      pool: uploadBuffer(gpu, 'pool', pool),
+      out: storageBuffer(gpu, 'out', 16),
+      partials: storageBuffer(gpu, 'partials', attentionSplitScratchBytes(2, 1, 2, 3)),
+    };
+    const args = { ...bufs, qRowStride: 2, qOffset: 0, nq: 2, numHeads: 1, numKvHeads: 1, headDim: 2, pageSize: 2, dtype: 'f32' as const, scale: 1 };
+    for (const mode of ['main', 'split'] as const) {
+      const rec = new CommandRecorder(gpu);
+      if (mode === 'main') encodeAttentionPaged(rec, args);
+      else encodeAttentionPagedSplit(rec, { ...args, maxContext: 3 });
+      await rec.submit();
+      const out = await readF32(gpu, bufs.out);
+      expect(out[0]).toBeCloseTo(1.5, 6);
+      expect(out[1]).toBeCloseTo(2.5, 6);
+      expect(Array.from(out.subarray(2))).toEqual([3, 4]);
+    }
+    // The reference agrees.
+    const k = new Float32Array([1, 0, 5, 5, 0, 1]), v = new Float32Array([1, 2, 100, 100, 3, 4]);
+    const ref = attentionPagedRef({ q: new Float32Array([Math.log(3), 0, Math.log(3), 0]), qRowStride: 2, qOffset: 0, seqs: [{ k, v }], rows: [{ seq: 0, pos: 2 }, { seq: 0, pos: 2 }], numHeads: 1, numKvHeads: 1, headDim: 2, dtype: 'f32', scale: 1, rowMask: [1, 2, 0, 2] });
+    expect(ref[0]).toBeCloseTo(1.5, 6);
+    expect(ref[1]).toBeCloseTo(2.5, 6);
+    expect(Array.from(ref.subarray(2))).toEqual([3, 4]);
+    Object.values(bufs).forEach((b) => gpu.destroyBuffer(b));
+  });
+
+  it('rejects a rowMask that is too small or aliases out/partials, and the reference rejects masks outside A <= B <= pos', async () => {
+    const gpu = await testGpu();
+    const b = storageBuffer(gpu, 'b', 4096);
+    const tiny = storageBuffer(gpu, 'tiny', 8);
+    const partials = storageBuffer(gpu, 'partials', 4096);
+    const out = storageBuffer(gpu, 'out', 4096);
+    const base = { q: b, qRowStride: 64, qOffset: 0, blockTables: b, rowInfo: b, pool: b, out: b, nq: 2, numHeads: 4, numKvHeads: 2, headDim: 16, pageSize: 4, dtype: 'f32' as const };
+    const rec = new CommandRecorder(gpu);
+    expect(() => encodeAttentionPaged(rec, { ...base, rowMask: tiny })).toThrow(/'rowMask' holds 8 bytes but the call needs 16/);
+    expect(() => encodeAttentionPaged(rec, { ...base, rowMask: b })).toThrow(/rowMask and out must be different buffers/);
+    expect(() => encodeAttentionPagedSplit(rec, { ...base, out, rowMask: partials, maxContext: 10, partials })).toThrow(/rowMask and partials must be different buffers/);
+    [b, tiny, partials, out].forEach((x) => gpu.destroyBuffer(x));
+    const ref = { q: new Float32Array(2), qRowStride: 2, qOffset: 0, seqs: [{ k: new Float32Array(6), v: new Float32Array(6) }], rows: [{ seq: 0, pos: 2 }], numHeads: 1, numKvHeads: 1, headDim: 2, dtype: 'f32' as const };
+    expect(() => attentionPagedRef({ ...ref, rowMask: [2, 1] })).toThrow(/row 0 mask \[2, 1\) must satisfy/);
+    expect(() => attentionPagedRef({ ...ref, rowMask: [0, 3] })).toThrow(/must satisfy 0 <= A <= B <= pos = 2/);
   });
 });

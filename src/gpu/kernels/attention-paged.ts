@@ -29,6 +29,16 @@ export interface AttentionPagedArgs {
   dtype: KvDtype;
   /** Default 1/sqrt(headDim). */
   scale?: number;
+  /**
+   * Optional u32 pairs per row, [A, B] (nq * 8 bytes at least): row r's keys
+   * A <= j < B are masked — left out of the softmax exactly as if they did not
+   * exist — so the row sees j < A ("sinks") and B <= j <= p ("recent").
+   * Contract (the wrapper reads no GPU buffer, so it is not checked):
+   * A <= B <= p, hence key p always stays visible; A = B masks nothing; a row
+   * left with no visible key gets NaN. Absent: nothing is masked and the
+   * kernel is the unmasked variant (MASKED = false), bitwise the same results.
+   */
+  rowMask?: GPUBuffer;
 }
 
 export interface AttentionPagedSplitArgs extends AttentionPagedArgs {
@@ -50,13 +60,14 @@ const WG = 32;
 /**
  * Causal attention for `nq` query rows over the paged pool: any mix of
  * sequences (a prefill chunk, a decode batch). One thread per (row, head)
- * walks the row's keys. Each row's result depends only on its own q, table
- * and position (batch invariant).
+ * walks the row's keys, minus the masked range of `rowMask` when given. Each
+ * row's result depends only on its own q, table, position and mask (batch
+ * invariant).
  */
 export function encodeAttentionPaged(rec: CommandRecorder, a: AttentionPagedArgs): void {
   if (!checkArgs('attention_paged', a)) return;
   const pipeline = rec.gpu.pipelines.get('attention_paged', source, constants(a), 'main');
-  rec.dispatch(pipeline, [a.q, a.blockTables, a.rowInfo, a.pool, a.out], uniforms(a, 0), Math.ceil((a.nq * a.numHeads) / WG));
+  rec.dispatch(pipeline, commonBindings(a), uniforms(a, 0), Math.ceil((a.nq * a.numHeads) / WG));
 }
 
 /**
@@ -67,16 +78,18 @@ export function encodeAttentionPaged(rec: CommandRecorder, a: AttentionPagedArgs
  * floating-point operations as `encodeAttentionPaged`, so results are bitwise
  * equal on a given device (checked on SwiftShader; a driver that contracts
  * differently per entry point could break this, so pick the kernel by stage,
- * not by batch size, where bitwise batch invariance matters).
+ * not by batch size, where bitwise batch invariance matters). With a
+ * `rowMask` too: both paths skip the same keys, blocks and splits.
  */
 export function encodeAttentionPagedSplit(rec: CommandRecorder, a: AttentionPagedSplitArgs): void {
   const kernel = 'attention_paged_split';
   if (!checkArgs(kernel, a)) return;
   assertPositiveInt(kernel, { maxContext: a.maxContext });
   if (a.partials === a.out) throw new RangeError(`${kernel}: partials and out must be different buffers`);
+  if (a.rowMask === a.partials) throw new RangeError(`${kernel}: rowMask and partials must be different buffers`);
   assertFits(kernel, { partials: a.partials }, attentionSplitScratchBytes(a.nq, a.numHeads, a.headDim, a.maxContext));
   const maxSplits = Math.ceil(a.maxContext / ATTENTION_KEYS_PER_SPLIT);
-  const bindings = [a.q, a.blockTables, a.rowInfo, a.pool, a.out, a.partials];
+  const bindings = [...commonBindings(a), a.partials];
   const u = uniforms(a, maxSplits);
   rec.dispatch(rec.gpu.pipelines.get('attention_paged', source, constants(a), 'split_partial'), bindings, u, Math.ceil((a.nq * a.numHeads * maxSplits) / WG));
   rec.dispatch(rec.gpu.pipelines.get('attention_paged', source, constants(a), 'split_combine'), bindings, u, Math.ceil((a.nq * a.numHeads) / WG));
@@ -108,11 +121,24 @@ function checkArgs(kernel: string, a: AttentionPagedArgs): boolean {
   assertFits(kernel, { out: a.out }, a.nq * rowSpan * 4);
   assertFits(kernel, { blockTables: a.blockTables }, 4);
   assertFits(kernel, { pool: a.pool }, kvPageBytes(a));
+  if (a.rowMask) {
+    if (a.rowMask === a.out) throw new RangeError(`${kernel}: rowMask and out must be different buffers`);
+    assertFits(kernel, { rowMask: a.rowMask }, a.nq * 8);
+  }
   return true;
 }
 
+/**
+ * Bindings 1..6 of every entry point. Without a mask the MASKED = false
+ * variant never reads binding 6, but WGSL bindings are fixed per shader, so it
+ * gets rowInfo (already bound read-only): no extra buffer, nothing allocated.
+ */
+function commonBindings(a: AttentionPagedArgs): GPUBuffer[] {
+  return [a.q, a.blockTables, a.rowInfo, a.pool, a.out, a.rowMask ?? a.rowInfo];
+}
+
 function constants(a: AttentionPagedArgs): Record<string, number> {
-  return { WG, KV_F16: a.dtype === 'f16' ? 1 : 0, HEAD_DIM: a.headDim, SPLIT: ATTENTION_KEYS_PER_SPLIT };
+  return { WG, KV_F16: a.dtype === 'f16' ? 1 : 0, MASKED: a.rowMask ? 1 : 0, HEAD_DIM: a.headDim, SPLIT: ATTENTION_KEYS_PER_SPLIT };
 }
 
 function uniforms(a: AttentionPagedArgs, maxSplits: number): Uniforms {
