@@ -67,6 +67,7 @@ export class ChatCompletions {
     if (req.ignore_eos) opts.ignoreEos = true;
     if (req.request_id) opts.requestId = req.request_id;
     if (req.kv_compression) opts.compression = req.kv_compression;
+    if (req.kv_window) opts.window = req.kv_window;
     return opts;
   }
 }

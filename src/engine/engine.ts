@@ -94,6 +94,8 @@ export class Engine implements ChatEngine {
       pressNeedsQueries: (press) => this.presses.needsQueries(press),
       images: vision ? { processor: vision.processor, features: this.imageCache, encode: (img) => this.turns.run(() => vision.encoder.encode(img)) } : null,
       defaultCompression: opts.compression ?? null,
+      defaultWindow: opts.window ?? null,
+      windowMaxPositions: p.model.sizes.maxPositions,
     });
     this.output = new EngineOutput(p.tokenizer, {
       stop: (r) => p.scheduler.finish(r, 'stop'),
@@ -388,6 +390,8 @@ async function buildParts(gpu: Gpu, source: ModelSource, loaded: LoadedModel, op
       weightDtype, maxRows: sched.maxBatchTokens!, maxLogitRows: sched.maxSampledRows ?? 16,
       // every running sequence's table can appear in one step
       maxBlockTableEntries: pool.numPages + Math.ceil(c.maxPositions / pageSize) * (sched.maxRunning ?? 16),
+      // a rolling window may run past the model's context: the RoPE table covers windowMaxPositions
+      maxPositions: windowMaxPositions(c.maxPositions, opts),
     });
     const namespace = { modelId: source.id, modelHash: fingerprint.hash, kvDtype, pageSize, formatVersion: KV_FORMAT_VERSION };
     const prefix = opts.prefixCache !== false;
@@ -409,6 +413,13 @@ async function buildParts(gpu: Gpu, source: ModelSource, loaded: LoadedModel, op
     pool.destroy();
     throw e;
   }
+}
+
+/** Positions a windowed request may reach: as asked, else 4 × the context when the engine has a default window, else the context. */
+function windowMaxPositions(context: number, opts: EngineOptions): number {
+  const m = opts.windowMaxPositions ?? (opts.window ? 4 * context : context);
+  if (!Number.isInteger(m) || m < context) throw new RangeError(`windowMaxPositions must be an integer ≥ the model's context (${context}), got ${String(m)}`);
+  return m;
 }
 
 async function loadVision(gpu: Gpu, source: ModelSource, loaded: LoadedModel, opts: EngineOptions): Promise<NonNullable<Parts['vision']>> {

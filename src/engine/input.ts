@@ -10,7 +10,7 @@ import type { MultimodalMessage, MultimodalProcessor, PreparedImage } from '../m
 import type { KVCacheManager } from '../kv/kv-cache-manager.ts';
 import type { SamplingParams } from '../gpu/kernels/sample.ts';
 import { Request, type CompressionSpec, type PromptImage } from '../scheduler/request.ts';
-import type { ChatMessage, CompressionOptions } from '../api/chat-types.ts';
+import type { ChatMessage, CompressionOptions, KvWindow } from '../api/chat-types.ts';
 import type { ImageFeatureCache } from './image-features.ts';
 import { preparePrompt } from './prompt-images.ts';
 import { validateRequest } from './validate.ts';
@@ -37,6 +37,9 @@ export interface InputDeps {
   /** The image path of a vision model, null for a text model. */
   images: { processor: MultimodalProcessor; features: ImageFeatureCache; encode(img: PreparedImage): Promise<GPUBuffer> } | null;
   defaultCompression: CompressionOptions | null;
+  defaultWindow: KvWindow | null;
+  /** Longest context a windowed request may reach (the RoPE table's size). */
+  windowMaxPositions: number;
 }
 
 let requestCounter = 0;
@@ -44,6 +47,7 @@ let requestCounter = 0;
 export class EngineInput {
   constructor(private readonly d: InputDeps) {
     if (d.defaultCompression) this.compressionSpec(d.defaultCompression, 1); // a bad default fails at load, not at the first request
+    if (d.defaultWindow) this.checkWindow(d.defaultWindow);
   }
 
   /**
@@ -82,16 +86,23 @@ export class EngineInput {
   request(prompt: PreparedPrompt, opts: GenerateOptions, stopTokenIds: readonly number[]): Request {
     const c = this.d.config;
     const maxNew = opts.maxTokens ?? 128;
-    validateRequest(c, this.d.kv, this.d.kv.pageSize, prompt.ids, maxNew);
+    const window = opts.window ?? this.d.defaultWindow;
+    if (window) this.checkWindow(window);
+    const compression = opts.compression ?? this.d.defaultCompression;
+    if (window && compression && compression.ratio > 0 && compression.press !== 'none') {
+      throw new RangeError('a request takes a rolling window or a KV compression press, not both: drop one of window / compression');
+    }
+    const context = window ? this.d.windowMaxPositions : c.maxPositions;
+    validateRequest(c, this.d.kv, prompt.ids, maxNew, window ? { window, maxPositions: context, chunk: this.d.maxPrefillChunk } : null);
     if (opts.forceTokens) {
       for (const t of opts.forceTokens) if (!Number.isInteger(t) || t < 0 || t >= c.vocabSize) throw new RangeError(`forceTokens: id ${t} is outside the vocabulary`);
     }
     const sampling: SamplingParams = {
       temperature: opts.sampling?.temperature ?? 0, topK: opts.sampling?.topK ?? 0, topP: opts.sampling?.topP ?? 1, seed: opts.sampling?.seed ?? 0,
     };
-    const compression = opts.compression ?? this.d.defaultCompression;
     return new Request(opts.requestId ?? `req-${++requestCounter}`, prompt.ids, {
-      maxNewTokens: Math.min(maxNew, c.maxPositions - prompt.ids.length),
+      maxNewTokens: Math.min(maxNew, context - prompt.ids.length),
+      window,
       sampling,
       stopTokenIds: opts.ignoreEos ? [] : stopTokenIds,
       compression: compression ? this.compressionSpec(compression, prompt.ids.length, prompt.images) : null,
@@ -102,6 +113,16 @@ export class EngineInput {
   }
 
   // ---------------------------------------------------------------- helpers
+
+  /** A window is whole numbers, sinks ≤ recent, and no wider than the model's own context. */
+  private checkWindow(w: KvWindow): void {
+    const { sinks, recent } = w ?? ({} as KvWindow);
+    if (!Number.isInteger(sinks) || sinks < 0) throw new RangeError(`window.sinks must be a non-negative integer, got ${JSON.stringify(sinks)}`);
+    if (!Number.isInteger(recent) || recent < 1) throw new RangeError(`window.recent must be a positive integer, got ${JSON.stringify(recent)}`);
+    if (sinks > recent) throw new RangeError(`window.sinks (${sinks}) must not exceed window.recent (${recent})`);
+    const ctx = this.d.config.maxPositions;
+    if (sinks + recent > ctx) throw new RangeError(`window sinks + recent = ${sinks + recent} is larger than the model's context (${ctx}); use a smaller window`);
+  }
 
   /** Checks a request's compression options and resolves its observation window. */
   private compressionSpec(o: CompressionOptions, promptTokens: number, images: readonly PromptImage[] = []): CompressionSpec {

@@ -81,8 +81,10 @@ export class StepExecutor {
     const capture: NonNullable<StepInput['capture']> = [];
     const embeds: EmbedRows[] = [];
     const sampledBy: Request[] = [];
+    const rowMask = parts.some((p) => p.request.window) ? new Uint32Array(2 * packed.nq) : null;
     let row = 0;
     for (const p of parts) {
+      if (rowMask && p.request.window) windowRows(rowMask, row, p.request, p.start, p.count, this.kv.pageSize, this.kv.positionOffset(p.request.id));
       tokens.set(p.request.tokens(p.start, p.count), row);
       embeds.push(...imageRows(p.request, p.start, p.count, row));
       for (let i = 0; i < p.count; i++) positions[row + i] = p.start + i;
@@ -96,7 +98,7 @@ export class StepExecutor {
       }
     }
     const out = await this.model.step(
-      { tokens, positions, slots: packed.slots, rowInfo: packed.rowInfo, blockTables: packed.blockTables, logitRows: Uint32Array.from(logitRows), sampling, ...(capture.length ? { capture } : {}), ...(embeds.length ? { embeds } : {}) },
+      { tokens, positions, slots: packed.slots, rowInfo: packed.rowInfo, blockTables: packed.blockTables, logitRows: Uint32Array.from(logitRows), sampling, ...(capture.length ? { capture } : {}), ...(embeds.length ? { embeds } : {}), ...(rowMask ? { rowMask } : {}) },
       this.view,
       { returnLogits: sampledBy.some((r) => r.wantsLogits) },
     );
@@ -105,6 +107,23 @@ export class StepExecutor {
       const logits = request.wantsLogits && out.logits ? out.logits.slice(s * vocab, (s + 1) * vocab) : undefined;
       return logits ? { request, token: out.tokens[s], logits } : { request, token: out.tokens[s] };
     });
+  }
+}
+
+/**
+ * The masked key slots [A, B) of a windowed request's rows: a query at
+ * position q sees positions < sinks and > q - recent. Slots below the first
+ * page after the sinks hold their own positions; later slots hold
+ * slot + positionOffset (the window's dropped pages), so the recency bound
+ * in slot space is q - recent + 1 there, minus the offset past them.
+ */
+function windowRows(mask: Uint32Array, row: number, r: Request, start: number, count: number, pageSize: number, offset: number): void {
+  const { sinks, recent } = r.window!;
+  const sinkSlots = Math.ceil(sinks / pageSize) * pageSize;
+  for (let i = 0; i < count; i++) {
+    const firstVisible = start + i - recent + 1; // a position
+    const b = firstVisible <= sinkSlots ? Math.max(firstVisible, 0) : firstVisible - offset;
+    if (b > sinks) mask.set([sinks, b], 2 * (row + i));
   }
 }
 

@@ -209,6 +209,24 @@ export class KVCacheManager {
     this.prefix?.drop(seqId);
   }
 
+  /**
+   * Drops the full page at `index` of the sequence's block table (a rolling
+   * window's oldest page after its sinks): it goes back to the pool, the
+   * slots after it move down a page and the position offset grows by one;
+   * the pages are private from now on (never published).
+   */
+  dropPage(seqId: SeqId, index: number): void {
+    const seq = this.get(seqId, 'dropPage');
+    if (!Number.isInteger(index) || index < 0 || index >= seq.pages.length - 1) {
+      throw new RangeError(`KVCacheManager.dropPage: page ${index} of sequence ${String(seqId)} is not a full page (it has ${seq.pages.length}, the last may be partial)`);
+    }
+    const [page] = seq.pages.splice(index, 1);
+    this.pool.free([page]);
+    seq.numSlots -= this.pageSize;
+    seq.positionOffset += this.pageSize;
+    seq.compressed = true;
+  }
+
   /** Frees the sequence's pages if it holds any, and forgets everything known of it (its prefix keys, a swapped-out copy). */
   release(seqId: SeqId): void {
     if (this.seqs.has(seqId)) this.free(seqId);

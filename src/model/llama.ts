@@ -36,6 +36,8 @@ export interface StepInput {
   /** [n, 2]: offset in blockTables of the row's sequence, and the row's own slot index in that
    * sequence (it attends to slots 0..that). Equal to the position unless a press evicted tokens. */
   rowInfo: Uint32Array;
+  /** Optional u32 pairs per row [A, B): key slots the row does not attend to (a rolling window); absent = none. */
+  rowMask?: Uint32Array;
   blockTables: Uint32Array; // concatenated page lists of the sequences in the step
   logitRows: Uint32Array; //   [s] rows whose next token is sampled
   sampling: { params: SamplingParams; step: number }[]; // [s]
@@ -68,6 +70,8 @@ export interface RunStateSizes {
   maxRows: number; //          most tokens in one step (prefill chunk + decode rows)
   maxLogitRows: number; //     most sequences sampled in one step
   maxBlockTableEntries: number;
+  /** Positions the RoPE table covers (default the model's context; a rolling window may go past it). */
+  maxPositions: number;
 }
 
 /** Activation buffers, allocated once for the largest step. */
@@ -82,6 +86,7 @@ interface RunState {
   positions: GPUBuffer; // u32 [maxRows]
   slots: GPUBuffer; //    u32 [maxRows]
   rowInfo: GPUBuffer; //  u32 [maxRows, 2]           (block table offset, position)
+  rowMask: GPUBuffer; //  u32 [maxRows, 2]           masked key slots [A, B) of each row (rolling windows)
   blockTables: GPUBuffer; // u32 [maxBlockTableEntries]
   logitRows: GPUBuffer; // u32 [maxLogitRows]
   last: GPUBuffer; //     f32 [maxLogitRows, hidden] hidden states of the logit rows
@@ -90,12 +95,14 @@ interface RunState {
   params: GPUBuffer; //   sampling params [maxLogitRows]
   sampled: GPUBuffer; //  u32 [maxLogitRows]
   readback: GPUBuffer; // MAP_READ copy of `sampled`
-  ropeTable: GPUBuffer; // f32 [2, maxPositions, headDim / 2]  cos then sin
+  ropeTable: GPUBuffer; // f32 [2, sizes.maxPositions, headDim / 2]  cos then sin
 }
 
 export class LlamaModel {
   readonly sizes: RunStateSizes;
   private state: RunState;
+  /** The step being encoded has a rowMask (some row runs in a rolling window). */
+  private masked = false;
 
   private constructor(
     readonly gpu: Gpu,
@@ -113,6 +120,7 @@ export class LlamaModel {
       maxRows: opts.maxRows ?? 64,
       maxLogitRows: opts.maxLogitRows ?? 16,
       maxBlockTableEntries: opts.maxBlockTableEntries ?? 4096,
+      maxPositions: opts.maxPositions ?? config.maxPositions,
     });
   }
 
@@ -173,7 +181,7 @@ export class LlamaModel {
       // attention block: x += o(attn(rope(qkv(norm(x)))))
       encodeRmsNorm(rec, { x: st.x, weight: lw.inputNorm, out: st.h, rows: n, dim: D, eps: c.rmsNormEps });
       encodeMatmul(rec, { x: st.h, w: lw.qkv, dtype: w.dtype, ...(lw.qkvBias ? { bias: lw.qkvBias } : {}), out: st.qkv, m: n, n: qkvDim, k: D });
-      const rope = { x: st.qkv, positions: st.positions, cosSin: st.ropeTable, n, headDim: hd, rowStride: qkvDim, maxPositions: c.maxPositions };
+      const rope = { x: st.qkv, positions: st.positions, cosSin: st.ropeTable, n, headDim: hd, rowStride: qkvDim, maxPositions: this.sizes.maxPositions };
       encodeRope(rec, { ...rope, numHeads: c.numHeads, headOffset: 0 });
       encodeRope(rec, { ...rope, numHeads: c.numKvHeads, headOffset: qDim });
       capture?.forEach((c, i) => {
@@ -186,6 +194,7 @@ export class LlamaModel {
       encodeAttentionPaged(rec, {
         q: st.qkv, qRowStride: qkvDim, qOffset: 0, blockTables: st.blockTables, rowInfo: st.rowInfo, pool: kv.layers[l],
         out: st.attn, nq: n, numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: hd, pageSize: kv.pageSize, dtype: kv.dtype,
+        ...(this.masked ? { rowMask: st.rowMask } : {}),
       });
       encodeMatmul(rec, { x: st.attn, w: lw.o, dtype: w.dtype, out: st.x, m: n, n: D, k: qDim, accumulate: true });
       // MLP block: x += down(silu(gate(norm(x))) * up(norm(x)))
@@ -218,8 +227,8 @@ export class LlamaModel {
       if (a.length !== per * n) throw new RangeError(`step: ${name} has ${a.length} entries for ${n} tokens`);
     }
     for (let i = 0; i < n; i++) {
-      if (input.positions[i] >= this.config.maxPositions) {
-        throw new RangeError(`step: position ${input.positions[i]} is beyond the model's context (${this.config.maxPositions})`);
+      if (input.positions[i] >= this.sizes.maxPositions) {
+        throw new RangeError(`step: position ${input.positions[i]} is beyond the model's context (${this.sizes.maxPositions})`);
       }
     }
     const st = this.state;
@@ -228,6 +237,11 @@ export class LlamaModel {
     writeBuffer(gpu, st.positions, input.positions);
     writeBuffer(gpu, st.slots, input.slots);
     writeBuffer(gpu, st.rowInfo, input.rowInfo);
+    if (input.rowMask) {
+      if (input.rowMask.length !== 2 * n) throw new RangeError(`step: rowMask has ${input.rowMask.length} entries for ${n} tokens (2 per row)`);
+      writeBuffer(gpu, st.rowMask, input.rowMask);
+    }
+    this.masked = input.rowMask !== undefined;
     writeBuffer(gpu, st.blockTables, input.blockTables);
     for (const e of input.embeds ?? []) {
       const end = (e.sourceRow + e.count) * this.config.hiddenSize * 4;
@@ -262,6 +276,7 @@ function allocateRunState(gpu: Gpu, c: ModelConfig, z: RunStateSizes): RunState 
     positions: f32('positions', R),
     slots: f32('slots', R),
     rowInfo: f32('row_info', 2 * R),
+    rowMask: f32('row_mask', 2 * R),
     blockTables: f32('block_tables', z.maxBlockTableEntries),
     logitRows: f32('logit_rows', S),
     last: f32('last', S * c.hiddenSize),
@@ -270,6 +285,6 @@ function allocateRunState(gpu: Gpu, c: ModelConfig, z: RunStateSizes): RunState 
     params: storageBuffer(gpu, 'act:sampling', packSamplingParams(Array.from({ length: S }, () => ({ params: { temperature: 0, topK: 0, topP: 1, seed: 0 }, step: 0 }))).byteLength),
     sampled: f32('sampled', S),
     readback: gpu.createBuffer('act:readback', S * 4, GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST),
-    ropeTable: uploadBuffer(gpu, 'act:rope', ropeCosSinTable(invFreq, c.maxPositions)),
+    ropeTable: uploadBuffer(gpu, 'act:rope', ropeCosSinTable(invFreq, z.maxPositions)),
   };
 }

@@ -118,13 +118,23 @@ export class ReferenceModel {
   private readonly inv: Float64Array; // [headDim/2]
   private keys: Float32Array[] = []; // per layer [capacity, kvHeads*headDim]
   private values: Float32Array[] = []; // per layer [capacity, kvHeads*headDim]
+  private readonly window: { sinks: number; recent: number } | null;
+  private readonly maxPositions: number;
   private capacity = 0;
   private len = 0;
   /** Tokens evicted from the cache: the next token's position is len + evicted. */
   private evicted = 0;
 
-  constructor(config: ModelConfig, weights: Map<string, CpuTensor>, opts: { kvDtype?: 'f32' | 'f16' } = {}) {
+  /**
+   * `window`: each token attends to the first `sinks` positions and the last
+   * `recent` ones (itself included) — the rolling window's mask, over a cache
+   * that keeps everything; `maxPositions`: how far positions may go (default
+   * the config's; a windowed run may go past it).
+   */
+  constructor(config: ModelConfig, weights: Map<string, CpuTensor>, opts: { kvDtype?: 'f32' | 'f16'; window?: { sinks: number; recent: number }; maxPositions?: number } = {}) {
     this.config = config;
+    this.window = opts.window ?? null;
+    this.maxPositions = opts.maxPositions ?? config.maxPositions;
     this.w = gatherWeights(config, weights);
     this.s = new RunState(config);
     this.kvF16 = opts.kvDtype === 'f16';
@@ -211,7 +221,7 @@ export class ReferenceModel {
     const slot = this.len;
     const pos = slot + this.evicted;
     if (!Number.isInteger(token) || token < 0 || token >= c.vocabSize) throw new RangeError(`token id ${token} out of range [0, ${c.vocabSize})`);
-    if (pos >= c.maxPositions) throw new RangeError(`position ${pos} exceeds max_position_embeddings ${c.maxPositions}`);
+    if (pos >= this.maxPositions) throw new RangeError(`position ${pos} exceeds max_position_embeddings ${this.maxPositions}`);
     this.ensureCapacity(slot + 1);
     const h = c.hiddenSize;
     const q = c.numHeads * c.headDim;
@@ -259,15 +269,16 @@ export class ReferenceModel {
       const qo = head * hd;
       const ko = Math.floor(head / group) * hd;
       let max = -Infinity;
+      const visible = (t: number) => !this.window || t < this.window.sinks || t > n - 1 - this.window.recent; // slot t = position t here
       for (let t = 0; t < n; t++) {
         let dot = 0;
         for (let d = 0; d < hd; d++) dot += q[qo + d] * K[t * kvDim + ko + d];
         scores[t] = fr(dot) * scale;
-        if (scores[t] > max) max = scores[t];
+        if (visible(t) && scores[t] > max) max = scores[t];
       }
       let sum = 0;
       for (let t = 0; t < n; t++) {
-        scores[t] = Math.exp(fr(scores[t] - max));
+        scores[t] = visible(t) ? Math.exp(fr(scores[t] - max)) : 0;
         sum += scores[t];
       }
       const total = fr(sum);
@@ -308,7 +319,7 @@ export class ReferenceModel {
   private ensureCapacity(n: number): void {
     if (n <= this.capacity) return;
     const c = this.config;
-    const cap = Math.min(c.maxPositions, Math.max(64, this.capacity * 2, n));
+    const cap = Math.min(this.maxPositions, Math.max(64, this.capacity * 2, n));
     const kvDim = c.numKvHeads * c.headDim;
     const grow = (old: Float32Array | undefined) => {
       const a = new Float32Array(cap * kvDim);

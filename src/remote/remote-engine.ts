@@ -18,7 +18,7 @@
  *   {type:'image', image: Blob}  → {type:'image_url', image_url:{url:'data:<mime>;base64,…'}}
  *   image_url with a blob: URL   → read here, sent as a data: URL (a server cannot fetch blob:)
  *   top_k, ignore_eos            → sent (vLLM takes them as extra sampling parameters)
- *   kv_compression               → sent (our server applies it; vLLM ignores unknown fields)
+ *   kv_compression, kv_window    → sent (our server applies them; vLLM ignores unknown fields)
  *   stream                       → + stream_options: {include_usage: true}
  *   finish chunk + usage chunk   → one last chunk with finish_reason and usage, as the local engines end
  *
@@ -75,7 +75,7 @@ export class RemoteError extends Error {
 interface ModelEntry { id: string; owned_by?: string; max_model_len?: number | null }
 
 /** Our request extensions that travel in the body, next to OpenAI's fields. */
-interface BodyExtensions { top_k?: number; ignore_eos?: boolean; kv_compression?: ChatCompletionRequest['kv_compression'] }
+interface BodyExtensions { top_k?: number; ignore_eos?: boolean; kv_compression?: ChatCompletionRequest['kv_compression']; kv_window?: ChatCompletionRequest['kv_window'] }
 
 let requestCounter = 0;
 const now = () => performance.now();
@@ -260,6 +260,7 @@ async function toBody(req: ChatCompletionRequest): Promise<Omit<OpenAI.Chat.Chat
   if (req.top_k !== undefined) body.top_k = req.top_k;
   if (req.ignore_eos) body.ignore_eos = true;
   if (req.kv_compression) body.kv_compression = req.kv_compression;
+  if (req.kv_window) body.kv_window = req.kv_window;
   return body;
 }
 

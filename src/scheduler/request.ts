@@ -1,5 +1,6 @@
 import type { SamplingParams } from '../gpu/kernels/sample.ts';
 import type { PrefixSource } from '../kv/prefix-key.ts';
+import type { KvWindow } from '../api/chat-types.ts';
 
 /**
  * One request as the scheduler sees it: token counts, not phases. Its stage
@@ -64,6 +65,8 @@ export interface RequestParams {
   wantsLogits?: boolean;
   /** Images whose features replace the embeddings of image-token positions. */
   images?: readonly PromptImage[];
+  /** A rolling KV window: pages that leave every later token's window go back to the pool. */
+  window?: KvWindow | null;
 }
 
 export class Request implements PrefixSource {
@@ -87,6 +90,7 @@ export class Request implements PrefixSource {
   readonly forcedTokens: readonly number[] | null;
   readonly wantsLogits: boolean;
   readonly images: readonly PromptImage[];
+  readonly window: KvWindow | null;
 
   constructor(
     readonly id: string,
@@ -102,6 +106,7 @@ export class Request implements PrefixSource {
     this.forcedTokens = params.forcedTokens ?? null;
     this.wantsLogits = params.wantsLogits ?? false;
     this.images = params.images ?? [];
+    this.window = params.window ?? null;
   }
 
   get numTokens(): number {
@@ -143,6 +148,7 @@ export class Request implements PrefixSource {
 
   /** Shares KV pages through the prefix cache: not when a press will rewrite them in place. */
   get prefixCacheable(): boolean {
+    if (this.window) return false; // its pages leave the table from the middle
     return !this.compression || this.compression.ratio === 0 || this.compression.press === 'none';
   }
 

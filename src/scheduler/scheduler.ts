@@ -159,6 +159,7 @@ export class Scheduler {
 
   schedule(): StepPlan {
     const plan: StepPlan = { decode: [], prefill: [], compress: [], preempted: [] };
+    for (const r of this.running) if (r.window) this.slideWindow(r);
     this.planCompress(plan);
     this.planDecode(plan);
     this.planPrefill(plan);
@@ -272,7 +273,7 @@ export class Scheduler {
       }
       this.attachPrefix(r);
       const held = this.kv.has(r.id) ? this.kv.blockTable(r.id).length : 0;
-      const pagesNeeded = this.kv.pagesFor(r.numTokens) - held + c.admissionReservePages;
+      const pagesNeeded = this.peakPages(r) - held + c.admissionReservePages;
       if ((this.kv.numFreePages < pagesNeeded && this.running.length > 0) || !chunk(r)) {
         this.detachPrefix(r);
         return;
@@ -336,6 +337,31 @@ export class Scheduler {
     // back to the queue in arrival order, ahead of newer arrivals
     const at = this.waiting.findIndex((w) => w.times.arrival > r.times.arrival);
     this.waiting.splice(at < 0 ? this.waiting.length : at, 0, r);
+  }
+
+  /**
+   * A rolling window's pages that no later token can see go back to the
+   * pool: while the oldest page after the sinks ends before the window of
+   * the request's next query (position numComputedTokens), drop it.
+   */
+  private slideWindow(r: Request): void {
+    if (!this.kv.has(r.id)) return;
+    const P = this.kv.pageSize;
+    const sinkPages = Math.ceil(r.window!.sinks / P);
+    const firstVisible = r.numComputedTokens - r.window!.recent + 1;
+    for (let seq = this.kv.sequence(r.id); seq.pages.length > sinkPages + 1; seq = this.kv.sequence(r.id)) {
+      const lastPosition = sinkPages * P + seq.positionOffset + P - 1; // of the oldest page after the sinks
+      if (lastPosition >= firstVisible) return;
+      this.kv.dropPage(r.id, sinkPages);
+    }
+  }
+
+  /** The most pages `r` holds at once: all its tokens', or a rolling window's sinks + recent + one chunk. */
+  private peakPages(r: Request): number {
+    const all = this.kv.pagesFor(r.numTokens);
+    if (!r.window) return all;
+    const P = this.kv.pageSize;
+    return Math.min(all, Math.ceil(r.window.sinks / P) + Math.ceil((r.window.recent + this.config.maxPrefillChunk) / P) + 1);
   }
 
   /** Whether a preempted request should swap out rather than be recomputed. */

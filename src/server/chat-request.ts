@@ -48,6 +48,13 @@ export function parseChatRequest(body: unknown, names: ModelNames): ChatCompleti
   if (id !== undefined) req.request_id = id;
   const compression = optional(b, 'kv_compression', isObject, 'an object {press, ratio, window?, region?}');
   if (compression !== undefined) req.kv_compression = compressionOf(withoutNulls(compression));
+  const window = optional(b, 'kv_window', isObject, 'an object {sinks, recent}');
+  if (window !== undefined) {
+    const w = withoutNulls(window);
+    const sinks = optional(w, 'sinks', Number.isInteger, 'an integer', 'kv_window.sinks');
+    const recent = optional(w, 'recent', Number.isInteger, 'an integer', 'kv_window.recent');
+    req.kv_window = { sinks: (sinks as number | undefined) ?? 0, recent: recent as number }; // the engine checks the values
+  }
   const n = optional(b, 'n', Number.isInteger, 'an integer');
   if (n !== undefined && n !== 1) throw badParam('n', `'n' must be 1: the server returns one choice per request (got ${String(n)})`);
   const options = optional(b, 'stream_options', isObject, 'an object {include_usage?}');
