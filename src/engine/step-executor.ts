@@ -36,9 +36,9 @@ export class StepExecutor {
     return { sampled, compressed };
   }
 
-  /** Resolves when every page download started so far has landed in its tier. */
+  /** Resolves when every page download started so far has landed in its tier (or failed: that only loses cache entries). */
   async flush(): Promise<void> {
-    await Promise.all([...this.inflight]);
+    await Promise.allSettled([...this.inflight]);
   }
 
   // ---------------------------------------------------------------- tiers
