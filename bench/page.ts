@@ -12,6 +12,7 @@ const suites: Record<string, () => Promise<{ run: (gpu: import('../src/gpu/conte
   compression: () => import('./suites/compression.ts'),
   memory: () => import('./suites/memory.ts'),
   vqa: () => import('./suites/vqa.ts'),
+  strategies: () => import('./suites/strategies.ts'),
 };
 
 const logEl = document.getElementById('log')!;

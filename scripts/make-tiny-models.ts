@@ -67,6 +67,16 @@ export const TINY_MODELS: TinyModelSpec[] = [
       attention_bias: true, mlp_bias: false, bos_token_id: 1, eos_token_id: 2, torch_dtype: 'float16',
     },
   },
+  {
+    // A long context (16k positions, plain RoPE, tied head): the strategies benchmark tries a > 4k-token prompt on it.
+    name: 'tiny-llama-16k', seed: 1003, dtype: 'F16', shards: 1,
+    config: {
+      architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: 512, hidden_size: 64, intermediate_size: 128,
+      num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, head_dim: 16, max_position_embeddings: 16384,
+      rms_norm_eps: 1e-5, rope_theta: 500000.0, hidden_act: 'silu', tie_word_embeddings: true,
+      attention_bias: false, mlp_bias: false, bos_token_id: 1, eos_token_id: 2, torch_dtype: 'float16',
+    },
+  },
   // Qwen2: q/k/v biases, tied embeddings, BF16, rope_theta 1e6. The sharded copy holds the same weights.
   { name: 'tiny-qwen2', seed: 2001, dtype: 'BF16', shards: 1, config: qwen2Config },
   { name: 'tiny-qwen2-sharded', seed: 2001, dtype: 'BF16', shards: 2, config: qwen2Config },

@@ -61,6 +61,8 @@ export interface EngineInfo {
   kvDtype: 'f32' | 'f16';
   adapter: string;
   kvPages: number;
+  /** Bytes of one KV page (every layer's K and V of pageSize tokens): pages × this = the pool. */
+  kvPageBytes: number;
   pageSize: number;
   /** Longest prompt + output the model takes. */
   maxPositions: number;

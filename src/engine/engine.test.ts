@@ -125,6 +125,8 @@ describe('info()', () => {
       const engine = await Engine.load(gpu, modelRef('tiny-llama-hd32'), { kvPages: 4, weightDtype });
       const info = await engine.info();
       expect(info).toMatchObject({ parameters: want, weightDtype, kvDtype: 'f32', kvPages: 4, pageSize: 16, vision: false, visionBackend: null });
+      const c = cpu.config; // a page: K and V of every layer and KV head, 16 tokens, f32
+      expect(info.kvPageBytes).toBe(2 * c.numLayers * c.numKvHeads * c.headDim * 16 * 4);
       await engine.destroy();
     }
   });

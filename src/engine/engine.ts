@@ -404,7 +404,7 @@ async function buildParts(gpu: Gpu, source: ModelSource, loaded: LoadedModel, op
     const vision = loaded.vision ? await loadVision(gpu, source, loaded, opts) : null;
     const info: EngineInfo = {
       modelId: source.id, architecture: c.architecture, parameters: fingerprint.parameters, weightDtype, kvDtype,
-      adapter: `${gpu.adapter.vendor} ${gpu.adapter.architecture}`.trim(), kvPages: pool.numPages, pageSize,
+      adapter: `${gpu.adapter.vendor} ${gpu.adapter.architecture}`.trim(), kvPages: pool.numPages, kvPageBytes: pool.bytesPerPage, pageSize,
       maxPositions: c.maxPositions, vision: vision !== null, visionBackend: vision?.encoder.backend ?? null, randomWeights: loaded.randomWeights,
     };
     return { gpu, modelId: source.id, config: c, tokenizer: loaded.tokenizer, info, model, pool, kv, transfer, costs, scheduler, vision };

@@ -53,7 +53,7 @@ export interface RemoteInfo extends EngineInfo {
     ownedBy: string | null;
     /**
      * The server answers GET /v1/info (ours). Without it, the EngineInfo fields
-     * the server does not report are placeholders: parameters / kvPages /
+     * the server does not report are placeholders: parameters / kvPages / kvPageBytes /
      * pageSize 0, dtypes 'f16', vision true (the server refuses an image a
      * model cannot read), and maxPositions is vLLM's max_model_len or 0.
      */
@@ -140,7 +140,7 @@ export class RemoteEngine implements ChatEngine {
     return {
       modelId: this.model, architecture: this.entry.owned_by ? `remote (${this.entry.owned_by})` : 'remote',
       parameters: 0, weightDtype: 'f16', kvDtype: 'f16', adapter: `remote server at ${this.baseURL}`,
-      kvPages: 0, pageSize: 0, maxPositions: this.entry.max_model_len ?? 0,
+      kvPages: 0, kvPageBytes: 0, pageSize: 0, maxPositions: this.entry.max_model_len ?? 0,
       vision: true, visionBackend: null, randomWeights: false, remote,
     };
   }

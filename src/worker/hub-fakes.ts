@@ -31,7 +31,7 @@ export class FakeEngine implements HubEngine {
   }
 
   async info(): Promise<EngineInfo> {
-    return { modelId: this.modelId, architecture: 'fake', parameters: 1, weightDtype: 'f32', kvDtype: this.opts.kvDtype ?? 'f32', adapter: 'none', kvPages: this.opts.kvPages ?? 8, pageSize: 16, maxPositions: 4096, vision: false, visionBackend: null, randomWeights: true };
+    return { modelId: this.modelId, architecture: 'fake', parameters: 1, weightDtype: 'f32', kvDtype: this.opts.kvDtype ?? 'f32', adapter: 'none', kvPages: this.opts.kvPages ?? 8, kvPageBytes: 1024, pageSize: 16, maxPositions: 4096, vision: false, visionBackend: null, randomWeights: true };
   }
 
   async stats(): Promise<EngineStats> {
