@@ -12,6 +12,7 @@
  */
 export { Engine } from './engine/engine.ts';
 export type { EngineLoadOptions, EngineOptions, PreparedPrompt, PromptInput } from './engine/engine.ts';
+export type { PersistOptions } from './engine/options.ts';
 export type { GenerateOptions, GenerationChunk, GenerationResult, EngineEvent } from './engine/types.ts';
 export { WorkerEngine, workerEngines } from './worker/client.ts';
 export type { WorkerEngineOptions, WorkerEngineStats, WorkerKind } from './worker/client.ts';

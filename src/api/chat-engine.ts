@@ -7,6 +7,7 @@
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from './openai-types.ts';
 import type { LoadProgress } from './chat-types.ts';
 import type { EngineInfo, EngineStats } from './stats.ts';
+import type { EngineCache } from './cache.ts';
 
 export interface ChatCompletionsApi {
   create(req: ChatCompletionRequest & { stream: true }): Promise<AsyncIterable<ChatCompletionChunk>>;
@@ -21,6 +22,8 @@ export interface ChatEngine {
   info(): Promise<EngineInfo>;
   /** Counters, where the engine keeps them (a remote server may not). */
   stats?(): Promise<EngineStats>;
+  /** The KV cache by tier, where the engine keeps one across requests (in-process and Worker engines). */
+  readonly cache?: EngineCache;
 }
 
 /**

@@ -3,3 +3,4 @@ export type { ChatEngine, ChatEngineFactory, ChatCompletionsApi } from './chat-e
 export type { ChatMessage, CompressionOptions, ContentPart, ImageInput, KvWindow, LoadProgress, PixelData } from './chat-types.ts';
 export type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, FinishReasonOpenAI, Usage } from './openai-types.ts';
 export type { EngineInfo, EngineStats, RequestMetrics } from './stats.ts';
+export type { CacheUsage, EngineCache, StoredCacheEntry } from './cache.ts';

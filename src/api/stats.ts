@@ -46,6 +46,11 @@ export interface EngineStats {
     transfers: { downloads: number; pagesDown: number; bytesDown: number; pagesUp: number; bytesUp: number; msDown: number };
     /** Preemption by offload: sequences swapped out, swapped back in, swaps that fell back to recompute, swapped out now. */
     swaps: { outs: number; ins: number; fallbacks: number; swappedNow: number };
+    /** The persistent tier below the CPU tier (absent without `persist`): pages served, missed, written, refused by verification. */
+    stored?: {
+      backend: 'indexeddb' | 'memory'; budgetBytes: number; entries: number; bytes: number; hits: number; misses: number; written: number;
+      skippedWrites: number; verifyFailures: number; evicted: number; collected: number; persisted: boolean | null; restoredTokens: number;
+    };
   };
   /** Clients connected to the engine (the Worker hub; 1 in-process). */
   clients?: number;

@@ -11,9 +11,13 @@ import { VisionEncoder } from '../model/vision-encoder.ts';
 import { KvPool } from '../kv/kv-pool.ts';
 import { BlockPool } from '../kv/block-pool.ts';
 import { KVCacheManager } from '../kv/kv-cache-manager.ts';
-import { KV_FORMAT_VERSION } from '../kv/prefix-key.ts';
+import { KV_FORMAT_VERSION, type KvNamespace } from '../kv/prefix-key.ts';
 import { CpuTier } from '../kv/tiers/cpu-tier.ts';
 import { PageTransfer } from '../kv/tiers/page-transfer.ts';
+import { PersistentTier } from '../kv/tiers/persistent-tier.ts';
+import { indexedDbBackend, memoryBackend } from '../kv/tiers/store-backend.ts';
+import { restorePrefix } from './stored-prefix.ts';
+import type { EngineCache } from '../api/cache.ts';
 import { Scheduler, type SchedulerConfig } from '../scheduler/scheduler.ts';
 import { MeasuredCosts } from '../scheduler/preemption.ts';
 import { isEmpty, type StepPlan } from '../scheduler/step-plan.ts';
@@ -29,7 +33,7 @@ import { EngineInput, isPrepared, type PreparedPrompt, type PromptInput } from '
 import { EngineOutput } from './output.ts';
 import { ImageFeatureCache } from './image-features.ts';
 import { GpuTurns } from './gpu-turns.ts';
-import type { EngineOptions } from './options.ts';
+import type { EngineOptions, PersistOptions } from './options.ts';
 import type { ChatMessage, EngineEvent, GenerateOptions, GenerationChunk, GenerationResult } from './types.ts';
 
 export type { EngineOptions, EngineLoadOptions } from './options.ts';
@@ -47,6 +51,8 @@ interface Parts {
   kv: KVCacheManager;
   /** Moves pages between the pool and the CPU tier (null without one). */
   transfer: PageTransfer | null;
+  /** The persistent tier below the CPU tier (null without `persist`). */
+  stored: PersistentTier | null;
   costs: MeasuredCosts;
   scheduler: Scheduler;
   vision: { processor: MultimodalProcessor; encoder: VisionEncoder } | null;
@@ -78,6 +84,8 @@ export class Engine implements ChatEngine {
   private readonly input: EngineInput;
   private readonly output: EngineOutput;
   private looping: Promise<void> | null = null;
+  private restoredTokens = 0;
+  readonly cache: EngineCache;
 
   private constructor(
     private readonly p: Parts,
@@ -102,6 +110,15 @@ export class Engine implements ChatEngine {
       closed: (r, metrics) => this.closed(r, metrics),
     });
     this.chat = { completions: new ChatCompletions(this) };
+    this.cache = {
+      list: async () => this.p.stored?.list() ?? [],
+      clear: async () => {
+        const n = this.p.stored?.list().length ?? 0;
+        await this.p.stored?.clear();
+        return n;
+      },
+      usage: async () => this.cacheUsage(),
+    };
   }
 
   static async load(gpu: Gpu, ref: string | ModelSource, opts: EngineOptions = {}): Promise<Engine> {
@@ -119,9 +136,14 @@ export class Engine implements ChatEngine {
     return this.input.encode(input);
   }
 
-  /** Any prompt → ids plus pinned image features (see EngineInput.prepare). */
-  prepare(input: PromptInput): Promise<PreparedPrompt> {
-    return this.input.prepare(input);
+  /**
+   * Any prompt → ids plus pinned image features (see EngineInput.prepare);
+   * with `persist`, the stored pages of its prefix are staged for the scheduler too.
+   */
+  async prepare(input: PromptInput): Promise<PreparedPrompt> {
+    const prompt = await this.input.prepare(input);
+    if (this.p.stored) this.restoredTokens += await restorePrefix(this.p.kv, this.p.stored, prompt);
+    return prompt;
   }
 
   /**
@@ -254,7 +276,19 @@ export class Engine implements ChatEngine {
         cpu: { ...rest, demotedPages: stored },
         transfers: { ...this.p.transfer.stats },
         swaps: { outs: sw.swapOuts, ins: sw.swapIns, fallbacks: sw.fallbacks, swappedNow: swappedSequences },
+        ...(this.p.stored ? { stored: { ...this.p.stored.stats(), restoredTokens: this.restoredTokens } } : {}),
       },
+    };
+  }
+
+  private cacheUsage(): Awaited<ReturnType<EngineCache['usage']>> {
+    const s = this.snapshot();
+    const pageBytes = this.p.pool.bytesPerPage;
+    const cpu = s.tiers?.cpu, stored = s.tiers?.stored;
+    return {
+      gpu: { pages: s.pool.pagesInUse, cachedPages: s.prefixCache.cachedPages, bytes: (s.pool.pagesInUse + s.prefixCache.cachedPages) * pageBytes },
+      cpu: cpu ? { pages: cpu.pages, bytes: cpu.bytes, budgetBytes: cpu.budgetBytes } : null,
+      stored: stored ? { entries: stored.entries, bytes: stored.bytes, budgetBytes: stored.budgetBytes, backend: stored.backend } : null,
     };
   }
 
@@ -282,9 +316,10 @@ export class Engine implements ChatEngine {
     if (s.tiers && s.tiers.swaps.swappedNow > 0) throw new Error(`engine idle with ${s.tiers.swaps.swappedNow} sequences still swapped out`);
   }
 
-  /** Resolves when every page on its way to the CPU tier has arrived (tests, shutdown). */
-  flush(): Promise<void> {
-    return this.executor.flush();
+  /** Resolves when every page on its way to the CPU tier has arrived, and every stored page is written (tests, shutdown). */
+  async flush(): Promise<void> {
+    await this.executor.flush();
+    await this.p.stored?.flush();
   }
 
   on(listener: (e: EngineEvent) => void): () => void {
@@ -296,7 +331,7 @@ export class Engine implements ChatEngine {
   async destroy(): Promise<void> {
     for (const id of this.output.ids) this.cancel(id);
     await this.looping;
-    await this.executor.flush();
+    await this.flush();
     this.presses.dispose();
     this.p.vision?.encoder.destroy();
     this.imageCache.clear();
@@ -397,7 +432,8 @@ async function buildParts(gpu: Gpu, source: ModelSource, loaded: LoadedModel, op
     const prefix = opts.prefixCache !== false;
     const cpu = new CpuTier(opts.cpuCacheBytes ?? 128 * 2 ** 20); // checks the option even when unused
     const tier = prefix && cpu.budgetBytes > 0 ? cpu : null; // the tier holds prefix pages: nothing to hold without keys
-    const kv = new KVCacheManager(new BlockPool(pool.numPages), pageSize, prefix ? namespace : null, tier ? { tier, pageBytes: pool.bytesPerPage } : null);
+    const stored = opts.persist ? await openStore(opts.persist, namespace, pool, { prefix, cpu: tier !== null }) : null;
+    const kv = new KVCacheManager(new BlockPool(pool.numPages), pageSize, prefix ? namespace : null, tier ? { tier, pageBytes: pool.bytesPerPage } : null, stored);
     const transfer = tier ? new PageTransfer(gpu, pool) : null;
     const costs = new MeasuredCosts();
     const scheduler = new Scheduler(kv, sched, { mode: opts.preemption ?? 'auto', costs });
@@ -407,12 +443,25 @@ async function buildParts(gpu: Gpu, source: ModelSource, loaded: LoadedModel, op
       adapter: `${gpu.adapter.vendor} ${gpu.adapter.architecture}`.trim(), kvPages: pool.numPages, kvPageBytes: pool.bytesPerPage, pageSize,
       maxPositions: c.maxPositions, vision: vision !== null, visionBackend: vision?.encoder.backend ?? null, randomWeights: loaded.randomWeights,
     };
-    return { gpu, modelId: source.id, config: c, tokenizer: loaded.tokenizer, info, model, pool, kv, transfer, costs, scheduler, vision };
+    return { gpu, modelId: source.id, config: c, tokenizer: loaded.tokenizer, info, model, pool, kv, transfer, stored, costs, scheduler, vision };
   } catch (e) {
     model?.destroy(); // a failed load leaves no GPU memory behind
     pool.destroy();
     throw e;
   }
+}
+
+/** The persistent tier `persist` asks for, opened on this namespace and pool geometry. */
+async function openStore(o: PersistOptions, ns: KvNamespace, pool: KvPool, has: { prefix: boolean; cpu: boolean }): Promise<PersistentTier> {
+  if (typeof o !== 'object' || o === null) throw new TypeError(`persist must be an object like { store: 'indexeddb', budgetBytes }, got ${JSON.stringify(o)}`);
+  const store = o.store ?? 'indexeddb';
+  if (store !== 'indexeddb' && store !== 'memory') throw new RangeError(`persist.store must be 'indexeddb' or 'memory', got ${JSON.stringify(o.store)}`);
+  if (!has.prefix || !has.cpu) throw new RangeError('persist needs the prefix cache and the CPU tier (prefixCache true, cpuCacheBytes > 0): stored pages are prefix pages, staged in the CPU tier');
+  const name = o.name ?? 'fastcache-kv';
+  if (typeof name !== 'string' || !name) throw new TypeError(`persist.name must be a non-empty string, got ${JSON.stringify(o.name)}`);
+  const backend = store === 'memory' ? memoryBackend(name) : indexedDbBackend(name);
+  const geometry = { numLayers: pool.numLayers, numKvHeads: pool.numKvHeads, headDim: pool.headDim, pageSize: pool.pageSize, dtype: pool.dtype, bytesPerPage: pool.bytesPerPage };
+  return PersistentTier.open(backend, ns, geometry, o.budgetBytes ?? 256 * 2 ** 20);
 }
 
 /** Positions a windowed request may reach: as asked, else 4 × the context when the engine has a default window, else the context. */

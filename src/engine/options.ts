@@ -40,6 +40,14 @@ export interface EngineLoadOptions {
    * 'auto' (default: whichever costs less, at the rates measured here).
    */
   preemption?: PreemptionMode;
+  /**
+   * Keep prefix-cache pages across reloads, tabs and browser restarts: every
+   * full page a prompt computes is written (in the background) to 'indexeddb'
+   * (default) or 'memory' (a Map in this thread, shared by `name`: tests and
+   * runtimes without IndexedDB), verified on the way back. Needs the prefix
+   * cache and the CPU tier. budgetBytes: default 256 MiB; name: default 'fastcache-kv'.
+   */
+  persist?: PersistOptions;
   /** A rolling KV window for every request that does not set its own (default none). */
   window?: KvWindow;
   /**
@@ -47,6 +55,12 @@ export interface EngineLoadOptions {
    * model's own (default 4 × its max_position_embeddings): sizes the RoPE table.
    */
   windowMaxPositions?: number;
+}
+
+export interface PersistOptions {
+  store?: 'indexeddb' | 'memory';
+  budgetBytes?: number;
+  name?: string;
 }
 
 export interface EngineOptions extends EngineLoadOptions {

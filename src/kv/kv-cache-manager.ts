@@ -3,6 +3,7 @@ import { emptySequence, type KvSequence, type SeqId } from './kv-sequence.ts';
 import { PrefixCache, type PrefixCacheStats } from './prefix-cache.ts';
 import { KV_FORMAT_VERSION, type KvNamespace, type PrefixKey, type PrefixSource } from './prefix-key.ts';
 import type { CpuTier } from './tiers/cpu-tier.ts';
+import type { StoredPageId } from './tiers/persistent-tier.ts';
 import { TransferQueue, type PendingDownload, type PendingUpload } from './tiers/transfer-queue.ts';
 
 export type { SeqId };
@@ -28,6 +29,12 @@ export type { SeqId };
  * t % pageSize. Only the last page is partly filled. Kernels address K/V
  * through the slot (kv_write) or through the table itself (paged attention).
  */
+/** Where published pages are written through to (the persistent tier), in the background. */
+export interface PagePersister {
+  has(key: string): boolean;
+  put(id: StoredPageId, data: ArrayBuffer): void;
+}
+
 /** A sequence swapped out to the CPU tier: its KvSequence fields and its pages' bytes (null until downloaded). */
 interface SwapEntry {
   numSlots: number;
@@ -60,14 +67,21 @@ export class KVCacheManager {
     readonly pageSize: number,
     prefixCache: KvNamespace | null = null,
     cpuTier: { tier: CpuTier; pageBytes: number } | null = null,
+    private readonly persist: PagePersister | null = null,
   ) {
     const cpu = cpuTier?.tier ?? null;
+    if (persist && !cpu) throw new RangeError('KVCacheManager: a persistent tier stages its pages in the CPU tier: give one (cpuCacheBytes > 0)');
     this.cpu = cpu;
     this.cpuPageBytes = cpuTier?.pageBytes ?? 0;
     if (!Number.isInteger(pageSize) || pageSize <= 0) throw new RangeError(`KVCacheManager: pageSize must be a positive integer, got ${pageSize}`);
     if (prefixCache && prefixCache.pageSize !== pageSize) throw new RangeError(`KVCacheManager: the prefix namespace's pageSize ${prefixCache.pageSize} differs from ${pageSize}`);
     const demote = cpu ? (page: number, key: string, content: string) => this.transfers.download(page, (data) => cpu.put(key, content, data)) : null;
-    this.prefix = prefixCache ? new PrefixCache(pool, pageSize, prefixCache, demote) : null;
+    const writeThrough = persist
+      ? (page: number, key: string, content: string, index: number) => {
+          if (!persist.has(key)) this.transfers.download(page, (data) => persist.put({ key, content, index }, data));
+        }
+      : null;
+    this.prefix = prefixCache ? new PrefixCache(pool, pageSize, prefixCache, demote, writeThrough) : null;
   }
 
   /** A manager over a fresh pool of `numPages` pages: no GPU needed (tests, planning); `prefixCache` turns on a cache in a test namespace. */
@@ -127,6 +141,23 @@ export class KVCacheManager {
     const seq = this.get(seqId, 'cacheFullPages');
     if (!this.prefix || seq.compressed) return;
     this.prefix.publish(seqId, src, seq.pages, Math.min(computedTokens, seq.numSlots));
+  }
+
+  /**
+   * The pages of `src`'s first `maxTokens` tokens after the longest run
+   * already here (GPU prefix cache, then CPU tier): what a persistent tier
+   * may hold. Empty without a persistent tier.
+   */
+  restorable(src: PrefixSource, maxTokens: number): StoredPageId[] {
+    if (!this.persist || !this.prefix || !this.cpu) return [];
+    const ids = this.prefix.identities(src, Math.floor(maxTokens / this.pageSize));
+    const first = ids.findIndex((p) => !this.prefix!.holds(p.key, p.content) && !this.cpu!.has(p.key, p.content));
+    return first < 0 ? [] : ids.slice(first).map((p, i) => ({ ...p, index: first + i }));
+  }
+
+  /** Stages a page read back from the persistent tier in the CPU tier, where the next lookup finds it. */
+  stage(id: StoredPageId, data: ArrayBuffer): boolean {
+    return this.cpu?.put(id.key, id.content, data) ?? false;
   }
 
   /** The PrefixKey of the sequence's first `pages` pages (null without a prefix cache). */

@@ -39,12 +39,16 @@ export class PrefixCache {
   private readonly published = new Map<SeqId, number>();
   private readonly stats = { lookups: 0, hitRequests: 0, hitTokens: 0, reusedPages: 0 };
 
-  /** `onForget`: told the key and content of a cached page the pool hands out again, before they are dropped (a lower tier keeps them). */
+  /**
+   * `onForget`: told the key and content of a cached page the pool hands out again, before they are dropped (a lower tier keeps them);
+   * `onPublish`: told each page newly published, with its index in the chain (a persistent tier writes it through).
+   */
   constructor(
     private readonly pool: BlockPool,
     readonly pageSize: number,
     ns: KvNamespace,
     private readonly onForget: ((page: number, key: string, content: string) => void) | null = null,
+    private readonly onPublish: ((page: number, key: string, content: string, index: number) => void) | null = null,
   ) {
     this.namespace = namespaceId(ns);
     pool.addReuseListener((page) => this.forget(page));
@@ -81,6 +85,7 @@ export class PrefixCache {
       this.keyOf.set(page, chain[i]);
       this.contentOf.set(page, pageContent(this.namespace, chain, i, src, this.pageSize));
       this.pool.setCached(page, true);
+      this.onPublish?.(page, chain[i], this.contentOf.get(page)!, i);
     }
     this.published.set(id, chain.length);
   }
@@ -103,6 +108,19 @@ export class PrefixCache {
   pageIdentity(id: SeqId, src: PrefixSource, i: number): { key: string; content: string } {
     const chain = this.chain(id, src, i + 1);
     return { key: chain[i], content: pageContent(this.namespace, chain, i, src, this.pageSize) };
+  }
+
+  /** Key and content of each of `src`'s first `pages` pages, for a source no sequence holds yet (nothing memoized). */
+  identities(src: PrefixSource, pages: number): { key: string; content: string }[] {
+    const chain: string[] = [];
+    extendChain(this.namespace, chain, pages, src, this.pageSize);
+    return chain.map((key, i) => ({ key, content: pageContent(this.namespace, chain, i, src, this.pageSize) }));
+  }
+
+  /** Whether the page named `key` is cached here with this content. */
+  holds(key: string, content: string): boolean {
+    const p = this.pageOf.get(key);
+    return p !== undefined && this.contentOf.get(p) === content;
   }
 
   /** The PrefixKey of a sequence's first `pages` pages. */

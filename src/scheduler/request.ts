@@ -154,14 +154,19 @@ export class Request implements PrefixSource {
 
   /** The image content behind tokens [start, start+count): part of their prefix-cache key. */
   extraKey(start: number, count: number): string {
-    const parts: string[] = [];
-    for (const img of this.images) {
-      for (const r of img.runs) {
-        const a = Math.max(start, r.start);
-        const b = Math.min(start + count, r.start + r.count);
-        if (a < b) parts.push(`${img.key}@${r.featureRow + a - r.start}+${b - a}`);
-      }
-    }
-    return parts.join(';');
+    return imagesExtraKey(this.images, start, count);
   }
+}
+
+/** The extra key of tokens [start, start+count) of a prompt with these images: each image's content hash and feature rows there. */
+export function imagesExtraKey(images: readonly PromptImage[], start: number, count: number): string {
+  const parts: string[] = [];
+  for (const img of images) {
+    for (const r of img.runs) {
+      const a = Math.max(start, r.start);
+      const b = Math.min(start + count, r.start + r.count);
+      if (a < b) parts.push(`${img.key}@${r.featureRow + a - r.start}+${b - a}`);
+    }
+  }
+  return parts.join(';');
 }

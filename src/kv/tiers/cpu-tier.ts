@@ -85,8 +85,10 @@ export class CpuTier {
     this.reserved -= bytes;
   }
 
-  has(key: string): boolean {
-    return this.entries.has(key);
+  /** Whether `key` is stored (with this content, when given); no hit counted, no LRU change. */
+  has(key: string, content?: string): boolean {
+    const e = this.entries.get(key);
+    return e !== undefined && (content === undefined || e.content === content);
   }
 
   delete(key: string): void {

@@ -1,0 +1,130 @@
+/**
+ * Prefix pages that outlive the engine: written through to the persistent
+ * tier, read back by a new engine (a new session) on the same store —
+ * IndexedDB in the browser project, the memory backend in Node — verified
+ * before use. Lossless (= no cache at all, token for token); bad stored data
+ * is detected, deleted and recomputed; a failing store never fails a request.
+ */
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { inBrowser, rng, testGpu } from '../../test/gpu.ts';
+import { modelRef } from '../../test/models.ts';
+import { memoryStore } from '../kv/tiers/store-backend.ts';
+import { Engine, type EngineOptions } from './engine.ts';
+import type { Gpu } from '../gpu/context.ts';
+
+let gpu: Gpu;
+beforeAll(async () => {
+  gpu = await testGpu();
+});
+
+let storeNo = 0;
+const open: Engine[] = [];
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((e) => e.destroy()));
+});
+
+async function load(persist: EngineOptions['persist'] | undefined, model = 'tiny-llama-gqa', extra: EngineOptions = {}): Promise<Engine> {
+  const e = await Engine.load(gpu, modelRef(model), { kvPages: 32, pageSize: 16, ...(persist ? { persist } : {}), ...extra });
+  open.push(e);
+  return e;
+}
+
+function prompt(seed: number, n: number): number[] {
+  const r = rng(seed);
+  return [1, ...Array.from({ length: n - 1 }, () => 3 + Math.floor(r() * 500))];
+}
+
+const greedy = { maxTokens: 12, ignoreEos: true };
+
+describe('persistent prefix pages', () => {
+  it(`a new session on the same store (${inBrowser ? 'IndexedDB' : 'memory'}) serves the prefix from it, token for token`, async () => {
+    const persist = { store: inBrowser ? ('indexeddb' as const) : ('memory' as const), name: `persist-test-${++storeNo}-${Date.now()}` };
+    const ids = prompt(1, 90);
+    const plain = await (await load(undefined, 'tiny-llama-gqa', { prefixCache: false })).generate(ids, greedy);
+    const first = await load(persist);
+    const a = await first.generate(ids, greedy);
+    await first.flush();
+    expect(first.snapshot().tiers!.stored!.written).toBe(6); // the full pages of 90 prompt + 11 computed output tokens
+    expect((await first.cache.list()).map((e) => e.tokens)).toEqual([16, 16, 16, 16, 16, 16]);
+    await first.destroy();
+    open.splice(open.indexOf(first), 1);
+
+    const second = await load(persist);
+    const before = second.snapshot();
+    const b = await second.generate(ids, greedy);
+    const s = second.snapshot();
+    expect(b.tokens).toEqual(a.tokens);
+    expect(b.tokens).toEqual(plain.tokens);
+    expect(s.tiers!.stored!.restoredTokens).toBe(80); // 5 pages of the 89 tokens before the last
+    expect(s.tiers!.stored!.hits).toBe(5);
+    expect(s.promptTokens - before.promptTokens).toBe(10); // only the rest of the prompt was prefilled
+    expect(b.timing.prefixHitTokens).toBe(80);
+    const usage = await second.cache.usage();
+    expect(usage.stored).toMatchObject({ entries: 6 });
+    second.checkIdle();
+    expect(await second.cache.clear()).toBe(6);
+    expect(await second.cache.list()).toEqual([]);
+    const third = await load(persist); // cleared: a later session starts cold
+    await third.generate(ids, greedy);
+    expect(third.snapshot().tiers!.stored!.restoredTokens).toBe(0);
+  });
+
+  it.each([
+    ['a flipped byte', (data: Map<string, ArrayBuffer>, k: string) => void (new Uint8Array(data.get(k)!)[3] ^= 0x10)],
+    ['a truncated page', (data: Map<string, ArrayBuffer>, k: string) => void data.set(k, data.get(k)!.slice(0, 100))],
+    ['a missing page', (data: Map<string, ArrayBuffer>, k: string) => void data.delete(k)],
+  ])('%s in the store: detected, never uploaded, deleted, recomputed — same output', async (_what, damage) => {
+    const persist = { store: 'memory' as const, name: `persist-bad-${++storeNo}` };
+    const ids = prompt(2, 70);
+    const first = await load(persist);
+    const a = await first.generate(ids, greedy);
+    await first.flush();
+    const data = memoryStore(persist.name).data;
+    const keys = [...data.keys()].sort();
+    const stored = first.snapshot().tiers!.stored!;
+    expect(stored.written).toBeGreaterThanOrEqual(4);
+    // damage the page holding tokens 16..31 (manifests name their chunk; find it by position)
+    const m = [...memoryStore(persist.name).manifests.values()].find((x) => (x as { index: number }).index === 1) as { chunks: { key: string }[] };
+    expect(keys).toContain(m.chunks[0].key);
+    damage(data, m.chunks[0].key);
+    const second = await load(persist);
+    const b = await second.generate(ids, greedy);
+    const s = second.snapshot().tiers!.stored!;
+    expect(b.tokens).toEqual(a.tokens);
+    expect(s.restoredTokens).toBe(16); // page 0 only
+    expect(s.verifyFailures).toBe(1);
+    await second.flush();
+    expect(second.snapshot().tiers!.stored!.written).toBeGreaterThanOrEqual(1); // the recomputed page is stored again
+    expect((await second.cache.list()).some((e) => e.key === (m as unknown as { key: string }).key)).toBe(true);
+  });
+
+  it('another model on the same store finds nothing of the first one; a full store never fails a request', async () => {
+    const persist = { store: 'memory' as const, name: `persist-other-${++storeNo}` };
+    const ids = prompt(3, 60);
+    const first = await load(persist);
+    await first.generate(ids, greedy);
+    await first.flush();
+    const other = await load(persist, 'tiny-llama-hd32');
+    await other.generate(ids, greedy);
+    expect(other.snapshot().tiers!.stored!.restoredTokens).toBe(0);
+    const quota = () => Object.assign(new Error('full'), { name: 'QuotaExceededError' });
+    memoryStore(persist.name).failWrites.push(quota(), quota(), quota(), quota());
+    const r = await other.generate(prompt(4, 60), greedy);
+    await other.flush();
+    expect(r.tokens.length).toBe(12);
+    expect(other.snapshot().tiers!.stored!.skippedWrites).toBeGreaterThan(0);
+    other.checkIdle();
+  });
+
+  it.each<[string, Record<string, unknown>, RegExp]>([
+    ['an unknown store', { persist: { store: 'disk' } }, /persist.store must be 'indexeddb' or 'memory', got "disk"/],
+    ['a negative budget', { persist: { store: 'memory', budgetBytes: -5 } }, /persist.budgetBytes must be a positive integer/],
+    ['a non-numeric budget', { persist: { store: 'memory', budgetBytes: '1GB' } }, /persist.budgetBytes must be a positive integer/],
+    ['no CPU tier', { persist: { store: 'memory' }, cpuCacheBytes: 0 }, /persist needs the prefix cache and the CPU tier/],
+    ['no prefix cache', { persist: { store: 'memory' }, prefixCache: false }, /persist needs the prefix cache and the CPU tier/],
+  ])('%s is refused at load, naming the option, and frees what was allocated', async (_, opts, message) => {
+    const before = gpu.memory.snapshot().bytes;
+    await expect(Engine.load(gpu, modelRef('tiny-llama-gqa'), { kvPages: 4, ...opts })).rejects.toThrow(message);
+    expect(gpu.memory.snapshot().bytes).toBe(before);
+  });
+});

@@ -1,0 +1,32 @@
+/**
+ * Restoring a prompt's prefix from the persistent tier: before a prepared
+ * prompt reaches the scheduler (whose lookups are synchronous), the pages of
+ * its prefix that neither the GPU prefix cache nor the CPU tier holds are
+ * read from the persistent tier — verified there — and staged in the CPU
+ * tier, where the scheduler's prefix lookup promotes them into GPU pages.
+ * Never an error for the request: a store that fails is a miss.
+ */
+import type { KVCacheManager } from '../kv/kv-cache-manager.ts';
+import type { PrefixSource } from '../kv/prefix-key.ts';
+import type { PersistentTier } from '../kv/tiers/persistent-tier.ts';
+import { imagesExtraKey } from '../scheduler/request.ts';
+import type { PreparedPrompt } from './input.ts';
+
+/** The prompt as the prefix cache keys it (the same keys its Request will have). */
+export function promptSource(prompt: PreparedPrompt): PrefixSource {
+  return {
+    tokens: (start, count) => prompt.ids.slice(start, start + count),
+    extraKey: (start, count) => imagesExtraKey(prompt.images, start, count),
+  };
+}
+
+/** Stages what the persistent tier has of `prompt`'s prefix; returns the tokens staged. */
+export async function restorePrefix(kv: KVCacheManager, store: PersistentTier, prompt: PreparedPrompt): Promise<number> {
+  // at least the last token is computed: its step samples the next one (as the scheduler's lookup)
+  const ids = kv.restorable(promptSource(prompt), prompt.ids.length - 1);
+  if (ids.length === 0) return 0;
+  const pages = await store.getRun(ids).catch(() => []);
+  let staged = 0;
+  for (let i = 0; i < pages.length && kv.stage(ids[i], pages[i]); i++) staged++;
+  return staged * kv.pageSize;
+}

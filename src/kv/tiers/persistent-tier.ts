@@ -1,0 +1,367 @@
+/**
+ * PersistentTier: KV pages kept across reloads, tabs and browser restarts
+ * (IndexedDB through idb-keyval; LMCache's disk tier, SGLang HiCache's
+ * storage tier) — the tier below the CPU tier.
+ *
+ * An entry is one prefix-cache page: its bytes in the pool's own format
+ * (src/gpu/kv-layout.ts) and a manifest naming everything that decides what
+ * those bytes mean — the namespace parts (model id and hash, KV dtype, page
+ * size, format version), the page key and the content string it was hashed
+ * from, the page's index in its chain (its positions), the pool geometry,
+ * the byte length and a SHA-256 of the bytes. Writes go in the background,
+ * data first and the manifest last, so an entry without a manifest is never
+ * read (and is garbage-collected at the next open). A read checks the
+ * manifest against the request and the bytes against the manifest before
+ * anything reaches the GPU; any disagreement deletes the entry and counts
+ * a verify failure — the page is then recomputed.
+ *
+ * Space: a byte budget with LRU eviction (entries of other models first),
+ * `navigator.storage.estimate()` consulted before each write batch, and on
+ * QuotaExceededError or an aborted transaction the oldest entries go and the
+ * write is retried once; if it fails again it is skipped and serving goes on.
+ */
+import { namespaceId, type KvNamespace } from '../prefix-key.ts';
+import type { KvStoreBackend } from './store-backend.ts';
+
+/** Version of the manifest layout (the KV bytes' own version is the namespace's formatVersion). */
+export const STORE_VERSION = 1;
+
+export interface PageGeometry {
+  numLayers: number;
+  numKvHeads: number;
+  headDim: number;
+  pageSize: number;
+  dtype: 'f32' | 'f16';
+  bytesPerPage: number;
+}
+
+/** Which page: its key, the content string the key was hashed from, and its index in the chain (tokens index·P … index·P + P − 1). */
+export interface StoredPageId {
+  key: string;
+  content: string;
+  index: number;
+}
+
+interface Manifest {
+  v: number;
+  ns: KvNamespace;
+  key: string;
+  content: string;
+  index: number;
+  positions: [number, number];
+  geometry: Omit<PageGeometry, 'bytesPerPage'>;
+  byteLength: number;
+  chunks: { key: string; bytes: number; sha256: string }[];
+  created: number;
+  lastUsed: number;
+}
+
+export interface PersistentTierStats {
+  backend: 'indexeddb' | 'memory';
+  budgetBytes: number;
+  entries: number;
+  bytes: number;
+  hits: number;
+  misses: number;
+  written: number;
+  /** Writes that failed twice (quota, aborted transactions) or were dropped because too much was pending. */
+  skippedWrites: number;
+  verifyFailures: number;
+  evicted: number;
+  /** Entries of older formats, stale model versions, broken manifests and orphaned data removed at open. */
+  collected: number;
+  /** navigator.storage.persist() granted (null where the runtime has no StorageManager). */
+  persisted: boolean | null;
+}
+
+/** What `list()` reports per entry. */
+export interface StoredEntryInfo {
+  key: string;
+  modelId: string;
+  tokens: number;
+  bytes: number;
+  created: number;
+  lastUsed: number;
+}
+
+const MAX_PENDING_BYTES = 32 * 2 ** 20;
+
+export class PersistentTier {
+  private readonly nsId: string;
+  /** Ours, by page key; Map order is LRU (oldest first). */
+  private readonly index = new Map<string, Manifest>();
+  /** Other models' entries (store key → bytes): never read, evicted first. */
+  private readonly foreign = new Map<string, Manifest>();
+  private readonly pending = new Map<string, { id: StoredPageId; data: ArrayBuffer }>();
+  private pendingBytes = 0;
+  private writing: Promise<void> = Promise.resolve();
+  private readonly counts = { hits: 0, misses: 0, written: 0, skippedWrites: 0, verifyFailures: 0, evicted: 0, collected: 0 };
+  private persisted: boolean | null = null;
+
+  private constructor(
+    private readonly backend: KvStoreBackend,
+    private readonly ns: KvNamespace,
+    private readonly geometry: PageGeometry,
+    readonly budgetBytes: number,
+  ) {
+    this.nsId = namespaceId(ns);
+  }
+
+  /** Opens the store: reads every manifest, collects what can never be used, asks for persistent storage. */
+  static async open(backend: KvStoreBackend, ns: KvNamespace, geometry: PageGeometry, budgetBytes: number): Promise<PersistentTier> {
+    if (typeof budgetBytes !== 'number' || !Number.isInteger(budgetBytes) || budgetBytes <= 0) {
+      throw new RangeError(`persist.budgetBytes must be a positive integer number of bytes, got ${String(budgetBytes)}`);
+    }
+    const t = new PersistentTier(backend, ns, geometry, budgetBytes);
+    await t.load();
+    t.persisted = await askPersist();
+    return t;
+  }
+
+  /** Queues a page for writing (in the background); a page stored or queued already is only marked used. */
+  put(id: StoredPageId, data: ArrayBuffer): void {
+    const known = this.index.get(id.key);
+    if (known) return this.touch(known);
+    if (this.pending.has(id.key)) return;
+    if (data.byteLength !== this.geometry.bytesPerPage || this.pendingBytes + data.byteLength > MAX_PENDING_BYTES || data.byteLength > this.budgetBytes) {
+      this.counts.skippedWrites++;
+      return;
+    }
+    this.pending.set(id.key, { id, data });
+    this.pendingBytes += data.byteLength;
+    if (this.pending.size === 1) this.writing = this.writing.then(() => this.writePending()).catch(() => undefined); // a failed batch is counted, never thrown at the serving path
+  }
+
+  /** Whether a page is stored (or on its way). */
+  has(key: string): boolean {
+    return this.index.has(key) || this.pending.has(key);
+  }
+
+  /**
+   * The verified bytes of the longest run of `ids` (in order) that is stored:
+   * it stops at the first page that is missing or fails verification (that
+   * one is deleted).
+   */
+  async getRun(ids: StoredPageId[]): Promise<ArrayBuffer[]> {
+    const found: Manifest[] = [];
+    for (const id of ids) {
+      const m = this.index.get(id.key);
+      if (!m || m.content !== id.content) break; // a different content under the key is a hash collision: a miss
+      if (m.index !== id.index) {
+        await this.reject(m);
+        break;
+      }
+      found.push(m);
+    }
+    if (found.length === 0) {
+      this.counts.misses += ids.length;
+      return [];
+    }
+    const data = await this.backend.getData(found.map((m) => m.chunks[0].key)).catch(() => found.map(() => undefined));
+    const out: ArrayBuffer[] = [];
+    for (let i = 0; i < found.length; i++) {
+      if (!(await this.verify(found[i], data[i]))) {
+        await this.reject(found[i]);
+        break;
+      }
+      out.push(data[i]!);
+      this.touch(found[i]);
+    }
+    this.counts.hits += out.length;
+    this.counts.misses += ids.length - out.length;
+    return out;
+  }
+
+  /** Waits for the queued writes. */
+  async flush(): Promise<void> {
+    await this.writing;
+  }
+
+  list(): StoredEntryInfo[] {
+    return [...this.index.values()].map((m) => ({ key: m.key, modelId: m.ns.modelId, tokens: m.positions[1] - m.positions[0], bytes: m.byteLength, created: m.created, lastUsed: m.lastUsed }));
+  }
+
+  /** Deletes every entry of this namespace (other models' stay). */
+  async clear(): Promise<void> {
+    await this.flush();
+    const all = [...this.index.values()];
+    this.index.clear();
+    await this.remove(all);
+  }
+
+  stats(): PersistentTierStats {
+    return { backend: this.backend.kind, budgetBytes: this.budgetBytes, entries: this.index.size, bytes: this.bytes(this.index), ...this.counts, persisted: this.persisted };
+  }
+
+  // ---------------------------------------------------------------- writing
+
+  private async writePending(): Promise<void> {
+    while (this.pending.size > 0) {
+      const batch = [...this.pending.values()].slice(0, 64);
+      try {
+        const manifests = await Promise.all(batch.map((p) => this.manifest(p.id, p.data)));
+        const bytes = batch.reduce((n, p) => n + p.data.byteLength, 0);
+        await this.makeRoom(bytes);
+        const ok = (await this.tryWrite(batch, manifests)) || ((await this.evictFor(bytes)) && (await this.tryWrite(batch, manifests)));
+        if (ok) {
+          for (const m of manifests) this.index.set(m.key, m);
+          this.counts.written += batch.length;
+        } else this.counts.skippedWrites += batch.length;
+      } finally {
+        for (const p of batch) {
+          this.pending.delete(p.id.key);
+          this.pendingBytes -= p.data.byteLength;
+        }
+      }
+    }
+  }
+
+  /** Data, then manifests: a crash in between leaves data without a manifest, which is never read. */
+  private async tryWrite(batch: { data: ArrayBuffer }[], manifests: Manifest[]): Promise<boolean> {
+    try {
+      await this.backend.setData(batch.map((p, i) => [manifests[i].chunks[0].key, p.data]));
+      await this.backend.setManifests(manifests.map((m) => [this.manifestKey(m.key), m]));
+      return true;
+    } catch {
+      return false; // QuotaExceededError, an aborted transaction, a closed database: the caller evicts and retries once, then skips
+    }
+  }
+
+  /** Keeps the budget and the origin's quota: evicts before writing `bytes`. */
+  private async makeRoom(bytes: number): Promise<void> {
+    const over = this.bytes(this.index) + this.bytes(this.foreign) + bytes - this.budgetBytes;
+    if (over > 0) await this.evictFor(over);
+    const est = await estimate();
+    if (est && est.quota - est.usage < bytes) await this.evictFor(bytes - (est.quota - est.usage));
+  }
+
+  /** Deletes the oldest entries (other models' first) until `bytes` are freed; false when nothing was left to delete. */
+  private async evictFor(bytes: number): Promise<boolean> {
+    const victims: Manifest[] = [];
+    let freed = 0;
+    for (const m of [...this.foreign.values(), ...this.index.values()]) {
+      if (freed >= bytes) break;
+      victims.push(m);
+      freed += m.byteLength;
+    }
+    for (const m of victims) (this.foreign.has(this.manifestKey(m.key, m.ns)) ? this.foreign.delete(this.manifestKey(m.key, m.ns)) : this.index.delete(m.key));
+    this.counts.evicted += victims.length;
+    await this.remove(victims).catch(() => undefined);
+    return victims.length > 0;
+  }
+
+  private async manifest(id: StoredPageId, data: ArrayBuffer): Promise<Manifest> {
+    const { bytesPerPage: _b, ...geometry } = this.geometry;
+    const now = Date.now();
+    const P = this.geometry.pageSize;
+    return {
+      v: STORE_VERSION, ns: this.ns, key: id.key, content: id.content, index: id.index, positions: [id.index * P, id.index * P + P], geometry,
+      byteLength: data.byteLength, chunks: [{ key: `${this.manifestKey(id.key)}/0`, bytes: data.byteLength, sha256: await sha256(data) }], created: now, lastUsed: now,
+    };
+  }
+
+  // ---------------------------------------------------------------- reading and collecting
+
+  private async load(): Promise<void> {
+    const stale: Manifest[] = [];
+    const broken: string[] = [];
+    const live = new Set<string>();
+    const all = await this.backend.manifests();
+    all.sort(([, a], [, b]) => lastUsedOf(a) - lastUsedOf(b));
+    for (const [storeKey, value] of all) {
+      if (!isManifest(value)) {
+        broken.push(storeKey);
+        continue;
+      }
+      const ours = namespaceId(value.ns) === this.nsId;
+      const sameModelOtherVersion = !ours && value.ns.modelId === this.ns.modelId;
+      if (value.v !== STORE_VERSION || value.ns.formatVersion < this.ns.formatVersion || sameModelOtherVersion) {
+        stale.push(value);
+        continue;
+      }
+      for (const c of value.chunks) live.add(c.key);
+      if (ours) this.index.set(value.key, value);
+      else this.foreign.set(storeKey, value);
+    }
+    const orphans = (await this.backend.dataKeys()).filter((k) => !live.has(k) && !stale.some((m) => m.chunks.some((c) => c.key === k)));
+    await this.backend.delManifests(broken);
+    await this.remove(stale);
+    await this.backend.delData(orphans);
+    this.counts.collected += broken.length + stale.length + orphans.length;
+  }
+
+  /** The manifest agrees with this pool, and the bytes with the manifest. */
+  private async verify(m: Manifest, data: ArrayBuffer | undefined): Promise<boolean> {
+    const g = this.geometry;
+    const shapes = m.geometry.numLayers === g.numLayers && m.geometry.numKvHeads === g.numKvHeads && m.geometry.headDim === g.headDim && m.geometry.pageSize === g.pageSize && m.geometry.dtype === g.dtype;
+    const P = g.pageSize;
+    const ok = shapes && m.byteLength === g.bytesPerPage && m.positions[0] === m.index * P && m.positions[1] === m.index * P + P &&
+      data instanceof ArrayBuffer && data.byteLength === m.byteLength && m.chunks[0].bytes === data.byteLength && (await sha256(data)) === m.chunks[0].sha256;
+    if (!ok) this.counts.verifyFailures++;
+    return ok;
+  }
+
+  private async reject(m: Manifest): Promise<void> {
+    this.index.delete(m.key);
+    await this.remove([m]).catch(() => undefined);
+  }
+
+  /** Manifests first: once it is gone, nothing reads the data. */
+  private async remove(ms: Manifest[]): Promise<void> {
+    if (ms.length === 0) return;
+    await this.backend.delManifests(ms.map((m) => this.manifestKey(m.key, m.ns)));
+    await this.backend.delData(ms.flatMap((m) => m.chunks.map((c) => c.key)));
+  }
+
+  private touch(m: Manifest): void {
+    m.lastUsed = Date.now();
+    this.index.delete(m.key);
+    this.index.set(m.key, m); // most recent last
+  }
+
+  private manifestKey(key: string, ns: KvNamespace = this.ns): string {
+    return `${ns === this.ns ? this.nsId : namespaceId(ns)}/${key}`;
+  }
+
+  private bytes(map: Map<string, Manifest>): number {
+    let n = 0;
+    for (const m of map.values()) n += m.byteLength;
+    return n;
+  }
+}
+
+function lastUsedOf(v: unknown): number {
+  return typeof (v as Manifest)?.lastUsed === 'number' ? (v as Manifest).lastUsed : 0;
+}
+
+/** A manifest read back from storage has every field of the right type (anything else is collected). */
+function isManifest(v: unknown): v is Manifest {
+  const m = v as Manifest;
+  const int = (x: unknown) => typeof x === 'number' && Number.isInteger(x) && x >= 0;
+  return typeof m === 'object' && m !== null && int(m.v) && typeof m.key === 'string' && typeof m.content === 'string' && int(m.index) &&
+    typeof m.ns === 'object' && m.ns !== null && typeof m.ns.modelId === 'string' && typeof m.ns.modelHash === 'string' && (m.ns.kvDtype === 'f32' || m.ns.kvDtype === 'f16') && int(m.ns.pageSize) && int(m.ns.formatVersion) &&
+    Array.isArray(m.positions) && m.positions.length === 2 && m.positions.every(int) && typeof m.geometry === 'object' && m.geometry !== null && int(m.byteLength) &&
+    Array.isArray(m.chunks) && m.chunks.length === 1 && typeof m.chunks[0]?.key === 'string' && int(m.chunks[0].bytes) && typeof m.chunks[0].sha256 === 'string' && int(m.created) && int(m.lastUsed);
+}
+
+async function sha256(data: ArrayBuffer): Promise<string> {
+  const d = new Uint8Array(await crypto.subtle.digest('SHA-256', data));
+  let s = '';
+  for (const b of d) s += b.toString(16).padStart(2, '0');
+  return s;
+}
+
+function storageManager(): StorageManager | null {
+  return typeof navigator !== 'undefined' && navigator.storage && typeof navigator.storage.estimate === 'function' ? navigator.storage : null;
+}
+
+async function estimate(): Promise<{ usage: number; quota: number } | null> {
+  const e = await storageManager()?.estimate().catch(() => null);
+  return e && typeof e.quota === 'number' && typeof e.usage === 'number' ? { usage: e.usage, quota: e.quota } : null;
+}
+
+async function askPersist(): Promise<boolean | null> {
+  const s = storageManager();
+  if (!s || typeof s.persist !== 'function') return null;
+  return s.persist().catch(() => false);
+}
