@@ -25,7 +25,7 @@
 import { ChatApp } from '../ui/chat-app.ts';
 import { DEFAULT_MODEL } from '../ui/model-picker.ts';
 import type { Answer } from '../ui/chat-session.ts';
-import { WorkerEngine, workerEngines } from '../worker/client.ts';
+import { APP_LOAD_OPTIONS, WorkerEngine, workerEngines } from '../worker/client.ts';
 import type { EngineInfo, EngineStats, Usage } from '../api/index.ts';
 
 export interface FastcacheChatEvents {
@@ -74,7 +74,7 @@ export class FastcacheChat extends HTMLElement {
     const shadow = this.shadowRoot ?? this.attachShadow({ mode: 'open' });
     const ratio = this.getAttribute('ratio');
     this.app = new ChatApp(shadow, {
-      engines: workerEngines(WorkerEngine.create({ shared: this.getAttribute('worker') !== 'dedicated' })),
+      engines: workerEngines(WorkerEngine.create({ shared: this.getAttribute('worker') !== 'dedicated' }), this.getAttribute('persist') === 'off' ? {} : APP_LOAD_OPTIONS),
       model: this.getAttribute('model') || DEFAULT_MODEL,
       host: this,
       pasteTarget: shadow,

@@ -16,7 +16,7 @@ import { CpuTier } from '../kv/tiers/cpu-tier.ts';
 import { PageTransfer } from '../kv/tiers/page-transfer.ts';
 import { PersistentTier } from '../kv/tiers/persistent-tier.ts';
 import { indexedDbBackend, memoryBackend } from '../kv/tiers/store-backend.ts';
-import { restorePrefix } from './stored-prefix.ts';
+import { promptSource, restorePrefix } from './stored-prefix.ts';
 import type { EngineCache } from '../api/cache.ts';
 import { Scheduler, type SchedulerConfig } from '../scheduler/scheduler.ts';
 import { MeasuredCosts } from '../scheduler/preemption.ts';
@@ -32,6 +32,7 @@ import { StepExecutor } from './step-executor.ts';
 import { EngineInput, isPrepared, type PreparedPrompt, type PromptInput } from './input.ts';
 import { EngineOutput } from './output.ts';
 import { ImageFeatureCache } from './image-features.ts';
+import { DeferredImages } from './deferred-images.ts';
 import { GpuTurns } from './gpu-turns.ts';
 import type { EngineOptions, PersistOptions } from './options.ts';
 import type { ChatMessage, EngineEvent, GenerateOptions, GenerationChunk, GenerationResult } from './types.ts';
@@ -85,6 +86,7 @@ export class Engine implements ChatEngine {
   private readonly output: EngineOutput;
   private looping: Promise<void> | null = null;
   private restoredTokens = 0;
+  private readonly deferred: DeferredImages;
   readonly cache: EngineCache;
 
   private constructor(
@@ -93,6 +95,10 @@ export class Engine implements ChatEngine {
   ) {
     ({ modelId: this.modelId, config: this.config, tokenizer: this.tokenizer } = p);
     this.imageCache = new ImageFeatureCache(p.gpu, opts.imageCacheBytes ?? 32 * 2 ** 20);
+    this.deferred = new DeferredImages(p.scheduler, this.imageCache, (r, e) => {
+      this.output.fail(r, e);
+      this.released(r);
+    });
     this.presses = new PressCompressStage(p.gpu, p.config, p.pool, p.kv);
     this.executor = new StepExecutor(p.model, p.kv, { layers: p.pool.layers, pageSize: p.pool.pageSize, dtype: p.pool.dtype }, this.presses, p.transfer);
     const vision = p.vision;
@@ -100,7 +106,10 @@ export class Engine implements ChatEngine {
       modelId: p.modelId, config: p.config, tokenizer: p.tokenizer, kv: p.kv,
       maxPrefillChunk: p.scheduler.config.maxPrefillChunk,
       pressNeedsQueries: (press) => this.presses.needsQueries(press),
-      images: vision ? { processor: vision.processor, features: this.imageCache, encode: (img) => this.turns.run(() => vision.encoder.encode(img)) } : null,
+      images: vision ? {
+        processor: vision.processor, features: this.imageCache, encode: (img) => this.turns.run(() => vision.encoder.encode(img)),
+        cachedTokens: (prompt) => this.cachedTokens(prompt),
+      } : null,
       defaultCompression: opts.compression ?? null,
       defaultWindow: opts.window ?? null,
       windowMaxPositions: p.model.sizes.maxPositions,
@@ -146,6 +155,12 @@ export class Engine implements ChatEngine {
     return prompt;
   }
 
+  /** Leading prompt tokens whose KV some tier holds (stored pages staged first): an image inside them needs no encoder run. */
+  private async cachedTokens(prompt: PreparedPrompt): Promise<number> {
+    if (this.p.stored) this.restoredTokens += await restorePrefix(this.p.kv, this.p.stored, prompt);
+    return this.p.kv.cachedPrefixTokens(promptSource(prompt), prompt.ids.length - 1);
+  }
+
   /**
    * Enqueues a request and streams its chunks; the generator's return value is
    * the whole result. Breaking out of the loop early aborts the request.
@@ -154,6 +169,7 @@ export class Engine implements ChatEngine {
     const { id, queue } = this.submit(await this.prepare(input), opts);
     const onAbort = () => this.cancel(id);
     opts.signal?.addEventListener('abort', onAbort);
+    if (opts.signal?.aborted) onAbort(); // aborted while the prompt was being prepared
     let done = false;
     try {
       for (;;) {
@@ -192,7 +208,7 @@ export class Engine implements ChatEngine {
       request = this.input.request(prompt, opts, this.tokenizer.eosTokenIds);
       queue = this.output.open(request, opts.stop ?? []);
     } catch (e) {
-      for (const img of prompt.images) this.imageCache.release(img.key);
+      this.release(prompt);
       throw e;
     }
     this.p.scheduler.add(request);
@@ -203,7 +219,7 @@ export class Engine implements ChatEngine {
 
   /** Unpins the image features of a prompt from `prepare` that will not be submitted. */
   release(prompt: PreparedPrompt): void {
-    for (const img of prompt.images) this.imageCache.release(img.key);
+    for (const img of prompt.images) if (img.features) this.imageCache.release(img.key);
   }
 
   /** Stops a request now: its pages go back to the pool at once; its stream ends with finishReason 'abort'. */
@@ -353,7 +369,14 @@ export class Engine implements ChatEngine {
       await Promise.resolve();
       while (sched.hasWork()) {
         const plan = sched.schedule();
-        if (isEmpty(plan)) throw new Error(`the scheduler could not place any request: ${sched.debugString()}`);
+        this.deferred.start();
+        if (isEmpty(plan)) {
+          if (this.deferred.running) {
+            await this.deferred.next();
+            continue;
+          }
+          throw new Error(`the scheduler could not place any request: ${sched.debugString()}`);
+        }
         this.emit({ kind: 'step-start', decode: plan.decode.map((r) => r.id), prefill: plan.prefill.map((c) => c.request.id), compress: plan.compress.map((r) => r.id) });
         const t0 = performance.now();
         const outcome = await this.turns.run(() => this.executor.execute(plan));
@@ -396,8 +419,10 @@ export class Engine implements ChatEngine {
 
   private released(r: Request): void {
     this.presses.drop(r.id);
-    for (const img of r.images) this.imageCache.release(img.key);
+    for (const img of r.images) if (img.features) this.imageCache.release(img.key);
   }
+
+
 
   private emit(e: EngineEvent): void {
     for (const l of this.listeners) l(e);
@@ -452,16 +477,24 @@ async function buildParts(gpu: Gpu, source: ModelSource, loaded: LoadedModel, op
 }
 
 /** The persistent tier `persist` asks for, opened on this namespace and pool geometry. */
-async function openStore(o: PersistOptions, ns: KvNamespace, pool: KvPool, has: { prefix: boolean; cpu: boolean }): Promise<PersistentTier> {
+async function openStore(o: PersistOptions, ns: KvNamespace, pool: KvPool, has: { prefix: boolean; cpu: boolean }): Promise<PersistentTier | null> {
   if (typeof o !== 'object' || o === null) throw new TypeError(`persist must be an object like { store: 'indexeddb', budgetBytes }, got ${JSON.stringify(o)}`);
   const store = o.store ?? 'indexeddb';
   if (store !== 'indexeddb' && store !== 'memory') throw new RangeError(`persist.store must be 'indexeddb' or 'memory', got ${JSON.stringify(o.store)}`);
   if (!has.prefix || !has.cpu) throw new RangeError('persist needs the prefix cache and the CPU tier (prefixCache true, cpuCacheBytes > 0): stored pages are prefix pages, staged in the CPU tier');
   const name = o.name ?? 'fastcache-kv';
   if (typeof name !== 'string' || !name) throw new TypeError(`persist.name must be a non-empty string, got ${JSON.stringify(o.name)}`);
+  const budget = o.budgetBytes ?? 256 * 2 ** 20;
+  if (typeof budget !== 'number' || !Number.isInteger(budget) || budget <= 0) throw new RangeError(`persist.budgetBytes must be a positive integer number of bytes, got ${JSON.stringify(budget)}`);
   const backend = store === 'memory' ? memoryBackend(name) : indexedDbBackend(name);
   const geometry = { numLayers: pool.numLayers, numKvHeads: pool.numKvHeads, headDim: pool.headDim, pageSize: pool.pageSize, dtype: pool.dtype, bytesPerPage: pool.bytesPerPage };
-  return PersistentTier.open(backend, ns, geometry, o.budgetBytes ?? 256 * 2 ** 20);
+  try {
+    return await PersistentTier.open(backend, ns, geometry, budget);
+  } catch (e) {
+    // storage the browser will not open (private mode, a blocked or broken database): serve without persistence
+    console.warn(`fastcache: stored KV caches are off: ${(e as Error).message}`);
+    return null;
+  }
 }
 
 /** Positions a windowed request may reach: as asked, else 4 × the context when the engine has a default window, else the context. */

@@ -6,13 +6,12 @@
  */
 import type { ModelConfig } from '../model/config.ts';
 import type { Tokenizer } from '../model/tokenizer.ts';
-import type { MultimodalMessage, MultimodalProcessor, PreparedImage } from '../model/multimodal-processor.ts';
+import type { MultimodalMessage } from '../model/multimodal-processor.ts';
 import type { KVCacheManager } from '../kv/kv-cache-manager.ts';
 import type { SamplingParams } from '../gpu/kernels/sample.ts';
 import { Request, type CompressionSpec, type PromptImage } from '../scheduler/request.ts';
 import type { ChatMessage, CompressionOptions, KvWindow } from '../api/chat-types.ts';
-import type { ImageFeatureCache } from './image-features.ts';
-import { preparePrompt } from './prompt-images.ts';
+import { preparePrompt, type ImagePromptDeps } from './prompt-images.ts';
 import { validateRequest } from './validate.ts';
 import type { GenerateOptions } from './types.ts';
 
@@ -35,7 +34,7 @@ export interface InputDeps {
   /** Throws for an unknown press (listing the known ones); true when it scores with the window's queries. */
   pressNeedsQueries(press: string): boolean;
   /** The image path of a vision model, null for a text model. */
-  images: { processor: MultimodalProcessor; features: ImageFeatureCache; encode(img: PreparedImage): Promise<GPUBuffer> } | null;
+  images: ImagePromptDeps | null;
   defaultCompression: CompressionOptions | null;
   defaultWindow: KvWindow | null;
   /** Longest context a windowed request may reach (the RoPE table's size). */

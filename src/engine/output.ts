@@ -86,6 +86,14 @@ export class EngineOutput {
     });
   }
 
+  /** Fails `r`'s stream with `e` (the scheduler has ended it). */
+  fail(r: Request, e: unknown): void {
+    const a = this.active.get(r.id);
+    if (!a) return;
+    this.active.delete(r.id);
+    a.queue.fail(e);
+  }
+
   /** Fails every open stream with `e` (the loop broke); returns the requests it failed. */
   failAll(e: unknown): Request[] {
     const failed = [...this.active.values()];

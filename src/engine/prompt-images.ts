@@ -33,6 +33,11 @@ export interface ImagePromptDeps {
   features: ImageFeatureCache;
   /** Runs the vision encoder on one image: a new buffer f32 [numFeatures, hidden] the cache takes over. */
   encode(img: PreparedImage): Promise<GPUBuffer>;
+  /**
+   * How many leading tokens of the prompt have their KV cached (any tier,
+   * staging stored pages first); an image wholly inside them is not encoded.
+   */
+  cachedTokens?(prompt: { ids: number[]; images: PromptImage[] }): Promise<number>;
 }
 
 /**
@@ -47,29 +52,37 @@ export async function preparePrompt(deps: ImagePromptDeps, messages: MultimodalM
   const reads = await readImages(messages);
   const pinned: string[] = [];
   try {
-    const got: { key: string; expansion: readonly number[]; features: GPUBuffer }[] = [];
+    const got = [];
     for (const [i, read] of reads.entries()) {
-      const img = await imageFeatures(deps, read, imageLabel(i, reads.length));
-      pinned.push(img.key);
+      const img = await describeImage(deps, read, imageLabel(i, reads.length));
+      if (img.features) pinned.push(img.key);
       got.push(img);
     }
     const { ids, runs } = deps.processor.prompt(messages, got.map((g) => g.expansion));
-    return { ids, images: got.map((g, i) => ({ key: g.key, runs: runs[i], features: g.features })) };
+    const images: PromptImage[] = got.map((g, i) => ({ key: g.key, runs: runs[i], features: g.features, encode: g.encode }));
+    const cached = images.some((img) => !img.features) && deps.cachedTokens ? await deps.cachedTokens({ ids, images }) : 0;
+    for (const img of images) {
+      if (img.features || img.runs.every((r) => r.start + r.count <= cached)) continue; // cached KV: no encoder run now
+      img.features = await img.encode!();
+      pinned.push(img.key);
+    }
+    return { ids, images };
   } catch (e) {
     for (const key of pinned) deps.features.release(key);
     throw e;
   }
 }
 
-/** One image's expansion and pinned features: from the caches when both know it, else decoded (+ encoded). */
-async function imageFeatures(deps: ImagePromptDeps, read: ReadImage, label: string): Promise<{ key: string; expansion: readonly number[]; features: GPUBuffer }> {
+/**
+ * One image's key, expansion and — when cached — pinned features; `encode`
+ * pins them otherwise (decoding first if that was not needed for the expansion).
+ */
+async function describeImage(deps: ImagePromptDeps, read: ReadImage, label: string): Promise<{ key: string; expansion: readonly number[]; features: GPUBuffer | null; encode: () => Promise<GPUBuffer> }> {
   const { processor, features } = deps;
   const key = processor.imageKey(read);
   const known = processor.knownExpansion(key);
-  const hit = known && features.tryAcquire(key);
-  if (known && hit) return { key, expansion: known, features: hit };
   // decode now when the expansion is needed; else only if the encoder must run
   let img = known ? null : await processor.prepareImage(read, label);
-  const buffer = await features.acquire(key, async () => deps.encode((img ??= await processor.prepareImage(read, label))));
-  return { key, expansion: known ?? img!.expansion, features: buffer };
+  const encode = () => features.acquire(key, async () => deps.encode((img ??= await processor.prepareImage(read, label))));
+  return { key, expansion: known ?? img!.expansion, features: features.tryAcquire(key), encode };
 }

@@ -134,7 +134,10 @@ function imageRows(r: Request, start: number, count: number, row: number): Embed
     for (const run of img.runs) {
       const a = Math.max(start, run.start);
       const b = Math.min(start + count, run.start + run.count);
-      if (a < b) out.push({ row: row + a - start, count: b - a, source: img.features, sourceRow: run.featureRow + a - run.start });
+      if (a >= b) continue;
+      // the scheduler admits a request past an unencoded image only on a prefix hit that covers it
+      if (!img.features) throw new Error(`request ${r.id}: image positions ${a}..${b - 1} must be computed but the image was not encoded (its KV was expected from the cache)`);
+      out.push({ row: row + a - start, count: b - a, source: img.features, sourceRow: run.featureRow + a - run.start });
     }
   }
   return out;

@@ -58,7 +58,7 @@ describe.each(CASES)('$model', ({ model, features, imageTokens }) => {
     expect(p.ids.filter((t) => t === cpu.vision!.imageTokenId)).toHaveLength(imageTokens);
     expect(p.images).toHaveLength(1);
     expect((await engine.info()).visionBackend).toBe(typeof window === 'undefined' ? 'wasm' : 'webgpu');
-    const got = await readF32(gpu, p.images[0].features, 0, imageTokens * engine.config.hiddenSize);
+    const got = await readF32(gpu, p.images[0].features!, 0, imageTokens * engine.config.hiddenSize);
     const want = f32(await file(model, features));
     expect(got.length).toBe(want.length);
     let md = 0;
@@ -69,7 +69,7 @@ describe.each(CASES)('$model', ({ model, features, imageTokens }) => {
 
   it('greedy tokens equal the reference forward pass fed the same image features', async () => {
     const p = await engine.prepare(ask(image, 'Describe the picture.'));
-    const feats = await readF32(gpu, p.images[0].features, 0, imageTokens * engine.config.hiddenSize);
+    const feats = await readF32(gpu, p.images[0].features!, 0, imageTokens * engine.config.hiddenSize);
     const D = engine.config.hiddenSize;
     const embeds: (Float32Array | null)[] = p.ids.map(() => null);
     for (const run of p.images[0].runs) {

@@ -149,10 +149,21 @@ export class KVCacheManager {
    * may hold. Empty without a persistent tier.
    */
   restorable(src: PrefixSource, maxTokens: number): StoredPageId[] {
-    if (!this.persist || !this.prefix || !this.cpu) return [];
+    if (!this.persist) return [];
+    const { ids, held } = this.heldPrefix(src, maxTokens);
+    return ids.slice(held).map((p, i) => ({ ...p, index: held + i }));
+  }
+
+  /** Leading tokens of `src`'s first `maxTokens` whose pages the GPU prefix cache or the CPU tier holds now (0 without a prefix cache). */
+  cachedPrefixTokens(src: PrefixSource, maxTokens: number): number {
+    return this.heldPrefix(src, maxTokens).held * this.pageSize;
+  }
+
+  private heldPrefix(src: PrefixSource, maxTokens: number): { ids: { key: string; content: string }[]; held: number } {
+    if (!this.prefix) return { ids: [], held: 0 };
     const ids = this.prefix.identities(src, Math.floor(maxTokens / this.pageSize));
-    const first = ids.findIndex((p) => !this.prefix!.holds(p.key, p.content) && !this.cpu!.has(p.key, p.content));
-    return first < 0 ? [] : ids.slice(first).map((p, i) => ({ ...p, index: first + i }));
+    const first = ids.findIndex((p) => !this.prefix!.holds(p.key, p.content) && !this.cpu?.has(p.key, p.content));
+    return { ids, held: first < 0 ? ids.length : first };
   }
 
   /** Stages a page read back from the persistent tier in the CPU tier, where the next lookup finds it. */

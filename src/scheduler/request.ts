@@ -39,7 +39,15 @@ export interface CompressionSpec {
 export interface PromptImage {
   key: string;
   runs: readonly { start: number; count: number; featureRow: number }[];
-  features: GPUBuffer;
+  /**
+   * The encoder's output, pinned in the feature cache while the request
+   * lives; null when the KV of every position it fills was cached as the
+   * prompt was prepared (no encoder run). Then `encode` pins them on demand:
+   * the scheduler admits the request only once its prefix hit covers
+   * `featurelessEnd` or the features are there.
+   */
+  features: GPUBuffer | null;
+  encode?: () => Promise<GPUBuffer>;
 }
 
 export type FinishReason = 'stop' | 'length' | 'abort';
@@ -150,6 +158,13 @@ export class Request implements PrefixSource {
   get prefixCacheable(): boolean {
     if (this.window) return false; // its pages leave the table from the middle
     return !this.compression || this.compression.ratio === 0 || this.compression.press === 'none';
+  }
+
+  /** Where the last image without features ends: positions before it can only come from the prefix cache (0: none). */
+  get featurelessEnd(): number {
+    let end = 0;
+    for (const img of this.images) if (!img.features) for (const r of img.runs) end = Math.max(end, r.start + r.count);
+    return end;
   }
 
   /** The image content behind tokens [start, start+count): part of their prefix-cache key. */

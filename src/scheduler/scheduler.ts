@@ -1,5 +1,5 @@
 import type { KVCacheManager } from '../kv/kv-cache-manager.ts';
-import type { FinishReason, Request } from './request.ts';
+import type { FinishReason, PromptImage, Request } from './request.ts';
 import { checkPreemptionMode, type PreemptionCosts, type PreemptionMode } from './preemption.ts';
 import type { PrefillChunk, StepOutcome, StepPlan } from './step-plan.ts';
 
@@ -58,6 +58,8 @@ export class Scheduler {
   private preemptions = 0;
   private readonly preemptionMode: PreemptionMode;
   private readonly swapCounts = { out: 0, in: 0, fallbacks: 0 };
+  /** Waiting requests held back until their images are encoded (their cached prefix no longer covers them). */
+  private readonly wantFeatures = new Set<Request>();
 
   /** `preemption`: how a preempted request gives its pages back (see preemption.ts); `costs` decide 'auto'. */
   constructor(
@@ -92,6 +94,7 @@ export class Scheduler {
   finish(r: Request, reason: FinishReason): void {
     if (r.finished) return;
     this.remove(r.id);
+    this.wantFeatures.delete(r);
     this.kv.release(r.id);
     r.finishReason = reason;
     r.times.finished = performance.now();
@@ -134,6 +137,17 @@ export class Scheduler {
       }
     }
     return result;
+  }
+
+  /** Requests that wait for image features before they can be admitted (the engine encodes them, then calls provideFeatures). */
+  get needingFeatures(): readonly Request[] {
+    return [...this.wantFeatures];
+  }
+
+  /** An image of `r` is encoded now: its features (pinned by the caller) join the request. */
+  provideFeatures(r: Request, img: PromptImage, features: GPUBuffer): void {
+    img.features = features;
+    if (r.featurelessEnd === 0) this.wantFeatures.delete(r);
   }
 
   hasWork(): boolean {
@@ -272,6 +286,11 @@ export class Scheduler {
         continue;
       }
       this.attachPrefix(r);
+      if (r.numComputedTokens < r.featurelessEnd) { // an image not encoded, no longer covered by cached KV
+        this.detachPrefix(r);
+        this.wantFeatures.add(r);
+        return;
+      }
       const held = this.kv.has(r.id) ? this.kv.blockTable(r.id).length : 0;
       const pagesNeeded = this.peakPages(r) - held + c.admissionReservePages;
       if ((this.kv.numFreePages < pagesNeeded && this.running.length > 0) || !chunk(r)) {

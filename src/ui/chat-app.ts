@@ -80,7 +80,7 @@ export class ChatApp {
     this.systemPrompt = opts.systemPrompt ?? '';
     const app = h('div', { class: `fc-app ${opts.full ? 'fc-full' : 'fc-compact'}` });
     this.settings = new SettingsPanel(opts.settings);
-    this.metrics = new MetricsPanel(() => this.session.stats(), opts.full);
+    this.metrics = new MetricsPanel(() => this.session.stats(), opts.full, () => this.session.clearStoredCaches());
     const first = (opts.full && typeof location !== 'undefined' ? remoteFromQuery(location.search) : null) ?? opts.model;
     this.picker = new ModelPicker(first, (choice) => void this.load(choice));
     this.image = new ImageInput(opts.host, opts.pasteTarget, (m) => this.fail(m), () => this.errors.clear());

@@ -123,4 +123,9 @@ export class ChatSession {
     if (!this.engine.stats) throw new Error('This engine keeps no counters (a remote server such as vLLM reports none).');
     return this.engine.stats();
   }
+
+  /** Deletes the stored (IndexedDB) KV caches of the loaded model; resolves with how many entries went (0 for an engine that stores none). */
+  async clearStoredCaches(): Promise<number> {
+    return (await this.engine?.cache?.clear()) ?? 0;
+  }
 }

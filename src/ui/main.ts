@@ -12,7 +12,7 @@
  */
 import { ChatApp } from './chat-app.ts';
 import { DEFAULT_MODEL } from './model-picker.ts';
-import { WorkerEngine, workerEngines } from '../worker/client.ts';
+import { APP_LOAD_OPTIONS, WorkerEngine, workerEngines } from '../worker/client.ts';
 import type { EngineStats } from '../api/index.ts';
 
 declare global {
@@ -24,5 +24,5 @@ declare global {
 const params = new URLSearchParams(location.search);
 const model = params.get('model') || DEFAULT_MODEL;
 const engine = WorkerEngine.create({ shared: params.get('worker') !== 'dedicated' });
-const app = new ChatApp(document.getElementById('app')!, { engines: workerEngines(engine), model, host: document.body, pasteTarget: document, full: true });
+const app = new ChatApp(document.getElementById('app')!, { engines: workerEngines(engine, params.get('persist') === 'off' ? {} : APP_LOAD_OPTIONS), model, host: document.body, pasteTarget: document, full: true });
 window.fastcache = { app, engine, stats: () => app.session.stats() };

@@ -22,6 +22,7 @@ const FIELDS = [
   ['prefix-hit-tokens', 'prefix-cache hit tokens'],
   ['cpu-tier', 'CPU tier'], //         pages and MB held, demotions / promotions
   ['swaps', 'swapped out / in'], //    preemption by offload
+  ['stored', 'stored caches'], //      the IndexedDB tier: entries, MB, pages restored, verify failures
   ['tabs', 'tabs'], //  connections on the engine: the tabs (and elements) sharing it
 ] as const;
 
@@ -37,7 +38,8 @@ export class MetricsPanel {
   private lastTick = 0;
   private polling = false;
 
-  constructor(private readonly stats: () => Promise<EngineStats>, withPlot: boolean) {
+  /** `clearStored`: empties the stored caches (the "Clear stored caches" button; none without it). */
+  constructor(private readonly stats: () => Promise<EngineStats>, withPlot: boolean, clearStored?: () => Promise<number>) {
     const dl = h('dl');
     for (const [key, label] of FIELDS) {
       const dd = h('dd', { 'data-metric': key }, '–');
@@ -45,7 +47,9 @@ export class MetricsPanel {
       dl.append(h('div', {}, h('dt', {}, label), dd));
     }
     this.plot = withPlot ? new LivePlot() : null;
-    this.el.append(dl, ...(this.plot ? [this.plot.el] : []));
+    const clear = clearStored ? [h('button', { type: 'button', id: 'clear-stored', class: 'fc-clear-stored' }, 'Clear stored caches')] : [];
+    clear[0]?.addEventListener('click', () => void clearStored!().then(() => this.refresh(), () => this.refresh()));
+    this.el.append(dl, ...clear, ...(this.plot ? [this.plot.el] : []));
   }
 
   /** An answer started streaming: sample tokens/s and the pool every POLL_MS. */
@@ -114,6 +118,8 @@ export class MetricsPanel {
     const t = s.tiers;
     this.set('cpu-tier', t ? `${t.cpu.pages} pages, ${(t.cpu.bytes / 2 ** 20).toFixed(1)} MB · ↓${t.cpu.demotedPages} ↑${t.cpu.promotedPages}` : 'off');
     this.set('swaps', t ? `${t.swaps.outs} / ${t.swaps.ins}` : '–');
+    const st = t?.stored;
+    this.set('stored', st ? `${st.entries} pages, ${(st.bytes / 2 ** 20).toFixed(1)} MB · ${st.restoredTokens} tokens restored${st.verifyFailures ? ` · ${st.verifyFailures} failed verification` : ''}` : 'off');
   }
 
   private set(key: Field, text: string): void {

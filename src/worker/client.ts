@@ -30,6 +30,7 @@
  * `pagehide` closes the connection instead (best effort).
  */
 import * as Comlink from 'comlink';
+import type { EngineCache } from '../api/cache.ts';
 import { AsyncQueue } from '../engine/async-queue.ts';
 import type { ChatCompletionsApi, ChatEngine, ChatEngineFactory } from '../api/chat-engine.ts';
 import type { LoadProgress } from '../api/chat-types.ts';
@@ -137,6 +138,13 @@ export class WorkerEngine implements ChatEngine {
     return (await this.transport).remote.stats();
   }
 
+  /** The engine's KV cache by tier, in the Worker. */
+  readonly cache: EngineCache = {
+    list: async () => (await this.transport).remote.cacheList(),
+    clear: async () => (await this.transport).remote.cacheClear(),
+    usage: async () => (await this.transport).remote.cacheUsage(),
+  };
+
   async resetStats(): Promise<void> {
     return (await this.transport).remote.resetStats();
   }
@@ -204,12 +212,19 @@ export class WorkerEngine implements ChatEngine {
  * WorkerEngine (so one connection, one model at a time) and hands it back.
  * By default the shared engine (falling back to a dedicated Worker).
  */
-export function workerEngines(engine: WorkerEngine = WorkerEngine.create({ shared: true })): ChatEngineFactory<WorkerEngine> {
+export function workerEngines(engine: WorkerEngine = WorkerEngine.create({ shared: true }), loadOptions: WorkerLoadOptions = {}): ChatEngineFactory<WorkerEngine> {
   return async (modelRef, onProgress) => {
-    await engine.load(modelRef, onProgress ? { onProgress } : {});
+    await engine.load(modelRef, { ...loadOptions, ...(onProgress ? { onProgress } : {}) });
     return engine;
   };
 }
+
+/**
+ * What the chat page and <fastcache-chat> load models with: prefix pages kept
+ * in IndexedDB across reloads (the same options in both, so tabs and elements
+ * share one engine).
+ */
+export const APP_LOAD_OPTIONS: WorkerLoadOptions = { persist: { store: 'indexeddb' } };
 
 // ------------------------------------------------------------------ transports
 

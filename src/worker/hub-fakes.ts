@@ -3,6 +3,7 @@
  * surface, a loader of them, a fake Web Locks manager, stream helpers.
  */
 import type { EngineLoader, HubEngine, LockRequester } from './hub.ts';
+import type { EngineCache } from '../api/cache.ts';
 import type { EngineConnection } from './protocol.ts';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from '../api/openai-types.ts';
 import type { ChatCompletionsApi } from '../api/chat-engine.ts';
@@ -41,6 +42,13 @@ export class FakeEngine implements HubEngine {
   resetStats(): void {
     this.resets++;
   }
+
+  /** Nothing stored: a fake keeps no KV. */
+  readonly cache: EngineCache = {
+    list: async () => [],
+    clear: async () => 0,
+    usage: async () => ({ gpu: { pages: 0, cachedPages: 0, bytes: 0 }, cpu: null, stored: null }),
+  };
 
   async destroy(): Promise<void> {
     await tick();

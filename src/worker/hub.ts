@@ -22,6 +22,7 @@
  *   SharedWorker:      onconnect = (e) => exposeConnection(hub, e.ports[0])   (shared.worker.ts)
  */
 import * as Comlink from 'comlink';
+import type { EngineCache } from '../api/cache.ts';
 import type { ChatCompletionsApi } from '../api/chat-engine.ts';
 import type { LoadProgress } from '../api/chat-types.ts';
 import type { ChatCompletion, ChatCompletionRequest } from '../api/openai-types.ts';
@@ -37,6 +38,7 @@ export interface HubEngine {
   info(): Promise<EngineInfo>;
   stats(): Promise<EngineStats>;
   resetStats(): void;
+  readonly cache: EngineCache;
   destroy(): Promise<void>;
 }
 
@@ -218,6 +220,9 @@ class Client {
       info: async () => this.engine().info(),
       stats: () => this.stats(),
       resetStats: async () => this.engine().resetStats(),
+      cacheList: () => this.engine().cache.list(),
+      cacheClear: () => this.engine().cache.clear(),
+      cacheUsage: () => this.engine().cache.usage(),
       probe: () => this.probe(),
       watchLock: async (name) => this.watchLock(name),
       close: () => this.close(),

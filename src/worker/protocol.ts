@@ -22,6 +22,7 @@
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from '../api/openai-types.ts';
 import type { LoadProgress } from '../api/chat-types.ts';
 import type { EngineInfo, EngineStats } from '../api/stats.ts';
+import type { CacheUsage, StoredCacheEntry } from '../api/cache.ts';
 import type { EngineLoadOptions } from '../engine/options.ts';
 
 /** load()'s options: the engine's own plain-data options (no callbacks: those go as proxied arguments). */
@@ -85,6 +86,10 @@ export interface EngineConnection {
   stats(): Promise<HubStats>;
   /** Restarts the engine's peak and throughput counters (for every connection on it). */
   resetStats(): Promise<void>;
+  /** The engine's KV cache by tier (EngineCache): entries of the stored tier, emptying it, bytes by tier. */
+  cacheList(): Promise<StoredCacheEntry[]>;
+  cacheClear(): Promise<number>;
+  cacheUsage(): Promise<CacheUsage>;
   /** Where the hub runs and whether it can run an engine there (WebGPU); needs no model. */
   probe(): Promise<WorkerProbe>;
   /**

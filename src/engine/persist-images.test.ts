@@ -1,0 +1,91 @@
+/**
+ * Image prompts whose KV is cached skip the vision encoder: across sessions
+ * (stored pages, the next engine on the same store) and within one (pages
+ * in the GPU prefix cache after the features left the feature cache). If the
+ * cached pages are gone by the time the request runs, the scheduler holds it
+ * back until the encoder has run — the answer is the same either way.
+ */
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { testGpu } from '../../test/gpu.ts';
+import { modelRef } from '../../test/models.ts';
+import { resolveSource } from '../model/source.ts';
+import { Engine, type EngineOptions } from './engine.ts';
+import type { ChatMessage } from './types.ts';
+import type { Gpu } from '../gpu/context.ts';
+
+const MODEL = modelRef('tiny-vlm-shapes');
+let gpu: Gpu;
+let image: Blob;
+beforeAll(async () => {
+  gpu = await testGpu();
+  const bytes = await resolveSource(MODEL).readFile('testset/test_0003.png');
+  image = new Blob([bytes as Uint8Array<ArrayBuffer>], { type: 'image/png' });
+});
+
+const open: Engine[] = [];
+afterEach(async () => {
+  await Promise.all(open.splice(0).map((e) => e.destroy()));
+});
+
+async function load(opts: EngineOptions): Promise<Engine> {
+  const e = await Engine.load(gpu, MODEL, { pageSize: 16, ...opts });
+  open.push(e);
+  return e;
+}
+
+const ask = (text: string): ChatMessage[] => [{ role: 'user', content: [{ type: 'image', image }, { type: 'text', text }] }];
+const greedy = { maxTokens: 16 };
+
+describe('cached image prefixes skip the vision encoder', () => {
+  it('a new session on the same store: no encoder run, the prefix from the store, the same answer', async () => {
+    const persist = { store: 'memory' as const, name: `persist-images-${Date.now()}` };
+    const first = await load({ kvPages: 64, persist });
+    const a = await first.generate(ask('What shape is the red object?'), greedy);
+    await first.flush();
+    expect(first.snapshot().vision.encoderCalls).toBe(1);
+    await first.destroy();
+    open.splice(0);
+
+    const second = await load({ kvPages: 64, persist });
+    const b = await second.generate(ask('What shape is the red object?'), greedy);
+    const s = second.snapshot();
+    expect(b.text).toBe(a.text);
+    expect(b.tokens).toEqual(a.tokens);
+    expect(s.vision.encoderCalls).toBe(0);
+    expect(s.vision.imagesDecoded).toBe(1); // decoded once for the prompt's token count; the encoder never ran
+    expect(s.tiers!.stored!.restoredTokens).toBe(b.timing.prefixHitTokens);
+    expect(b.timing.prefixHitTokens).toBeGreaterThan(b.promptTokens - 16);
+    second.checkIdle();
+  });
+
+  it('pages lost before the request runs: it waits for the encoder instead, and answers the same', async () => {
+    // no feature cache to speak of, no CPU tier: only the GPU prefix cache remembers the image
+    const engine = await load({ kvPages: 16, imageCacheBytes: 1, cpuCacheBytes: 0, prefillChunk: 32 });
+    const a = await engine.generate(ask('What colour is the square?'), greedy);
+    expect(engine.snapshot().vision.encoderCalls).toBe(1);
+    const prepared = await engine.prepare(ask('What colour is the square?'));
+    expect(prepared.images[0].features).toBeNull(); // its KV is in the prefix cache: not encoded
+    expect(engine.snapshot().vision.encoderCalls).toBe(1);
+    const flood = [1, ...Array.from({ length: 16 * 16 - 40 }, (_, i) => 3 + ((i * 7) % 200))];
+    await engine.generate(flood, { maxTokens: 4, ignoreEos: true }); // takes every page: the image's cached pages go
+    const b = await engine.generate(prepared, greedy);
+    expect(b.tokens).toEqual(a.tokens);
+    expect(engine.snapshot().vision.encoderCalls).toBe(2);
+    engine.checkIdle();
+  });
+
+  it('an aborted request waiting for its image releases everything', async () => {
+    const engine = await load({ kvPages: 16, imageCacheBytes: 1, cpuCacheBytes: 0 });
+    await engine.generate(ask('How many shapes are there?'), greedy);
+    const prepared = await engine.prepare(ask('How many shapes are there?'));
+    await engine.generate([1, ...Array.from({ length: 200 }, (_, i) => 3 + (i % 100))], { maxTokens: 4, ignoreEos: true });
+    const ac = new AbortController();
+    const pending = engine.generate(prepared, { ...greedy, signal: ac.signal });
+    setTimeout(() => ac.abort(), 20); // while the scheduler holds it back for the encoder
+    expect((await pending).finishReason).toBe('abort');
+    await engine.flush();
+    engine.checkIdle();
+    const again = await engine.generate(ask('How many shapes are there?'), greedy); // the features the aborted request got are not leaked pinned
+    expect(again.finishReason).not.toBe('abort');
+  });
+});
