@@ -38,6 +38,23 @@ export interface CompressionOptions {
 }
 
 /**
+ * A compressed prefix to keep and share: the prompt's first tokens — up to
+ * the end of its last image, or a token count — are prefilled alone,
+ * compressed by `press` at `ratio` (it sees only the prefix: attention-based
+ * presses score with the prefix's own last `window` tokens), and kept as a
+ * cache entry; a later prompt that starts the same adopts the compressed
+ * pages and prefills only the rest. The kept count is rounded down to whole
+ * pages (the pages are shared read-only). With `persist`, entries are stored.
+ */
+export interface CachePrefixOptions {
+  until: 'image' | number;
+  press: string;
+  /** Fraction of the prefix's tokens to evict, in (0, 1). */
+  ratio: number;
+  window?: number;
+}
+
+/**
  * A rolling KV window (StreamingLLM's serving mode): each token attends to
  * the first `sinks` tokens and the last `recent` ones (itself included);
  * pages that fall out of every later token's window go back to the pool, so

@@ -2,7 +2,7 @@
  * The OpenAI chat-completions shapes this engine speaks (the subset web-llm
  * and the OpenAI SDK use), plus a few named extensions.
  */
-import type { ChatMessage, CompressionOptions, KvWindow } from './chat-types.ts';
+import type { ChatMessage, CompressionOptions, KvWindow, CachePrefixOptions } from './chat-types.ts';
 import type { RequestMetrics } from './stats.ts';
 
 export interface ChatCompletionRequest {
@@ -23,6 +23,8 @@ export interface ChatCompletionRequest {
   kv_compression?: CompressionOptions;
   /** A rolling KV window { sinks, recent } (see KvWindow). */
   kv_window?: KvWindow;
+  /** A compressed prefix to keep and share across requests (CachePrefixOptions). */
+  cache_prefix?: CachePrefixOptions;
 }
 
 export type FinishReasonOpenAI = 'stop' | 'length' | 'abort';

@@ -6,7 +6,7 @@ import type { GenerateOptions, GenerationChunk, GenerationResult } from './types
 /** What the OpenAI surface needs of an engine. */
 export interface CompletionsHost {
   readonly modelId: string;
-  prepare(messages: ChatCompletionRequest['messages']): Promise<PreparedPrompt>;
+  prepare(messages: ChatCompletionRequest['messages'], opts: GenerateOptions): Promise<PreparedPrompt>;
   submit(prompt: PreparedPrompt, opts: GenerateOptions): { id: string; queue: AsyncQueue<GenerationChunk, GenerationResult> };
   cancel(id: string): boolean;
 }
@@ -21,7 +21,7 @@ export class ChatCompletions {
   async create(req: ChatCompletionRequest): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> {
     const opts = this.toOptions(req);
     // bad input (an unreadable image included) throws here, before anything streams
-    const { id, queue } = this.engine.submit(await this.engine.prepare(req.messages), opts);
+    const { id, queue } = this.engine.submit(await this.engine.prepare(req.messages, opts), opts);
     const created = Math.floor(Date.now() / 1000);
     const model = this.engine.modelId;
     if (req.stream) return streamChunks(id, created, model, queue, () => this.engine.cancel(id));
@@ -68,6 +68,7 @@ export class ChatCompletions {
     if (req.request_id) opts.requestId = req.request_id;
     if (req.kv_compression) opts.compression = req.kv_compression;
     if (req.kv_window) opts.window = req.kv_window;
+    if (req.cache_prefix) opts.cachePrefix = req.cache_prefix;
     return opts;
   }
 }

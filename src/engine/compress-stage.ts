@@ -107,7 +107,10 @@ export class PressCompressStage implements CompressStage {
     const n = this.kv.numTokens(r.id);
     const start = Math.min(spec.region?.start ?? 0, n);
     const end = Math.min(spec.region?.end ?? n, n);
-    return { n, start, end, evict: Math.floor((end - start) * spec.ratio) };
+    const evict = Math.floor((end - start) * spec.ratio);
+    if (!spec.prefix) return { n, start, end, evict };
+    const P = this.pool.pageSize; // a cache prefix keeps whole pages: they are shared read-only while the request appends
+    return { n, start, end, evict: n - P * Math.floor((n - evict) / P) };
   }
 
   /** Encodes one request's scoring and compaction (hasWork(r) holds); returns what it evicts and the cleanup to run after the submit. */

@@ -112,6 +112,7 @@ export class Engine implements ChatEngine {
       } : null,
       defaultCompression: opts.compression ?? null,
       defaultWindow: opts.window ?? null,
+      defaultCachePrefix: opts.cachePrefix ?? null,
       windowMaxPositions: p.model.sizes.maxPositions,
     });
     this.output = new EngineOutput(p.tokenizer, {
@@ -149,9 +150,9 @@ export class Engine implements ChatEngine {
    * Any prompt → ids plus pinned image features (see EngineInput.prepare);
    * with `persist`, the stored pages of its prefix are staged for the scheduler too.
    */
-  async prepare(input: PromptInput): Promise<PreparedPrompt> {
+  async prepare(input: PromptInput, opts: GenerateOptions = {}): Promise<PreparedPrompt> {
     const prompt = await this.input.prepare(input);
-    if (this.p.stored) this.restoredTokens += await restorePrefix(this.p.kv, this.p.stored, prompt);
+    if (this.p.stored) this.restoredTokens += await restorePrefix(this.p.kv, this.p.stored, prompt, this.input.cachePrefixOf(prompt, opts));
     return prompt;
   }
 
@@ -166,7 +167,7 @@ export class Engine implements ChatEngine {
    * the whole result. Breaking out of the loop early aborts the request.
    */
   async *stream(input: PromptInput, opts: GenerateOptions = {}): AsyncGenerator<GenerationChunk, GenerationResult> {
-    const { id, queue } = this.submit(await this.prepare(input), opts);
+    const { id, queue } = this.submit(await this.prepare(input, opts), opts);
     const onAbort = () => this.cancel(id);
     opts.signal?.addEventListener('abort', onAbort);
     if (opts.signal?.aborted) onAbort(); // aborted while the prompt was being prepared

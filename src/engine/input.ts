@@ -10,7 +10,8 @@ import type { MultimodalMessage } from '../model/multimodal-processor.ts';
 import type { KVCacheManager } from '../kv/kv-cache-manager.ts';
 import type { SamplingParams } from '../gpu/kernels/sample.ts';
 import { Request, type CompressionSpec, type PromptImage } from '../scheduler/request.ts';
-import type { ChatMessage, CompressionOptions, KvWindow } from '../api/chat-types.ts';
+import type { CachePrefixOptions, ChatMessage, CompressionOptions, KvWindow } from '../api/chat-types.ts';
+import { promptSource } from './stored-prefix.ts';
 import { preparePrompt, type ImagePromptDeps } from './prompt-images.ts';
 import { validateRequest } from './validate.ts';
 import type { GenerateOptions } from './types.ts';
@@ -37,6 +38,8 @@ export interface InputDeps {
   images: ImagePromptDeps | null;
   defaultCompression: CompressionOptions | null;
   defaultWindow: KvWindow | null;
+  /** A cache prefix for requests that set none (applied where the prompt has one: an image for 'image'). */
+  defaultCachePrefix: CachePrefixOptions | null;
   /** Longest context a windowed request may reach (the RoPE table's size). */
   windowMaxPositions: number;
 }
@@ -91,6 +94,7 @@ export class EngineInput {
     if (window && compression && compression.ratio > 0 && compression.press !== 'none') {
       throw new RangeError('a request takes a rolling window or a KV compression press, not both: drop one of window / compression');
     }
+    const cachePrefix = this.cachePrefixSpec(opts, prompt, window !== null || (opts.compression !== undefined && opts.compression.ratio > 0));
     const context = window ? this.d.windowMaxPositions : c.maxPositions;
     validateRequest(c, this.d.kv, prompt.ids, maxNew, window ? { window, maxPositions: context, chunk: this.d.maxPrefillChunk } : null);
     if (opts.forceTokens) {
@@ -104,7 +108,7 @@ export class EngineInput {
       window,
       sampling,
       stopTokenIds: opts.ignoreEos ? [] : stopTokenIds,
-      compression: compression ? this.compressionSpec(compression, prompt.ids.length, prompt.images) : null,
+      compression: cachePrefix ?? (compression ? this.compressionSpec(compression, prompt.ids.length, prompt.images) : null),
       forcedTokens: opts.forceTokens ?? null,
       wantsLogits: opts.returnLogits === true,
       images: prompt.images,
@@ -121,6 +125,52 @@ export class EngineInput {
     if (sinks > recent) throw new RangeError(`window.sinks (${sinks}) must not exceed window.recent (${recent})`);
     const ctx = this.d.config.maxPositions;
     if (sinks + recent > ctx) throw new RangeError(`window sinks + recent = ${sinks + recent} is larger than the model's context (${ctx}); use a smaller window`);
+  }
+
+  /** The key and kept slots of the cache prefix `opts` give `prompt` (null without one, or when it cannot apply: request() will say why). */
+  cachePrefixOf(prompt: PreparedPrompt, opts: GenerateOptions): { key: string; keep: number } | null {
+    try {
+      const spec = this.cachePrefixSpec(opts, prompt, false);
+      if (!spec?.prefix?.key) return null;
+      const P = this.d.kv.pageSize, end = spec.prefix.end;
+      return { key: spec.prefix.key, keep: P * Math.floor((end - Math.floor(end * spec.ratio)) / P) };
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * The compression spec of a request's cache prefix (null without one): the
+   * press on the prompt's first `end` tokens. An explicit option that cannot
+   * apply is an error naming it; the engine default skips prompts it does not fit.
+   */
+  private cachePrefixSpec(opts: GenerateOptions, prompt: PreparedPrompt, otherKv: boolean): CompressionSpec | null {
+    const o = opts.cachePrefix ?? this.d.defaultCachePrefix;
+    if (!o) return null;
+    const explicit = opts.cachePrefix !== undefined;
+    if (otherKv) {
+      if (explicit) throw new RangeError('a request takes cache_prefix or its own compression / window, not both: drop one');
+      return null;
+    }
+    const fail = (why: string): null => {
+      if (explicit) throw new RangeError(`cache_prefix: ${why}`);
+      return null;
+    };
+    if (typeof o !== 'object' || o === null) return fail(`must be an object like { until: 'image', press: 'snapkv', ratio: 0.5 }, got ${JSON.stringify(o)}`);
+    if (typeof o.ratio !== 'number' || !(o.ratio > 0 && o.ratio < 1)) return fail(`ratio must be in (0, 1), got ${JSON.stringify(o.ratio)}`);
+    const runs = prompt.images.flatMap((i) => i.runs);
+    let end: number;
+    if (o.until === 'image') {
+      if (!runs.length) return fail("until 'image' needs a prompt with an image");
+      end = Math.max(...runs.map((r) => r.start + r.count));
+    } else if (typeof o.until === 'number' && Number.isInteger(o.until) && o.until > 0) end = o.until;
+    else return fail(`until must be 'image' or a positive token count, got ${JSON.stringify(o.until)}`);
+    if (end >= prompt.ids.length) return fail(`the prefix (${end} tokens) must end before the prompt does (${prompt.ids.length} tokens)`);
+    const P = this.d.kv.pageSize;
+    if (P * Math.floor((end - Math.floor(end * o.ratio)) / P) < P) return fail(`a ${end}-token prefix at ratio ${o.ratio} keeps less than one page (${P} tokens): use a longer prefix or a lower ratio`);
+    const spec = this.compressionSpec({ press: o.press, ratio: o.ratio, ...(o.window !== undefined ? { window: o.window } : {}) }, end);
+    const key = this.d.kv.compressedPrefixKey(promptSource(prompt), end, spec);
+    return { ...spec, region: { start: 0, end }, prefix: { end, key: key ?? '' } };
   }
 
   /** Checks a request's compression options and resolves its observation window. */

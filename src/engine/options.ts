@@ -2,7 +2,7 @@ import type { WeightDtype } from '../gpu/kernels/matmul.ts';
 import type { SchedulerConfig } from '../scheduler/scheduler.ts';
 import type { PreemptionMode } from '../scheduler/preemption.ts';
 import type { VisionEncoderOptions } from '../model/vision-encoder.ts';
-import type { CompressionOptions, KvWindow, LoadProgress } from '../api/chat-types.ts';
+import type { CachePrefixOptions, CompressionOptions, KvWindow, LoadProgress } from '../api/chat-types.ts';
 
 /**
  * How an engine is built. Plain data only (no callbacks), so the same options
@@ -48,6 +48,8 @@ export interface EngineLoadOptions {
    * cache and the CPU tier. budgetBytes: default 256 MiB; name: default 'fastcache-kv'.
    */
   persist?: PersistOptions;
+  /** A compressed prefix kept for every request that does not set its own, e.g. every image prefix at SnapKV 0.5 (default none). */
+  cachePrefix?: CachePrefixOptions;
   /** A rolling KV window for every request that does not set its own (default none). */
   window?: KvWindow;
   /**

@@ -8,7 +8,7 @@
  */
 import type { KVCacheManager } from '../kv/kv-cache-manager.ts';
 import type { PrefixSource } from '../kv/prefix-key.ts';
-import type { PersistentTier } from '../kv/tiers/persistent-tier.ts';
+import type { PersistentTier, StoredPageId } from '../kv/tiers/persistent-tier.ts';
 import { imagesExtraKey } from '../scheduler/request.ts';
 import type { PreparedPrompt } from './input.ts';
 
@@ -20,13 +20,22 @@ export function promptSource(prompt: PreparedPrompt): PrefixSource {
   };
 }
 
-/** Stages what the persistent tier has of `prompt`'s prefix; returns the tokens staged. */
-export async function restorePrefix(kv: KVCacheManager, store: PersistentTier, prompt: PreparedPrompt): Promise<number> {
+/**
+ * Stages what the persistent tier has of `prompt`'s prefix — and of its
+ * compressed cache prefix, when it has one (`compressed`: key and kept
+ * slots); returns the tokens (slots) staged.
+ */
+export async function restorePrefix(kv: KVCacheManager, store: PersistentTier, prompt: PreparedPrompt, compressed: { key: string; keep: number } | null = null): Promise<number> {
   // at least the last token is computed: its step samples the next one (as the scheduler's lookup)
-  const ids = kv.restorable(promptSource(prompt), prompt.ids.length - 1);
+  let staged = await stage(kv, store, kv.restorable(promptSource(prompt), prompt.ids.length - 1));
+  if (compressed) staged += await stage(kv, store, kv.restorableCompressed(compressed.key, compressed.keep));
+  return staged * kv.pageSize;
+}
+
+async function stage(kv: KVCacheManager, store: PersistentTier, ids: StoredPageId[]): Promise<number> {
   if (ids.length === 0) return 0;
   const pages = await store.getRun(ids).catch(() => []);
   let staged = 0;
   for (let i = 0; i < pages.length && kv.stage(ids[i], pages[i]); i++) staged++;
-  return staged * kv.pageSize;
+  return staged;
 }

@@ -1,6 +1,6 @@
 /** Types at the engine's public boundary. Names follow transformers.js (camelCase) and OpenAI. */
 import type { RequestMetrics } from '../api/stats.ts';
-import type { CompressionOptions, KvWindow } from '../api/chat-types.ts';
+import type { CompressionOptions, KvWindow, CachePrefixOptions } from '../api/chat-types.ts';
 
 export type { ChatMessage, CompressionOptions, ContentPart, ImageInput, KvWindow, LoadProgress } from '../api/chat-types.ts';
 
@@ -9,6 +9,8 @@ export interface GenerateOptions {
   compression?: CompressionOptions;
   /** A rolling KV window for this request (overrides the engine's default; see KvWindow). */
   window?: KvWindow;
+  /** Keep (or adopt) a compressed prefix of this prompt (overrides the engine's default; see CachePrefixOptions). */
+  cachePrefix?: CachePrefixOptions;
   maxTokens?: number;
   sampling?: { temperature?: number; topK?: number; topP?: number; seed?: number };
   stop?: string[];

@@ -1,7 +1,7 @@
 import { BlockPool } from './block-pool.ts';
 import { emptySequence, type KvSequence, type SeqId } from './kv-sequence.ts';
 import { PrefixCache, type PrefixCacheStats } from './prefix-cache.ts';
-import { KV_FORMAT_VERSION, type KvNamespace, type PrefixKey, type PrefixSource } from './prefix-key.ts';
+import { hash53, KV_FORMAT_VERSION, type KvNamespace, type PrefixKey, type PrefixSource } from './prefix-key.ts';
 import type { CpuTier } from './tiers/cpu-tier.ts';
 import type { StoredPageId } from './tiers/persistent-tier.ts';
 import { TransferQueue, type PendingDownload, type PendingUpload } from './tiers/transfer-queue.ts';
@@ -169,6 +169,63 @@ export class KVCacheManager {
   /** Stages a page read back from the persistent tier in the CPU tier, where the next lookup finds it. */
   stage(id: StoredPageId, data: ArrayBuffer): boolean {
     return this.cpu?.put(id.key, id.content, data) ?? false;
+  }
+
+  // ---------------------------------------------------------------- compressed prefixes
+
+  /**
+   * What names a compressed prefix's pages: the prefix cache's key chain of
+   * `src`'s first `end` tokens (token ids, image hashes, namespace), the
+   * tokens past the last full page, and how it was compressed. Null without a prefix cache.
+   */
+  compressedPrefixKey(src: PrefixSource, end: number, how: { press: string; ratio: number; window: number }): string | null {
+    if (!this.prefix) return null;
+    const full = Math.floor(end / this.pageSize);
+    const chain = this.prefix.identities(src, full);
+    const tail = full * this.pageSize;
+    return hash53(JSON.stringify([this.prefix.namespace, chain.at(-1)?.key ?? '', src.tokens(tail, end - tail), src.extraKey(tail, end - tail), end, how.press, how.ratio, how.window]));
+  }
+
+  /**
+   * Shares the first `keep` slots (whole pages) of a sequence a press just
+   * compacted as the compressed prefix `key`: its pages join the prefix
+   * cache read-only under keys derived from `key`; the sequence writes only later pages.
+   */
+  publishCompressed(seqId: SeqId, key: string, keep: number): void {
+    const seq = this.get(seqId, 'publishCompressed');
+    if (!this.prefix || keep % this.pageSize !== 0 || keep > seq.numSlots) return;
+    const id = `${String(seqId)}#compressed`;
+    this.prefix.publish(id, compressedSource(key), seq.pages, keep);
+    this.prefix.drop(id);
+  }
+
+  /**
+   * Starts `seqId` on the compressed prefix `key` (`keep` slots standing for
+   * the prompt's first `end` tokens) when every page of it is here — GPU
+   * cache or CPU tier. Returns whether it did.
+   */
+  adoptCompressed(seqId: SeqId, key: string, end: number, keep: number): boolean {
+    if (this.seqs.has(seqId)) throw new Error(`KVCacheManager.adoptCompressed: sequence ${JSON.stringify(seqId)} already holds pages`);
+    if (!this.prefix || keep <= 0) return false;
+    const id = `${String(seqId)}#compressed`;
+    const src = compressedSource(key);
+    const pages = this.prefix.lookup(id, src, keep);
+    for (const p of pages) this.pool.reclaim(p);
+    pages.push(...this.promote(id, src, keep / this.pageSize, pages.length));
+    this.prefix.drop(id);
+    if (pages.length * this.pageSize < keep) {
+      this.pool.free(pages.reverse());
+      return false;
+    }
+    this.seqs.set(seqId, { pages, numSlots: keep, positionOffset: end - keep, compressed: true });
+    return true;
+  }
+
+  /** The stored-tier identities of a compressed prefix's pages not held here (what a persistent tier may have). */
+  restorableCompressed(key: string, keep: number): StoredPageId[] {
+    if (!this.persist) return [];
+    const { ids, held } = this.heldPrefix(compressedSource(key), keep);
+    return ids.slice(held).map((p, i) => ({ ...p, index: held + i }));
   }
 
   /** The PrefixKey of the sequence's first `pages` pages (null without a prefix cache). */
@@ -445,4 +502,9 @@ export class KVCacheManager {
     if (!s) throw new Error(`KVCacheManager.${op}: unknown sequence id ${JSON.stringify(seqId)}`);
     return s;
   }
+}
+
+/** A compressed prefix as the prefix cache keys it: no token ids of its own, page i named by the prefix's key. */
+function compressedSource(key: string): PrefixSource {
+  return { tokens: () => [], extraKey: (start) => `compressed:${key}:${start}` };
 }

@@ -34,6 +34,12 @@ export interface CompressionSpec {
   region?: { start: number; end: number };
   /** Prompt tokens at the end whose queries attention-based presses score with (0 = none needed). */
   window: number;
+  /**
+   * A cache prefix (CachePrefixOptions): the press runs on the prompt's first
+   * `end` tokens alone, before the rest is prefilled, keeps whole pages, and
+   * the kept pages are shared under `key` (what names their content).
+   */
+  prefix?: { end: number; key: string };
 }
 /** An image in the prompt: its content key, the positions its features fill, and the features (f32 [rows, hidden]). */
 export interface PromptImage {
@@ -129,17 +135,19 @@ export class Request implements PrefixSource {
 
   /** Where the current run of prefill chunks ends: the prompt's end while compression is pending, else every token. */
   get prefillEnd(): number {
-    return this.compressionPending ? this.promptIds.length : this.numTokens;
+    return this.compressionPending ? (this.compression!.prefix?.end ?? this.promptIds.length) : this.numTokens;
   }
 
   get stage(): Stage {
+    const prefix = this.compressionPending ? this.compression!.prefix : undefined;
+    if (prefix) return this.numComputedTokens < prefix.end ? 'prefill' : 'compress';
     if (this.compressionPending) return this.numComputedTokens < this.promptIds.length || this.outputIds.length === 0 ? 'prefill' : 'compress';
     return this.numComputedTokens < this.numTokens - 1 || this.outputIds.length === 0 ? 'prefill' : 'decode';
   }
 
   /** Tokens the chunk that reaches the prompt's end must hold, so the press sees its whole observation window. */
   get finalChunkMin(): number {
-    return this.compressionPending ? Math.min(this.compression!.window, this.promptIds.length) : 0;
+    return this.compressionPending ? Math.min(this.compression!.window, this.prefillEnd) : 0;
   }
 
   get finished(): boolean {

@@ -111,7 +111,11 @@ export class Scheduler {
     const now = performance.now();
     const result: StepResult = { tokens: [], finished: [] };
     for (const r of plan.compress) if (!r.finished) r.compressed = true;
-    for (const c of outcome.compressed) c.request.evictedTokens = c.evictedTokens;
+    for (const c of outcome.compressed) {
+      c.request.evictedTokens = c.evictedTokens;
+      const prefix = c.request.compression?.prefix;
+      if (prefix && !c.request.finished) this.kv.publishCompressed(c.request.id, prefix.key, prefix.end - c.evictedTokens);
+    }
     for (const r of plan.decode) if (!r.finished) r.numComputedTokens = r.numTokens;
     for (const p of plan.prefill) {
       if (p.request.finished) continue;
@@ -306,10 +310,30 @@ export class Scheduler {
 
   /** A request about to be admitted starts on the cached pages of its longest known prefix. */
   private attachPrefix(r: Request): void {
-    if (!this.kv.prefixCacheEnabled || !r.prefixCacheable || this.kv.has(r.id) || r.numComputedTokens > 0) return;
+    if (!this.kv.prefixCacheEnabled || this.kv.has(r.id) || r.numComputedTokens > 0) return;
+    if (r.compressionPending && r.compression!.prefix) return this.adoptCompressed(r);
+    if (!r.prefixCacheable) return;
     // at least the last token is computed: its step samples the next one
     r.prefixHitTokens = this.kv.getComputedPages(r.id, r, r.numTokens - 1);
     r.numComputedTokens = r.prefixHitTokens;
+  }
+
+  /** A request with a cache prefix starts on its compressed pages when they are cached: as if its press had run. */
+  private adoptCompressed(r: Request): void {
+    const { end, key } = r.compression!.prefix!;
+    const keep = this.keptSlots(r);
+    if (keep <= 0 || !this.kv.adoptCompressed(r.id, key, end, keep)) return;
+    r.numComputedTokens = end;
+    r.prefixHitTokens = end;
+    r.compressed = true;
+    r.evictedTokens = end - keep;
+  }
+
+  /** Slots a cache prefix keeps: what the compress stage's press leaves, rounded down to whole pages. */
+  private keptSlots(r: Request): number {
+    const { end } = r.compression!.prefix!;
+    const P = this.kv.pageSize;
+    return P * Math.floor((end - Math.floor(end * r.compression!.ratio)) / P);
   }
 
   /** The full pages of the plan's cacheable requests join the prefix cache. */
@@ -324,8 +348,7 @@ export class Scheduler {
   private detachPrefix(r: Request): void {
     if (r.prefixHitTokens === 0) return;
     this.kv.release(r.id);
-    r.numComputedTokens = 0;
-    r.prefixHitTokens = 0;
+    this.resetComputed(r);
   }
 
   /** One more slot for `r`, preempting newer running requests while the pool is full. */
