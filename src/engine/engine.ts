@@ -29,7 +29,7 @@ import type { AsyncQueue } from './async-queue.ts';
 import { ChatCompletions } from './chat-completions.ts';
 import { PressCompressStage } from './compress-stage.ts';
 import { StepExecutor } from './step-executor.ts';
-import { EngineInput, isPrepared, type PreparedPrompt, type PromptInput } from './input.ts';
+import { EngineInput, isPrepared, type CachedPrefixRef, type PreparedPrompt, type PromptInput } from './input.ts';
 import { EngineOutput } from './output.ts';
 import { ImageFeatureCache } from './image-features.ts';
 import { DeferredImages } from './deferred-images.ts';
@@ -106,10 +106,8 @@ export class Engine implements ChatEngine {
       modelId: p.modelId, config: p.config, tokenizer: p.tokenizer, kv: p.kv,
       maxPrefillChunk: p.scheduler.config.maxPrefillChunk,
       pressNeedsQueries: (press) => this.presses.needsQueries(press),
-      images: vision ? {
-        processor: vision.processor, features: this.imageCache, encode: (img) => this.turns.run(() => vision.encoder.encode(img)),
-        cachedTokens: (prompt) => this.cachedTokens(prompt),
-      } : null,
+      images: vision ? { processor: vision.processor, features: this.imageCache, encode: (img) => this.turns.run(() => vision.encoder.encode(img)) } : null,
+      cachedTokens: (prompt, compressed) => this.cachedTokens(prompt, compressed),
       defaultCompression: opts.compression ?? null,
       defaultWindow: opts.window ?? null,
       defaultCachePrefix: opts.cachePrefix ?? null,
@@ -151,15 +149,17 @@ export class Engine implements ChatEngine {
    * with `persist`, the stored pages of its prefix are staged for the scheduler too.
    */
   async prepare(input: PromptInput, opts: GenerateOptions = {}): Promise<PreparedPrompt> {
-    const prompt = await this.input.prepare(input);
+    const prompt = await this.input.prepare(input, opts);
     if (this.p.stored) this.restoredTokens += await restorePrefix(this.p.kv, this.p.stored, prompt, this.input.cachePrefixOf(prompt, opts));
     return prompt;
   }
 
   /** Leading prompt tokens whose KV some tier holds (stored pages staged first): an image inside them needs no encoder run. */
-  private async cachedTokens(prompt: PreparedPrompt): Promise<number> {
-    if (this.p.stored) this.restoredTokens += await restorePrefix(this.p.kv, this.p.stored, prompt);
-    return this.p.kv.cachedPrefixTokens(promptSource(prompt), prompt.ids.length - 1);
+  private async cachedTokens(prompt: PreparedPrompt, compressed: CachedPrefixRef | null): Promise<number> {
+    const kv = this.p.kv;
+    if (this.p.stored) this.restoredTokens += await restorePrefix(kv, this.p.stored, prompt, compressed);
+    const plain = kv.cachedPrefixTokens(promptSource(prompt), prompt.ids.length - 1);
+    return compressed && kv.holdsCompressed(compressed.key, compressed.keep) ? Math.max(plain, compressed.end) : plain;
   }
 
   /**

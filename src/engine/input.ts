@@ -40,8 +40,21 @@ export interface InputDeps {
   defaultWindow: KvWindow | null;
   /** A cache prefix for requests that set none (applied where the prompt has one: an image for 'image'). */
   defaultCachePrefix: CachePrefixOptions | null;
+  /**
+   * Leading prompt tokens whose KV some tier holds (stored pages staged
+   * first), counting a held compressed cache prefix as its whole span: an
+   * image inside them is not encoded.
+   */
+  cachedTokens?(prompt: PreparedPrompt, compressed: CachedPrefixRef | null): Promise<number>;
   /** Longest context a windowed request may reach (the RoPE table's size). */
   windowMaxPositions: number;
+}
+
+/** A compressed cache prefix as the tiers know it: its key, the prompt tokens it stands for, the slots it keeps. */
+export interface CachedPrefixRef {
+  key: string;
+  end: number;
+  keep: number;
 }
 
 let requestCounter = 0;
@@ -71,7 +84,7 @@ export class EngineInput {
    * bytes, same model) is neither decoded nor preprocessed nor encoded again;
    * the features stay pinned until the request submitted with them ends.
    */
-  async prepare(input: PromptInput): Promise<PreparedPrompt> {
+  async prepare(input: PromptInput, opts: GenerateOptions = {}): Promise<PreparedPrompt> {
     if (isPrepared(input)) return input;
     if (typeof input === 'string' || !input.length || typeof input[0] === 'number') return { ids: this.encode(input as string | number[]), images: [] };
     const messages = input as ChatMessage[];
@@ -81,7 +94,8 @@ export class EngineInput {
       }
       return { ids: this.encode(messages.map((m) => ({ role: m.role, content: textOf(m.content) }))), images: [] };
     }
-    return preparePrompt(this.d.images, messages.map(toMultimodal));
+    const cached = this.d.cachedTokens;
+    return preparePrompt({ ...this.d.images, ...(cached ? { cachedTokens: (p) => cached(p, this.cachePrefixOf(p, opts)) } : {}) }, messages.map(toMultimodal));
   }
 
   /** A checked Request for `prompt` (its images stay pinned; the caller releases them if this throws). */
@@ -128,12 +142,12 @@ export class EngineInput {
   }
 
   /** The key and kept slots of the cache prefix `opts` give `prompt` (null without one, or when it cannot apply: request() will say why). */
-  cachePrefixOf(prompt: PreparedPrompt, opts: GenerateOptions): { key: string; keep: number } | null {
+  cachePrefixOf(prompt: PreparedPrompt, opts: GenerateOptions): CachedPrefixRef | null {
     try {
       const spec = this.cachePrefixSpec(opts, prompt, false);
       if (!spec?.prefix?.key) return null;
       const P = this.d.kv.pageSize, end = spec.prefix.end;
-      return { key: spec.prefix.key, keep: P * Math.floor((end - Math.floor(end * spec.ratio)) / P) };
+      return { key: spec.prefix.key, end, keep: P * Math.floor((end - Math.floor(end * spec.ratio)) / P) };
     } catch {
       return null;
     }

@@ -58,6 +58,25 @@ describe('cached image prefixes skip the vision encoder', () => {
     second.checkIdle();
   });
 
+  it('a compressed image prefix (SnapKV 0.5) stored in one session answers a new question in the next: no encoder run, = fresh compression', async () => {
+    const persist = { store: 'memory' as const, name: `persist-images-cp-${Date.now()}` };
+    const cachePrefix = { until: 'image' as const, press: 'snapkv', ratio: 0.5 };
+    const first = await load({ kvPages: 64, persist });
+    await first.generate(ask('What shape is the red object?'), { ...greedy, cachePrefix });
+    await first.flush();
+    await first.destroy();
+    open.splice(0);
+    const second = await load({ kvPages: 64, persist });
+    const b = await second.generate(ask('How many shapes are there?'), { ...greedy, cachePrefix });
+    const s = second.snapshot();
+    expect(s.vision.encoderCalls).toBe(0);
+    expect(s.compression.requests).toBe(0); // adopted from the store, not compressed again
+    expect(b.timing.evictedTokens).toBeGreaterThan(0);
+    const fresh = await (await load({ kvPages: 64 })).generate(ask('How many shapes are there?'), { ...greedy, cachePrefix });
+    expect(b.tokens).toEqual(fresh.tokens);
+    second.checkIdle();
+  });
+
   it('pages lost before the request runs: it waits for the encoder instead, and answers the same', async () => {
     // no feature cache to speak of, no CPU tier: only the GPU prefix cache remembers the image
     const engine = await load({ kvPages: 16, imageCacheBytes: 1, cpuCacheBytes: 0, prefillChunk: 32 });

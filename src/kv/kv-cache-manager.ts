@@ -221,6 +221,11 @@ export class KVCacheManager {
     return true;
   }
 
+  /** Whether every page of the compressed prefix `key` (`keep` slots) is here: GPU cache or CPU tier. */
+  holdsCompressed(key: string, keep: number): boolean {
+    return keep > 0 && this.heldPrefix(compressedSource(key), keep).held * this.pageSize >= keep;
+  }
+
   /** The stored-tier identities of a compressed prefix's pages not held here (what a persistent tier may have). */
   restorableCompressed(key: string, keep: number): StoredPageId[] {
     if (!this.persist) return [];
