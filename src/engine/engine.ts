@@ -487,10 +487,12 @@ async function openStore(o: PersistOptions, ns: KvNamespace, pool: KvPool, has: 
   if (typeof name !== 'string' || !name) throw new TypeError(`persist.name must be a non-empty string, got ${JSON.stringify(o.name)}`);
   const budget = o.budgetBytes ?? 256 * 2 ** 20;
   if (typeof budget !== 'number' || !Number.isInteger(budget) || budget <= 0) throw new RangeError(`persist.budgetBytes must be a positive integer number of bytes, got ${JSON.stringify(budget)}`);
+  const codec = o.codec ?? 'pool';
+  if (codec !== 'pool' && codec !== 'int8') throw new RangeError(`persist.codec must be 'pool' or 'int8', got ${JSON.stringify(o.codec)}`);
   const backend = store === 'memory' ? memoryBackend(name) : indexedDbBackend(name);
   const geometry = { numLayers: pool.numLayers, numKvHeads: pool.numKvHeads, headDim: pool.headDim, pageSize: pool.pageSize, dtype: pool.dtype, bytesPerPage: pool.bytesPerPage };
   try {
-    return await PersistentTier.open(backend, ns, geometry, budget);
+    return await PersistentTier.open(backend, ns, geometry, budget, codec);
   } catch (e) {
     // storage the browser will not open (private mode, a blocked or broken database): serve without persistence
     console.warn(`fastcache: stored KV caches are off: ${(e as Error).message}`);

@@ -45,7 +45,7 @@ export interface EngineLoadOptions {
    * full page a prompt computes is written (in the background) to 'indexeddb'
    * (default) or 'memory' (a Map in this thread, shared by `name`: tests and
    * runtimes without IndexedDB), verified on the way back. Needs the prefix
-   * cache and the CPU tier. budgetBytes: default 256 MiB; name: default 'fastcache-kv'.
+   * cache and the CPU tier. budgetBytes: default 256 MiB; name: default 'fastcache-kv'; codec: default 'pool'.
    */
   persist?: PersistOptions;
   /** A compressed prefix kept for every request that does not set its own, e.g. every image prefix at SnapKV 0.5 (default none). */
@@ -63,6 +63,8 @@ export interface PersistOptions {
   store?: 'indexeddb' | 'memory';
   budgetBytes?: number;
   name?: string;
+  /** 'pool' (default): the pool's own bytes, lossless; 'int8': 8 bits per value with per-(layer, K/V, head) scales — about a quarter of f32, lossy. */
+  codec?: 'pool' | 'int8';
 }
 
 export interface EngineOptions extends EngineLoadOptions {

@@ -116,10 +116,32 @@ describe('persistent prefix pages', () => {
     other.checkIdle();
   });
 
+  it('the int8 codec: a quarter of the bytes, restored in the next session (lossy: agreement reported)', async () => {
+    const name = `persist-int8-${++storeNo}`;
+    const ids = prompt(5, 90);
+    const plain = await (await load(undefined, 'tiny-llama-gqa', { prefixCache: false })).generate(ids, greedy);
+    const exact = await load({ store: 'memory', name: `${name}-exact` });
+    await exact.generate(ids, greedy);
+    await exact.flush();
+    const first = await load({ store: 'memory', name, codec: 'int8' });
+    await first.generate(ids, greedy);
+    await first.flush();
+    const [e, q] = [exact, first].map((x) => x.snapshot().tiers!.stored!);
+    expect(q.entries).toBe(e.entries);
+    expect(q.bytes / e.bytes).toBeLessThan(0.3); // f32 pool pages (4 B per value) → 1 B per value + scales
+    const second = await load({ store: 'memory', name, codec: 'int8' });
+    const b = await second.generate(ids, greedy);
+    expect(second.snapshot().tiers!.stored!.restoredTokens).toBe(80);
+    const agree = b.tokens.filter((t, i) => t === plain.tokens[i]).length;
+    console.log(`int8 stored pages: ${q.bytes} B vs ${e.bytes} B exact (${(q.bytes / e.bytes).toFixed(3)}×); greedy agreement with no cache ${agree}/${plain.tokens.length}`);
+    expect(b.tokens).toHaveLength(12);
+  });
+
   it.each<[string, Record<string, unknown>, RegExp]>([
     ['an unknown store', { persist: { store: 'disk' } }, /persist.store must be 'indexeddb' or 'memory', got "disk"/],
     ['a negative budget', { persist: { store: 'memory', budgetBytes: -5 } }, /persist.budgetBytes must be a positive integer/],
     ['a non-numeric budget', { persist: { store: 'memory', budgetBytes: '1GB' } }, /persist.budgetBytes must be a positive integer/],
+    ['an unknown codec', { persist: { store: 'memory', codec: 'zip' } }, /persist.codec must be 'pool' or 'int8', got "zip"/],
     ['no CPU tier', { persist: { store: 'memory' }, cpuCacheBytes: 0 }, /persist needs the prefix cache and the CPU tier/],
     ['no prefix cache', { persist: { store: 'memory' }, prefixCache: false }, /persist needs the prefix cache and the CPU tier/],
   ])('%s is refused at load, naming the option, and frees what was allocated', async (_, opts, message) => {

@@ -22,6 +22,7 @@
  */
 import { namespaceId, type KvNamespace } from '../prefix-key.ts';
 import type { KvStoreBackend } from './store-backend.ts';
+import { decodeStoredPage, encodeStoredPage, storedBytes, type StoreCodec } from './page-codec.ts';
 
 /** Version of the manifest layout (the KV bytes' own version is the namespace's formatVersion). */
 export const STORE_VERSION = 1;
@@ -50,6 +51,8 @@ interface Manifest {
   index: number;
   positions: [number, number];
   geometry: Omit<PageGeometry, 'bytesPerPage'>;
+  /** How the bytes are stored (page-codec.ts); byteLength is the page's size in the pool, chunks[0].bytes what is stored. */
+  codec: StoreCodec;
   byteLength: number;
   chunks: { key: string; bytes: number; sha256: string }[];
   created: number;
@@ -103,16 +106,19 @@ export class PersistentTier {
     private readonly ns: KvNamespace,
     private readonly geometry: PageGeometry,
     readonly budgetBytes: number,
+    readonly codec: StoreCodec,
   ) {
-    this.nsId = namespaceId(ns);
+    // entries of another codec are another namespace: a lossy page never answers for an exact one
+    this.nsId = codec === 'pool' ? namespaceId(ns) : `${namespaceId(ns)}.${codec}`;
   }
 
   /** Opens the store: reads every manifest, collects what can never be used, asks for persistent storage. */
-  static async open(backend: KvStoreBackend, ns: KvNamespace, geometry: PageGeometry, budgetBytes: number): Promise<PersistentTier> {
+  static async open(backend: KvStoreBackend, ns: KvNamespace, geometry: PageGeometry, budgetBytes: number, codec: StoreCodec = 'pool'): Promise<PersistentTier> {
     if (typeof budgetBytes !== 'number' || !Number.isInteger(budgetBytes) || budgetBytes <= 0) {
       throw new RangeError(`persist.budgetBytes must be a positive integer number of bytes, got ${String(budgetBytes)}`);
     }
-    const t = new PersistentTier(backend, ns, geometry, budgetBytes);
+    if (codec !== 'pool' && codec !== 'int8') throw new RangeError(`persist.codec must be 'pool' or 'int8', got ${JSON.stringify(codec)}`);
+    const t = new PersistentTier(backend, ns, geometry, budgetBytes, codec);
     await t.load();
     t.persisted = await askPersist();
     return t;
@@ -164,7 +170,7 @@ export class PersistentTier {
         await this.reject(found[i]);
         break;
       }
-      out.push(data[i]!);
+      out.push(decodeStoredPage(this.codecGeometry, this.codec, data[i]!));
       this.touch(found[i]);
     }
     this.counts.hits += out.length;
@@ -178,7 +184,7 @@ export class PersistentTier {
   }
 
   list(): StoredEntryInfo[] {
-    return [...this.index.values()].map((m) => ({ key: m.key, modelId: m.ns.modelId, tokens: m.positions[1] - m.positions[0], bytes: m.byteLength, created: m.created, lastUsed: m.lastUsed }));
+    return [...this.index.values()].map((m) => ({ key: m.key, modelId: m.ns.modelId, tokens: m.positions[1] - m.positions[0], bytes: m.chunks[0].bytes, created: m.created, lastUsed: m.lastUsed }));
   }
 
   /** Deletes every entry of this namespace (other models' stay). */
@@ -199,10 +205,11 @@ export class PersistentTier {
     while (this.pending.size > 0) {
       const batch = [...this.pending.values()].slice(0, 64);
       try {
-        const manifests = await Promise.all(batch.map((p) => this.manifest(p.id, p.data)));
-        const bytes = batch.reduce((n, p) => n + p.data.byteLength, 0);
+        const stored = batch.map((p) => ({ data: encodeStoredPage(this.codecGeometry, this.codec, p.data) }));
+        const manifests = await Promise.all(batch.map((p, i) => this.manifest(p.id, stored[i].data)));
+        const bytes = stored.reduce((n, p) => n + p.data.byteLength, 0);
         await this.makeRoom(bytes);
-        const ok = (await this.tryWrite(batch, manifests)) || ((await this.evictFor(bytes)) && (await this.tryWrite(batch, manifests)));
+        const ok = (await this.tryWrite(stored, manifests)) || ((await this.evictFor(bytes)) && (await this.tryWrite(stored, manifests)));
         if (ok) {
           for (const m of manifests) this.index.set(m.key, m);
           this.counts.written += batch.length;
@@ -242,21 +249,27 @@ export class PersistentTier {
     for (const m of [...this.foreign.values(), ...this.index.values()]) {
       if (freed >= bytes) break;
       victims.push(m);
-      freed += m.byteLength;
+      freed += m.chunks[0].bytes;
     }
-    for (const m of victims) (this.foreign.has(this.manifestKey(m.key, m.ns)) ? this.foreign.delete(this.manifestKey(m.key, m.ns)) : this.index.delete(m.key));
+    for (const m of victims) (this.foreign.has(this.manifestKey(m.key, m)) ? this.foreign.delete(this.manifestKey(m.key, m)) : this.index.delete(m.key));
     this.counts.evicted += victims.length;
     await this.remove(victims).catch(() => undefined);
     return victims.length > 0;
   }
 
+  private get codecGeometry() {
+    const g = this.geometry;
+    return { numLayers: g.numLayers, numKvHeads: g.numKvHeads, headDim: g.headDim, pageSize: g.pageSize, dtype: g.dtype };
+  }
+
+  /** `data`: the bytes as stored (after the codec). */
   private async manifest(id: StoredPageId, data: ArrayBuffer): Promise<Manifest> {
     const { bytesPerPage: _b, ...geometry } = this.geometry;
     const now = Date.now();
     const P = this.geometry.pageSize;
     return {
       v: STORE_VERSION, ns: this.ns, key: id.key, content: id.content, index: id.index, positions: [id.index * P, id.index * P + P], geometry,
-      byteLength: data.byteLength, chunks: [{ key: `${this.manifestKey(id.key)}/0`, bytes: data.byteLength, sha256: await sha256(data) }], created: now, lastUsed: now,
+      codec: this.codec, byteLength: this.geometry.bytesPerPage, chunks: [{ key: `${this.manifestKey(id.key)}/0`, bytes: data.byteLength, sha256: await sha256(data) }], created: now, lastUsed: now,
     };
   }
 
@@ -273,8 +286,8 @@ export class PersistentTier {
         broken.push(storeKey);
         continue;
       }
-      const ours = namespaceId(value.ns) === this.nsId;
-      const sameModelOtherVersion = !ours && value.ns.modelId === this.ns.modelId;
+      const ours = this.idOf(value) === this.nsId;
+      const sameModelOtherVersion = value.ns.modelId === this.ns.modelId && namespaceId(value.ns) !== namespaceId(this.ns);
       if (value.v !== STORE_VERSION || value.ns.formatVersion < this.ns.formatVersion || sameModelOtherVersion) {
         stale.push(value);
         continue;
@@ -295,8 +308,8 @@ export class PersistentTier {
     const g = this.geometry;
     const shapes = m.geometry.numLayers === g.numLayers && m.geometry.numKvHeads === g.numKvHeads && m.geometry.headDim === g.headDim && m.geometry.pageSize === g.pageSize && m.geometry.dtype === g.dtype;
     const P = g.pageSize;
-    const ok = shapes && m.byteLength === g.bytesPerPage && m.positions[0] === m.index * P && m.positions[1] === m.index * P + P &&
-      data instanceof ArrayBuffer && data.byteLength === m.byteLength && m.chunks[0].bytes === data.byteLength && (await sha256(data)) === m.chunks[0].sha256;
+    const ok = shapes && m.byteLength === g.bytesPerPage && m.codec === this.codec && m.positions[0] === m.index * P && m.positions[1] === m.index * P + P &&
+      data instanceof ArrayBuffer && data.byteLength === storedBytes(this.codecGeometry, this.codec) && m.chunks[0].bytes === data.byteLength && (await sha256(data)) === m.chunks[0].sha256;
     if (!ok) this.counts.verifyFailures++;
     return ok;
   }
@@ -309,7 +322,7 @@ export class PersistentTier {
   /** Manifests first: once it is gone, nothing reads the data. */
   private async remove(ms: Manifest[]): Promise<void> {
     if (ms.length === 0) return;
-    await this.backend.delManifests(ms.map((m) => this.manifestKey(m.key, m.ns)));
+    await this.backend.delManifests(ms.map((m) => this.manifestKey(m.key, m)));
     await this.backend.delData(ms.flatMap((m) => m.chunks.map((c) => c.key)));
   }
 
@@ -319,13 +332,18 @@ export class PersistentTier {
     this.index.set(m.key, m); // most recent last
   }
 
-  private manifestKey(key: string, ns: KvNamespace = this.ns): string {
-    return `${ns === this.ns ? this.nsId : namespaceId(ns)}/${key}`;
+  private manifestKey(key: string, m: Pick<Manifest, 'ns' | 'codec'> | null = null): string {
+    return `${m ? this.idOf(m) : this.nsId}/${key}`;
+  }
+
+  /** The store namespace of an entry: its KV namespace, and its codec when lossy. */
+  private idOf(m: Pick<Manifest, 'ns' | 'codec'>): string {
+    return m.codec === 'pool' ? namespaceId(m.ns) : `${namespaceId(m.ns)}.${m.codec}`;
   }
 
   private bytes(map: Map<string, Manifest>): number {
     let n = 0;
-    for (const m of map.values()) n += m.byteLength;
+    for (const m of map.values()) n += m.chunks[0].bytes;
     return n;
   }
 }
@@ -338,7 +356,7 @@ function lastUsedOf(v: unknown): number {
 function isManifest(v: unknown): v is Manifest {
   const m = v as Manifest;
   const int = (x: unknown) => typeof x === 'number' && Number.isInteger(x) && x >= 0;
-  return typeof m === 'object' && m !== null && int(m.v) && typeof m.key === 'string' && typeof m.content === 'string' && int(m.index) &&
+  return typeof m === 'object' && m !== null && int(m.v) && (m.codec === 'pool' || m.codec === 'int8') && typeof m.key === 'string' && typeof m.content === 'string' && int(m.index) &&
     typeof m.ns === 'object' && m.ns !== null && typeof m.ns.modelId === 'string' && typeof m.ns.modelHash === 'string' && (m.ns.kvDtype === 'f32' || m.ns.kvDtype === 'f16') && int(m.ns.pageSize) && int(m.ns.formatVersion) &&
     Array.isArray(m.positions) && m.positions.length === 2 && m.positions.every(int) && typeof m.geometry === 'object' && m.geometry !== null && int(m.byteLength) &&
     Array.isArray(m.chunks) && m.chunks.length === 1 && typeof m.chunks[0]?.key === 'string' && int(m.chunks[0].bytes) && typeof m.chunks[0].sha256 === 'string' && int(m.created) && int(m.lastUsed);
