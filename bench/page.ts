@@ -13,6 +13,7 @@ const suites: Record<string, () => Promise<{ run: (gpu: import('../src/gpu/conte
   memory: () => import('./suites/memory.ts'),
   vqa: () => import('./suites/vqa.ts'),
   strategies: () => import('./suites/strategies.ts'),
+  reuse: () => import('./suites/reuse.ts'),
 };
 
 const logEl = document.getElementById('log')!;

@@ -57,6 +57,7 @@ test('a stored image prefix survives a browser restart: no encoder run, same ans
     expect(s.tiers!.stored!.verifyFailures).toBe(0);
     expect(s.tiers!.cpu.promotedPages * 16).toBe(s.tiers!.stored!.restoredTokens); // staged in the CPU tier, promoted into the pool
     await expect(two.page.locator('[data-metric=stored]')).toContainText('tokens restored');
+    await expect(two.page.locator('[data-metric=prefix-source]')).toContainText(`· ${s.tiers!.stored!.restoredTokens} stored`);
 
     await two.page.click('#clear-stored');
     await expect.poll(async () => (await two.page.evaluate(() => window.fastcache!.engine.cache.list())).length).toBe(0);

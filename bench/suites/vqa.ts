@@ -41,21 +41,7 @@ import { PRESSES } from '../../src/kv/presses/index.ts';
 import type { Gpu } from '../../src/gpu/context.ts';
 import type { BenchResult, PlotSpec } from '../types.ts';
 
-/** One entry of reference_answers.json `items`. */
-interface RefItem {
-  index: number;
-  type: string;
-  question: string;
-  expected: string;
-  prompt_ids: number[];
-  expected_ids: number[];
-  greedy_ids: number[];
-  match: boolean;
-}
-
-interface Item extends RefItem {
-  image: Blob;
-}
+import { loadShapesItems, matchesReference, sameIds, type Item } from './shapes-items.ts';
 
 type Region = 'image' | 'all';
 
@@ -123,20 +109,10 @@ export async function run(gpu: Gpu, opts: Record<string, string>, log: (s: strin
   const vision = opts.vision ?? 'wasm';
   if (vision !== 'wasm' && vision !== 'webgpu' && vision !== 'auto') throw new Error(`--vision takes wasm, webgpu or auto, got '${vision}'`);
 
-  const ref = (await fetchJson(`${model}/reference_answers.json`)) as { items: RefItem[]; accuracy_by_type?: Record<string, number> };
-  const files = (await fetchJson(`${model}/testset/items.json`)) as { items: { index: number; image: string }[] };
-  const fileOf = new Map(files.items.map((f) => [f.index, f.image]));
-  const n = opts.n ? Math.min(int(opts.n, 'n'), ref.items.length) : ref.items.length;
+  const loaded = await loadShapesItems(model, opts.n ? int(opts.n, 'n') : undefined);
+  const items: Item[] = loaded.items;
+  const n = items.length;
   const gridN = int(opts['grid-n'] ?? '35', 'grid-n');
-  const items: Item[] = await Promise.all(
-    ref.items.slice(0, n).map(async (r) => {
-      const name = fileOf.get(r.index);
-      if (!name) throw new Error(`testset/items.json has no item ${r.index}`);
-      const res = await fetch(`${model}/testset/${name}`);
-      if (!res.ok) throw new Error(`${model}/testset/${name}: HTTP ${res.status}`);
-      return { ...r, image: await res.blob() };
-    }),
-  );
   const types = [...new Set(items.map((i) => i.type))];
   const perType = Math.max(1, Math.floor(gridN / types.length));
   const grid = types.flatMap((t) => items.filter((i) => i.type === t).slice(0, perType)).sort((a, b) => a.index - b.index);
@@ -189,7 +165,7 @@ export async function run(gpu: Gpu, opts: Record<string, string>, log: (s: strin
       }
     }
     const seconds = (performance.now() - t0) / 1000;
-    return report({ model, n, grid, types, rows, presses, ratios, regions, cfg, seconds, promptMismatches, pytorchMismatches, rerunDiffers, baseline: base.answers, reference: ref.accuracy_by_type ?? null, kvPages, maxRunning, prefixCache, vision, prefillChunk });
+    return report({ model, n, grid, types, rows, presses, ratios, regions, cfg, seconds, promptMismatches, pytorchMismatches, rerunDiffers, baseline: base.answers, reference: loaded.accuracyByType ?? null, kvPages, maxRunning, prefixCache, vision, prefillChunk });
   } finally {
     await engine.destroy();
   }
@@ -239,9 +215,7 @@ function withEos(a: Pick<Answer, 'tokens' | 'finishReason'>, cfg: Config): numbe
 
 /** Equal ids, where any EOS id of the tokenizer matches any other at the end. */
 function matches(a: Pick<Answer, 'tokens' | 'finishReason'>, ref: number[], cfg: Config): boolean {
-  const refStops = ref.length > 0 && cfg.eos.includes(ref[ref.length - 1]);
-  if (refStops !== (a.finishReason === 'stop')) return false;
-  return sameIds(a.tokens, refStops ? ref.slice(0, -1) : ref);
+  return matchesReference(a, ref, cfg.eos);
 }
 
 function grade(it: Item, r: GenerationResult, cfg: Config): Answer {
@@ -351,16 +325,6 @@ function report(r: ReportInput): BenchResult {
 }
 
 // ---------------------------------------------------------------- helpers
-
-async function fetchJson(url: string): Promise<unknown> {
-  const res = await fetch(url);
-  if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
-  return res.json();
-}
-
-function sameIds(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((x, i) => x === b[i]);
-}
 
 function int(s: string, name: string): number {
   const v = Number(s);

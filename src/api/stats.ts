@@ -14,6 +14,8 @@ export interface RequestMetrics {
   evictedTokens: number;
   /** Prompt tokens whose KV came from the prefix cache. */
   prefixHitTokens: number;
+  /** Where those came from: pages already in the GPU pool, the CPU tier, the stored tier (IndexedDB, via the CPU tier). Absent for remote engines. */
+  prefixFrom?: { gpu: number; cpu: number; stored: number };
 }
 
 export interface EngineStats {

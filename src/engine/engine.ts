@@ -150,14 +150,20 @@ export class Engine implements ChatEngine {
    */
   async prepare(input: PromptInput, opts: GenerateOptions = {}): Promise<PreparedPrompt> {
     const prompt = await this.input.prepare(input, opts);
-    if (this.p.stored) this.restoredTokens += await restorePrefix(this.p.kv, this.p.stored, prompt, this.input.cachePrefixOf(prompt, opts));
-    return prompt;
+    if (!this.p.stored) return prompt;
+    const restored = await restorePrefix(this.p.kv, this.p.stored, prompt, this.input.cachePrefixOf(prompt, opts));
+    this.restoredTokens += restored;
+    return { ...prompt, restoredTokens: (prompt.restoredTokens ?? 0) + restored };
   }
 
   /** Leading prompt tokens whose KV some tier holds (stored pages staged first): an image inside them needs no encoder run. */
   private async cachedTokens(prompt: PreparedPrompt, compressed: CachedPrefixRef | null): Promise<number> {
     const kv = this.p.kv;
-    if (this.p.stored) this.restoredTokens += await restorePrefix(kv, this.p.stored, prompt, compressed);
+    if (this.p.stored) {
+      const restored = await restorePrefix(kv, this.p.stored, prompt, compressed);
+      this.restoredTokens += restored;
+      prompt.restoredTokens = (prompt.restoredTokens ?? 0) + restored;
+    }
     const plain = kv.cachedPrefixTokens(promptSource(prompt), prompt.ids.length - 1);
     return compressed && kv.holdsCompressed(compressed.key, compressed.keep) ? Math.max(plain, compressed.end) : plain;
   }

@@ -20,6 +20,8 @@ import type { GenerateOptions } from './types.ts';
 export interface PreparedPrompt {
   ids: number[];
   images: PromptImage[];
+  /** Tokens of its prefix the stored tier staged (Engine.prepare with persist). */
+  restoredTokens?: number;
 }
 
 /** What `stream`, `generate` and `submit` take: text, chat messages (with images for a VLM), token ids, or a prepared prompt. */
@@ -126,6 +128,7 @@ export class EngineInput {
       forcedTokens: opts.forceTokens ?? null,
       wantsLogits: opts.returnLogits === true,
       images: prompt.images,
+      restoredTokens: prompt.restoredTokens ?? 0,
     });
   }
 

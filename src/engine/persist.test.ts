@@ -59,6 +59,9 @@ describe('persistent prefix pages', () => {
     expect(s.tiers!.stored!.hits).toBe(5);
     expect(s.promptTokens - before.promptTokens).toBe(10); // only the rest of the prompt was prefilled
     expect(b.timing.prefixHitTokens).toBe(80);
+    expect(b.timing.prefixFrom).toEqual({ gpu: 0, cpu: 0, stored: 80 });
+    const c = await second.generate(ids, greedy);
+    expect(c.timing.prefixFrom).toEqual({ gpu: 80, cpu: 0, stored: 0 }); // now in the pool
     const usage = await second.cache.usage();
     expect(usage.stored).toMatchObject({ entries: 6 });
     second.checkIdle();

@@ -53,6 +53,8 @@ export class KVCacheManager {
   /** Page copies the next step owes the CPU tier (see TransferQueue). */
   private readonly transfers = new TransferQueue();
   private promotedPages = 0;
+  /** Pages the last getComputedPages / adoptCompressed found on the GPU and brought up from the CPU tier. */
+  private last = { gpu: 0, cpu: 0 };
   /** Sequences swapped out to the CPU tier, waiting to be swapped back in. */
   private readonly swapped = new Map<SeqId, SwapEntry>();
   private readonly swapCounts = { out: 0, in: 0 };
@@ -126,7 +128,9 @@ export class KVCacheManager {
     if (!this.prefix) return 0;
     const pages = this.prefix.lookup(seqId, src, maxTokens);
     for (const p of pages) this.pool.reclaim(p); // before promote() allocates: a hit must not be handed out again
+    const gpu = pages.length;
     pages.push(...this.promote(seqId, src, Math.floor(maxTokens / this.pageSize), pages.length));
+    this.last = { gpu, cpu: pages.length - gpu };
     if (pages.length === 0) return 0;
     this.seqs.set(seqId, { ...emptySequence(), pages, numSlots: pages.length * this.pageSize });
     return pages.length * this.pageSize;
@@ -211,7 +215,9 @@ export class KVCacheManager {
     const src = compressedSource(key);
     const pages = this.prefix.lookup(id, src, keep);
     for (const p of pages) this.pool.reclaim(p);
+    const gpu = pages.length;
     pages.push(...this.promote(id, src, keep / this.pageSize, pages.length));
+    this.last = { gpu, cpu: pages.length - gpu };
     this.prefix.drop(id);
     if (pages.length * this.pageSize < keep) {
       this.pool.free(pages.reverse());
@@ -263,6 +269,11 @@ export class KVCacheManager {
   drainTransfers(): { downloads: PendingDownload[]; uploads: PendingUpload[] } {
     this.pool.drainReused();
     return this.transfers.drain();
+  }
+
+  /** Slots the last prefix lookup (getComputedPages, adoptCompressed) found in the GPU pool and in the CPU tier. */
+  get lastHit(): { gpuSlots: number; cpuSlots: number } {
+    return { gpuSlots: this.last.gpu * this.pageSize, cpuSlots: this.last.cpu * this.pageSize };
   }
 
   /** The CPU tier's counters (null when there is none). */

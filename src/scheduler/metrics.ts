@@ -18,7 +18,16 @@ export function requestMetrics(r: Request): RequestMetrics {
     preemptions: r.numPreemptions,
     evictedTokens: r.evictedTokens,
     prefixHitTokens: r.prefixHitTokens,
+    prefixFrom: prefixFrom(r),
   };
+}
+
+/** The prefix hit by tier. A compressed prefix counts its whole span; its slots came up from the CPU tier in proportion. */
+function prefixFrom(r: Request): NonNullable<RequestMetrics['prefixFrom']> {
+  const slots = r.prefixHitTokens - r.evictedTokens * (r.compression?.prefix ? 1 : 0);
+  const cpu = slots > 0 ? Math.round((r.prefixHitTokens * r.prefixCpuSlots) / slots) : 0;
+  const stored = Math.min(cpu, r.restoredTokens);
+  return { gpu: r.prefixHitTokens - cpu, cpu: cpu - stored, stored };
 }
 
 /** Accumulates per-step counts for EngineStats. */

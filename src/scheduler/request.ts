@@ -81,6 +81,7 @@ export interface RequestParams {
   images?: readonly PromptImage[];
   /** A rolling KV window: pages that leave every later token's window go back to the pool. */
   window?: KvWindow | null;
+  restoredTokens?: number;
 }
 
 export class Request implements PrefixSource {
@@ -92,6 +93,10 @@ export class Request implements PrefixSource {
   numPreemptions = 0;
   /** Prompt tokens whose KV came from the prefix cache (last admission). */
   prefixHitTokens = 0;
+  /** Of those, slots that came up from the CPU tier (the rest were in the GPU pool). */
+  prefixCpuSlots = 0;
+  /** Prompt tokens the stored tier staged for this prompt before it was queued. */
+  readonly restoredTokens: number;
   /** Prompt tokens a press evicted from the cache (the current run's). */
   evictedTokens = 0;
   /** Preempted with its KV swapped out to the CPU tier: it resumes where it was, not from scratch. */
@@ -121,6 +126,7 @@ export class Request implements PrefixSource {
     this.wantsLogits = params.wantsLogits ?? false;
     this.images = params.images ?? [];
     this.window = params.window ?? null;
+    this.restoredTokens = params.restoredTokens ?? 0;
   }
 
   get numTokens(): number {

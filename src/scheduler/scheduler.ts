@@ -315,6 +315,7 @@ export class Scheduler {
     if (!r.prefixCacheable) return;
     // at least the last token is computed: its step samples the next one
     r.prefixHitTokens = this.kv.getComputedPages(r.id, r, r.numTokens - 1);
+    r.prefixCpuSlots = this.kv.lastHit.cpuSlots;
     r.numComputedTokens = r.prefixHitTokens;
   }
 
@@ -325,6 +326,7 @@ export class Scheduler {
     if (keep <= 0 || !this.kv.adoptCompressed(r.id, key, end, keep)) return;
     r.numComputedTokens = end;
     r.prefixHitTokens = end;
+    r.prefixCpuSlots = this.kv.lastHit.cpuSlots;
     r.compressed = true;
     r.evictedTokens = end - keep;
   }
@@ -419,6 +421,7 @@ export class Scheduler {
     r.numComputedTokens = 0;
     r.compressed = false;
     r.prefixHitTokens = 0;
+    r.prefixCpuSlots = 0;
     r.evictedTokens = 0;
   }
 

@@ -20,6 +20,7 @@ const FIELDS = [
   ['image-cache-hits', 'image-cache hits'],
   ['encoder-calls', 'vision encoder runs'],
   ['prefix-hit-tokens', 'prefix-cache hit tokens'],
+  ['prefix-source', 'last prompt from'], //  its tokens by where their KV came from: computed, GPU, CPU, stored
   ['cpu-tier', 'CPU tier'], //         pages and MB held, demotions / promotions
   ['swaps', 'swapped out / in'], //    preemption by offload
   ['stored', 'stored caches'], //      the IndexedDB tier: entries, MB, pages restored, verify failures
@@ -74,6 +75,8 @@ export class MetricsPanel {
       const decodeMs = x.e2eMs - x.ttftMs;
       const tps = usage.completion_tokens > 1 && decodeMs > 0 ? ((usage.completion_tokens - 1) * 1000) / decodeMs : 0;
       this.set('tokens-per-s', tps.toFixed(1));
+      const f = x.prefixFrom;
+      if (f) this.set('prefix-source', `${usage.prompt_tokens - x.prefixHitTokens} computed · ${f.gpu} GPU · ${f.cpu} CPU · ${f.stored} stored`);
     }
     void this.tick();
   }

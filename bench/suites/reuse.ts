@@ -1,0 +1,203 @@
+/**
+ * Reusing a long prefix from every tier (LMCache's multi-round QA and
+ * FastCache's image chat in one), in one browser session:
+ *
+ *   (a) TTFT of a question after a ~2,000-token prefix: cold (nothing
+ *       cached), GPU hit (the prefix in the pool), CPU hit (the pool was
+ *       flooded: the prefix's pages were demoted), and stored hit — a new
+ *       engine on the same IndexedDB store, as after a reload (the page's
+ *       JS heap is kept: this is a new engine, not a new browser context;
+ *       e2e/persist.spec.ts covers a real browser restart). The restore
+ *       time (prepare: read + verify from IndexedDB into the CPU tier) is
+ *       timed on its own.
+ *   (b) bytes stored for the prefix at ratio 0 / 0.5 / 0.75 (a cache prefix,
+ *       Knorm), KV f32 / f16, and the int8 codec.
+ *   (c) shapes-VQA accuracy when every answer's image prefix is compressed
+ *       (SnapKV 0.5, cache prefix until the image): computed fresh, and
+ *       adopted from the store by a new engine — against no compression.
+ *
+ * options: --model /models/tiny-llama-16k --prefix 2000 --question 24 --repeats 3 --pages 256
+ *          --vqa-model /models/tiny-vlm-shapes --vqa-n 24 --vqa-press snapkv --vqa-ratio 0.5
+ */
+import { Engine, type EngineOptions } from '../../src/engine/engine.ts';
+import type { ChatMessage } from '../../src/engine/types.ts';
+import type { CachePrefixOptions } from '../../src/api/chat-types.ts';
+import type { Gpu } from '../../src/gpu/context.ts';
+import type { BenchResult, PlotSpec } from '../types.ts';
+import { loadShapesItems, matchesReference } from './shapes-items.ts';
+import { p50 } from './strategies-run.ts';
+
+const MiB = 2 ** 20;
+let storeNo = 0;
+const storeName = () => `fastcache-bench-reuse-${Date.now()}-${++storeNo}`;
+
+export async function run(gpu: Gpu, opts: Record<string, string>, log: (s: string) => void): Promise<BenchResult> {
+  const o = {
+    model: opts.model ?? '/models/tiny-llama-16k', prefix: int(opts, 'prefix', 2000), question: int(opts, 'question', 24), repeats: int(opts, 'repeats', 3), pages: int(opts, 'pages', 256),
+    vqaModel: opts['vqa-model'] ?? '/models/tiny-vlm-shapes', vqaN: int(opts, 'vqa-n', 24), vqaPress: opts['vqa-press'] ?? 'snapkv', vqaRatio: Number(opts['vqa-ratio'] ?? 0.5),
+  };
+  const ttft = await tierTtfts(gpu, o, log);
+  const bytes = await storedBytes(gpu, o, log);
+  const vqa = await storedVqa(gpu, o, log);
+  return report(o, ttft, bytes, vqa);
+}
+
+type Options = { model: string; prefix: number; question: number; repeats: number; pages: number; vqaModel: string; vqaN: number; vqaPress: string; vqaRatio: number };
+
+function ids(seed: number, n: number, bos: boolean): number[] {
+  let s = seed >>> 0;
+  const next = () => 3 + ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) % 509);
+  return [...(bos ? [1] : []), ...Array.from({ length: n - (bos ? 1 : 0) }, next)];
+}
+
+// ---------------------------------------------------------------- (a) TTFT by tier
+
+interface TierTtft { tier: 'cold' | 'GPU hit' | 'CPU hit' | 'stored hit'; ttftMs: number[]; restoreMs?: number[] }
+
+async function tierTtfts(gpu: Gpu, o: Options, log: (s: string) => void): Promise<TierTtft[]> {
+  const out: TierTtft[] = [{ tier: 'cold', ttftMs: [] }, { tier: 'GPU hit', ttftMs: [] }, { tier: 'CPU hit', ttftMs: [] }, { tier: 'stored hit', ttftMs: [], restoreMs: [] }];
+  const load = (persist: EngineOptions['persist']) => Engine.load(gpu, o.model, { kvPages: o.pages, pageSize: 16, persist });
+  const ask = async (engine: Engine, prefix: number[], seed: number) => {
+    const prompt = await engine.prepare([...prefix, ...ids(seed, o.question, false)]);
+    return (await engine.generate(prompt, { maxTokens: 4, ignoreEos: true })).timing.ttftMs;
+  };
+  for (let rep = 0; rep < o.repeats; rep++) {
+    const persist = { store: 'indexeddb' as const, name: storeName() };
+    const prefix = ids(1000 + rep, o.prefix, true);
+    const first = await load(persist);
+    try {
+      await first.generate([1, 500, 499, 498], { maxTokens: 2 }); // compile
+      out[0].ttftMs.push(await ask(first, prefix, 1));
+      out[1].ttftMs.push(await ask(first, prefix, 2));
+      // flood the pool with other prompts: the prefix's pages are handed out again and demoted to the CPU tier
+      for (let f = 0; f * o.prefix < o.pages * 16 * 1.5; f++) await first.generate(ids(5000 + f, o.prefix, true), { maxTokens: 1 });
+      const hitsBefore = first.snapshot().tiers!.cpu.hits;
+      out[2].ttftMs.push(await ask(first, prefix, 3));
+      if (first.snapshot().tiers!.cpu.hits === hitsBefore) throw new Error('the CPU-hit question found nothing in the CPU tier: flood more (a larger --pages needs more)');
+      await first.flush();
+    } finally {
+      await first.destroy();
+    }
+    const second = await load(persist);
+    try {
+      await second.generate([1, 500, 499, 498], { maxTokens: 2 });
+      const t = performance.now();
+      const prompt = await second.prepare([...prefix, ...ids(4, o.question, false)]);
+      out[3].restoreMs!.push(performance.now() - t);
+      const r = await second.generate(prompt, { maxTokens: 4, ignoreEos: true });
+      if (r.timing.prefixHitTokens < o.prefix - 16) throw new Error(`the stored-hit question reused only ${r.timing.prefixHitTokens} tokens`);
+      out[3].ttftMs.push(r.timing.ttftMs + out[3].restoreMs!.at(-1)!); // the restore is part of what the user waits for
+      await second.cache.clear();
+    } finally {
+      await second.destroy();
+    }
+    log(`(a) #${rep + 1}: ${out.map((x) => `${x.tier} ${x.ttftMs.at(-1)!.toFixed(0)} ms`).join(', ')}`);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- (b) bytes stored
+
+interface StoredSize { kv: 'f32' | 'f16'; codec: 'pool' | 'int8'; ratio: number; bytes: number; pages: number }
+
+async function storedBytes(gpu: Gpu, o: Options, log: (s: string) => void): Promise<StoredSize[]> {
+  const out: StoredSize[] = [];
+  const prompt = [...ids(77, o.prefix, true), 7]; // the prefix and one token: only the prefix's pages are full
+  for (const kv of ['f32', 'f16'] as const) for (const codec of ['pool', 'int8'] as const) for (const ratio of [0, 0.5, 0.75]) {
+    if (kv === 'f16' && codec === 'int8') continue;
+    const engine = await Engine.load(gpu, o.model, { kvPages: o.pages, pageSize: 16, kvDtype: kv, persist: { store: 'indexeddb', name: storeName(), codec } });
+    try {
+      const cachePrefix: CachePrefixOptions | undefined = ratio > 0 ? { until: o.prefix, press: 'knorm', ratio } : undefined;
+      await engine.generate(prompt, { maxTokens: 1, ...(cachePrefix ? { cachePrefix } : {}) });
+      await engine.flush();
+      const s = engine.snapshot().tiers!.stored!;
+      out.push({ kv, codec, ratio, bytes: s.bytes, pages: s.entries });
+      await engine.cache.clear();
+    } finally {
+      await engine.destroy();
+    }
+    log(`(b) KV ${kv}, ${codec}, ratio ${ratio}: ${(out.at(-1)!.bytes / MiB).toFixed(3)} MiB in ${out.at(-1)!.pages} pages`);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- (c) VQA with stored compressed image prefixes
+
+interface VqaRow { config: string; accuracy: number; encoderRuns: number; compressions: number; seconds: number }
+
+async function storedVqa(gpu: Gpu, o: Options, log: (s: string) => void): Promise<{ rows: VqaRow[]; storedEqualsFresh: number; int8EqualsFresh: number; n: number }> {
+  const { items } = await loadShapesItems(o.vqaModel, o.vqaN);
+  const cachePrefix: CachePrefixOptions = { until: 'image', press: o.vqaPress, ratio: o.vqaRatio };
+  const persist = { store: 'indexeddb' as const, name: storeName() };
+  const rows: VqaRow[] = [];
+  const answers = new Map<string, number[][]>();
+  const pass = async (config: string, engineOpts: EngineOptions, withPrefix: boolean) => {
+    const engine = await Engine.load(gpu, o.vqaModel, { kvPages: 128, pageSize: 16, vision: { backend: 'wasm' }, ...engineOpts });
+    try {
+      const t = performance.now();
+      let correct = 0;
+      const got: number[][] = [];
+      for (const it of items) {
+        const messages: ChatMessage[] = [{ role: 'user', content: [{ type: 'image', image: it.image }, { type: 'text', text: it.question }] }];
+        const r = await engine.generate(messages, { maxTokens: 32, ...(withPrefix ? { cachePrefix } : {}) });
+        if (matchesReference(r, it.expected_ids, engine.tokenizer.eosTokenIds)) correct++;
+        got.push(r.tokens);
+      }
+      await engine.flush();
+      const s = engine.snapshot();
+      rows.push({ config, accuracy: correct / items.length, encoderRuns: s.vision.encoderCalls, compressions: s.compression.requests, seconds: (performance.now() - t) / 1000 });
+      answers.set(config, got);
+      log(`(c) ${config}: accuracy ${(correct / items.length).toFixed(3)}, ${s.vision.encoderCalls} encoder runs, ${s.compression.requests} compressions`);
+    } finally {
+      await engine.destroy();
+    }
+  };
+  await pass('no compression', { prefixCache: false }, false);
+  await pass(`${o.vqaPress} ${o.vqaRatio}, computed fresh`, { persist }, true);
+  await pass(`${o.vqaPress} ${o.vqaRatio}, from the store (new engine)`, { persist }, true);
+  const int8 = { store: 'indexeddb' as const, name: storeName(), codec: 'int8' as const };
+  await pass(`${o.vqaPress} ${o.vqaRatio}, fresh, stored int8`, { persist: int8 }, true);
+  await pass(`${o.vqaPress} ${o.vqaRatio}, from the int8 store (new engine)`, { persist: int8 }, true);
+  const fresh = [...answers.values()][1], stored = [...answers.values()][2];
+  const storedEqualsFresh = stored.filter((a, i) => a.length === fresh[i].length && a.every((t, j) => t === fresh[i][j])).length;
+  const fromInt8 = [...answers.values()][4];
+  const int8EqualsFresh = fromInt8.filter((a, i) => a.length === fresh[i].length && a.every((t, j) => t === fresh[i][j])).length;
+  return { rows, storedEqualsFresh, int8EqualsFresh, n: items.length };
+}
+
+// ---------------------------------------------------------------- report
+
+function report(o: Options, ttft: TierTtft[], bytes: StoredSize[], vqa: Awaited<ReturnType<typeof storedVqa>>): BenchResult {
+  const med = (t: TierTtft) => p50(t.ttftMs);
+  const cold = med(ttft[0]);
+  const base = bytes.find((b) => b.kv === 'f32' && b.codec === 'pool' && b.ratio === 0)!.bytes;
+  const label = (b: StoredSize) => `KV ${b.kv}${b.codec === 'int8' ? ' int8' : ''} @${b.ratio}`;
+  const rows: (string | number)[][] = [
+    ...ttft.map((t) => [`(a) TTFT, ${t.tier}`, `${med(t).toFixed(0)} ms`, `cold ÷ this ${(cold / med(t)).toFixed(1)}×`, `repeats ${t.ttftMs.map((x) => x.toFixed(0)).join(' / ')} ms${t.restoreMs ? `; restore (read + verify) ${p50(t.restoreMs).toFixed(0)} ms` : ''}`]),
+    ...bytes.map((b) => [`(b) stored, ${label(b)}`, `${(b.bytes / MiB).toFixed(3)} MiB`, `${(b.bytes / base).toFixed(3)}× of f32 @0`, `${b.pages} pages`]),
+    ...vqa.rows.map((r) => [`(c) VQA, ${r.config}`, r.accuracy.toFixed(3), `${r.encoderRuns} encoder runs, ${r.compressions} compressions`, `${r.seconds.toFixed(1)} s`]),
+  ];
+  const bar = (title: string, yLabel: string, points: { x: string; y: number }[], logY = false): PlotSpec => ({ title, kind: 'bar', xLabel: '', yLabel, logY, series: [{ name: 'measured', points }] });
+  return {
+    name: 'reuse',
+    data: { options: o, ttft, bytes, vqa },
+    table: { headers: ['measure', 'value', 'ratio', 'detail'], rows },
+    plots: [
+      bar(`(a) TTFT after a ${o.prefix}-token prefix, by tier (p50 of ${o.repeats})`, 'ms', ttft.map((t) => ({ x: t.tier, y: med(t) })), true),
+      bar(`(b) Bytes stored for the ${o.prefix}-token prefix`, 'MiB', bytes.map((b) => ({ x: label(b), y: b.bytes / MiB }))),
+      bar(`(c) Shapes VQA, ${vqa.n} items`, 'accuracy', vqa.rows.map((r) => ({ x: r.config.replace(', computed', '').replace(' (new engine)', ''), y: r.accuracy })).filter((p) => !p.x.includes('fresh, stored int8'))),
+    ],
+    notes: [
+      `(a) ${o.model}, a ${o.prefix}-token prefix + ${o.question}-token question, 4 new tokens, pool ${o.pages} pages × 16; TTFT from the request's arrival; the stored hit adds the restore (engine.prepare reading and verifying the pages from IndexedDB into the CPU tier) to it. Cold ÷ stored hit = ${(cold / med(ttft[3])).toFixed(1)}×`,
+      '(a) stored hit: a new Engine on the same IndexedDB store in the same page (not a reload of the page; e2e/persist.spec.ts restarts the browser on one profile and checks the answer and the encoder runs)',
+      `(b) bytes in the store after one request of the prefix + 1 token: ratio 0 = the plain prefix pages; 0.5 / 0.75 = a cache prefix (Knorm) keeping whole pages; int8 = 8 bits per value + one f32 scale per (layer, K/V, KV head, page). Ratio 0.5 ÷ 0 = ${(bytes.find((b) => b.kv === 'f32' && b.codec === 'pool' && b.ratio === 0.5)!.bytes / base).toFixed(3)}×; 0.5 with int8 ÷ 0 in f32 = ${(bytes.find((b) => b.codec === 'int8' && b.ratio === 0.5)!.bytes / base).toFixed(3)}×`,
+      `(c) ${o.vqaModel}, the first ${vqa.n} test items, greedy, exact match of ids; the cache prefix runs until the image's last token (${o.vqaPress} at ${o.vqaRatio}); answers from the store equal the fresh compression's on ${vqa.storedEqualsFresh} of ${vqa.n}; from the int8 store (lossy) on ${vqa.int8EqualsFresh} of ${vqa.n}`,
+    ],
+  };
+}
+
+function int(opts: Record<string, string>, k: string, d: number): number {
+  const v = Number(opts[k] ?? d);
+  if (!Number.isInteger(v) || v < 1) throw new Error(`--${k} must be a positive integer, got ${opts[k]}`);
+  return v;
+}
