@@ -22,6 +22,7 @@
  */
 import { namespaceId, type KvNamespace } from '../prefix-key.ts';
 import type { KvStoreBackend } from './store-backend.ts';
+import type { StoredCacheEntry } from '../../api/cache.ts';
 import { decodeStoredPage, encodeStoredPage, storedBytes, type StoreCodec } from './page-codec.ts';
 
 /** Version of the manifest layout (the KV bytes' own version is the namespace's formatVersion). */
@@ -77,15 +78,8 @@ export interface PersistentTierStats {
   persisted: boolean | null;
 }
 
-/** What `list()` reports per entry. */
-export interface StoredEntryInfo {
-  key: string;
-  modelId: string;
-  tokens: number;
-  bytes: number;
-  created: number;
-  lastUsed: number;
-}
+/** What `list()` reports per entry: the API's StoredCacheEntry. */
+export type StoredEntryInfo = StoredCacheEntry;
 
 const MAX_PENDING_BYTES = 32 * 2 ** 20;
 
