@@ -120,6 +120,23 @@ describe('PersistentTier', () => {
     expect((await PersistentTier.open(memoryBackend(name), ns, geometry, 1 << 20)).list().length).toBe(tier.list().length);
   });
 
+  it('two sessions storing the same pages at once leave one valid entry per page', async () => {
+    const name = `t${++storeNo}`;
+    const [a, b] = await Promise.all([0, 1].map(() => PersistentTier.open(memoryBackend(name), ns, geometry, 1 << 20)));
+    const pages = Array.from({ length: 4 }, (_, i) => page(i));
+    for (const p of pages) {
+      a.put(p.id, p.data);
+      b.put(p.id, p.data.slice(0));
+    }
+    await Promise.all([a.flush(), b.flush()]);
+    expect(memoryStore(name).manifests.size).toBe(4);
+    expect(memoryStore(name).data.size).toBe(4);
+    const c = await PersistentTier.open(memoryBackend(name), ns, geometry, 1 << 20);
+    const got = await c.getRun(pages.map((p) => p.id));
+    expect(got).toHaveLength(4);
+    expect(c.stats()).toMatchObject({ verifyFailures: 0, collected: 0 });
+  });
+
   it('refuses a bad budget, naming the option', async () => {
     for (const b of [0, -1, 1.5, Number.NaN, '1' as unknown as number]) {
       await expect(PersistentTier.open(memoryBackend('bad'), ns, geometry, b)).rejects.toThrow(/persist.budgetBytes must be a positive integer/);
