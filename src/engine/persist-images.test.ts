@@ -54,6 +54,7 @@ describe('cached image prefixes skip the vision encoder', () => {
     expect(s.vision.encoderCalls).toBe(0);
     expect(s.vision.imagesDecoded).toBe(1); // decoded once for the prompt's token count; the encoder never ran
     expect(s.tiers!.stored!.restoredTokens).toBe(b.timing.prefixHitTokens);
+    expect(b.timing.prefixFrom).toEqual({ gpu: 0, cpu: 0, stored: b.timing.prefixHitTokens });
     expect(b.timing.prefixHitTokens).toBeGreaterThan(b.promptTokens - 16);
     second.checkIdle();
   });

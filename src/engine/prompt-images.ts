@@ -37,7 +37,7 @@ export interface ImagePromptDeps {
    * How many leading tokens of the prompt have their KV cached (any tier,
    * staging stored pages first); an image wholly inside them is not encoded.
    */
-  cachedTokens?(prompt: { ids: number[]; images: PromptImage[] }): Promise<number>;
+  cachedTokens?(prompt: { ids: number[]; images: PromptImage[]; restoredTokens?: number }): Promise<number>;
 }
 
 /**
@@ -48,7 +48,7 @@ export interface ImagePromptDeps {
  * ImageInputError, an encoder failure) nothing stays pinned. Concurrent calls
  * with the same new image share one encoder run.
  */
-export async function preparePrompt(deps: ImagePromptDeps, messages: MultimodalMessage[]): Promise<{ ids: number[]; images: PromptImage[] }> {
+export async function preparePrompt(deps: ImagePromptDeps, messages: MultimodalMessage[]): Promise<{ ids: number[]; images: PromptImage[]; restoredTokens?: number }> {
   const reads = await readImages(messages);
   const pinned: string[] = [];
   try {
@@ -60,13 +60,14 @@ export async function preparePrompt(deps: ImagePromptDeps, messages: MultimodalM
     }
     const { ids, runs } = deps.processor.prompt(messages, got.map((g) => g.expansion));
     const images: PromptImage[] = got.map((g, i) => ({ key: g.key, runs: runs[i], features: g.features, encode: g.encode }));
-    const cached = images.some((img) => !img.features) && deps.cachedTokens ? await deps.cachedTokens({ ids, images }) : 0;
+    const prompt: { ids: number[]; images: PromptImage[]; restoredTokens?: number } = { ids, images }; // cachedTokens may note what it restored on it
+    const cached = images.some((img) => !img.features) && deps.cachedTokens ? await deps.cachedTokens(prompt) : 0;
     for (const img of images) {
       if (img.features || img.runs.every((r) => r.start + r.count <= cached)) continue; // cached KV: no encoder run now
       img.features = await img.encode!();
       pinned.push(img.key);
     }
-    return { ids, images };
+    return prompt;
   } catch (e) {
     for (const key of pinned) deps.features.release(key);
     throw e;

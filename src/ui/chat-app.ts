@@ -142,13 +142,14 @@ export class ChatApp {
     this.metrics.begin();
     const s = this.settings.get();
     const compression = this.settings.compression();
+    const cachePrefix = this.settings.cachePrefix();
     let answered!: () => void;
     this.answering = new Promise<void>((resolve) => (answered = resolve));
     try {
       const answer = await this.session.ask(
         text,
         image,
-        { maxTokens: s.maxTokens, temperature: s.temperature, systemPrompt: this.systemPrompt, ...(compression ? { compression } : {}) },
+        { maxTokens: s.maxTokens, temperature: s.temperature, systemPrompt: this.systemPrompt, ...(compression ? { compression } : {}), ...(cachePrefix ? { cachePrefix } : {}) },
         (t) => {
           bubble.append(t);
           this.metrics.token();

@@ -7,7 +7,7 @@
  * It knows engines only as `ChatEngine` (src/api): Worker, in-process or remote.
  */
 import type {
-  ChatEngine, ChatEngineFactory, ChatMessage, CompressionOptions, ContentPart, EngineInfo, EngineStats, FinishReasonOpenAI, LoadProgress, Usage,
+  ChatEngine, ChatEngineFactory, ChatMessage, CachePrefixOptions, CompressionOptions, ContentPart, EngineInfo, EngineStats, FinishReasonOpenAI, LoadProgress, Usage,
 } from '../api/index.ts';
 
 export interface AskOptions {
@@ -15,6 +15,8 @@ export interface AskOptions {
   temperature: number;
   /** Omitted, or press 'none' / ratio 0: no compression. */
   compression?: CompressionOptions;
+  /** Keep the conversation's image prefix compressed and shared; applied only when the conversation has an image. */
+  cachePrefix?: CachePrefixOptions;
   systemPrompt?: string;
 }
 
@@ -79,6 +81,7 @@ export class ChatSession {
         temperature: opts.temperature,
         request_id: id,
         ...(opts.compression && opts.compression.press !== 'none' && opts.compression.ratio > 0 ? { kv_compression: opts.compression } : {}),
+        ...(opts.cachePrefix && hasImage([...this.messages, turn]) ? { cache_prefix: opts.cachePrefix } : {}),
       });
       for await (const chunk of stream) {
         if (this.stopping) { // Stop was pressed before the Worker knew the request: abort it now
@@ -128,4 +131,8 @@ export class ChatSession {
   async clearStoredCaches(): Promise<number> {
     return (await this.engine?.cache?.clear()) ?? 0;
   }
+}
+
+function hasImage(messages: ChatMessage[]): boolean {
+  return messages.some((m) => typeof m.content !== 'string' && m.content.some((p) => p.type !== 'text'));
 }

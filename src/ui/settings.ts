@@ -1,6 +1,6 @@
 /** Generation settings: KV compression (press, ratio, region), max tokens, temperature. */
 import { h, labelled } from './dom.ts';
-import type { CompressionOptions } from '../api/index.ts';
+import type { CachePrefixOptions, CompressionOptions } from '../api/index.ts';
 
 export const PRESSES = ['none', 'knorm', 'streaming-llm', 'sliding-window', 'snapkv', 'tova', 'observed-attention', 'expected-attention'] as const;
 
@@ -8,7 +8,8 @@ export interface ChatSettings {
   press: string;
   /** Fraction of the prompt's KV to evict, in [0, 1). */
   ratio: number;
-  region: 'all' | 'image';
+  /** 'image-cached': the image prefix is compressed once and kept (cache_prefix; stored with the page's IndexedDB persistence). */
+  region: 'all' | 'image' | 'image-cached';
   maxTokens: number;
   temperature: number;
 }
@@ -19,7 +20,7 @@ export class SettingsPanel {
   readonly el = h('fieldset', { class: 'fc-settings', id: 'settings' });
   private readonly press = h('select', { id: 'press' }, ...PRESSES.map((p) => h('option', { value: p }, p)));
   private readonly ratio = h('input', { id: 'ratio', type: 'number', min: 0, max: 0.95, step: 0.05 });
-  private readonly region = h('select', { id: 'region' }, h('option', { value: 'all' }, 'whole prompt'), h('option', { value: 'image' }, 'image tokens only'));
+  private readonly region = h('select', { id: 'region' }, h('option', { value: 'all' }, 'whole prompt'), h('option', { value: 'image' }, 'image tokens only'), h('option', { value: 'image-cached' }, 'image, compressed once and kept'));
   private readonly maxTokens = h('input', { id: 'max-tokens', type: 'number', min: 1, max: 1024 });
   private readonly temperature = h('input', { id: 'temperature', type: 'number', min: 0, max: 2, step: 0.1 });
 
@@ -39,7 +40,7 @@ export class SettingsPanel {
   set(s: Partial<ChatSettings>): void {
     if (s.press !== undefined) this.press.value = (PRESSES as readonly string[]).includes(s.press) ? s.press : 'none';
     if (s.ratio !== undefined && Number.isFinite(s.ratio)) this.ratio.value = String(clamp(s.ratio, 0, 0.95));
-    if (s.region !== undefined) this.region.value = s.region === 'image' ? 'image' : 'all';
+    if (s.region !== undefined) this.region.value = s.region === 'image' || s.region === 'image-cached' ? s.region : 'all';
     if (s.maxTokens !== undefined) this.maxTokens.value = String(s.maxTokens);
     if (s.temperature !== undefined) this.temperature.value = String(s.temperature);
     this.syncEnabled();
@@ -49,7 +50,7 @@ export class SettingsPanel {
     return {
       press: this.press.value,
       ratio: clamp(Number(this.ratio.value) || 0, 0, 0.95),
-      region: this.region.value === 'image' ? 'image' : 'all',
+      region: this.region.value === 'image' || this.region.value === 'image-cached' ? this.region.value : 'all',
       maxTokens: Math.max(1, Math.floor(Number(this.maxTokens.value) || DEFAULT_SETTINGS.maxTokens)),
       temperature: clamp(Number(this.temperature.value) || 0, 0, 2),
     };
@@ -58,8 +59,15 @@ export class SettingsPanel {
   /** The request's kv_compression, or undefined when off. */
   compression(): CompressionOptions | undefined {
     const s = this.get();
-    if (s.press === 'none' || s.ratio <= 0) return undefined;
+    if (s.press === 'none' || s.ratio <= 0 || s.region === 'image-cached') return undefined;
     return { press: s.press, ratio: s.ratio, ...(s.region === 'image' ? { region: 'image' as const } : {}) }; // 'all' is the default
+  }
+
+  /** The request's cache_prefix (the image prefix compressed once and kept), or undefined when off. */
+  cachePrefix(): CachePrefixOptions | undefined {
+    const s = this.get();
+    if (s.press === 'none' || s.ratio <= 0 || s.region !== 'image-cached') return undefined;
+    return { until: 'image', press: s.press, ratio: s.ratio };
   }
 
   private syncEnabled(): void {

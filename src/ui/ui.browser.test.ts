@@ -16,6 +16,12 @@ describe('SettingsPanel', () => {
     expect(s.compression()).toEqual({ press: 'snapkv', ratio: 0.5 });
     s.set({ region: 'image' });
     expect(s.compression()).toEqual({ press: 'snapkv', ratio: 0.5, region: 'image' });
+    expect(s.cachePrefix()).toBeUndefined();
+    s.set({ region: 'image-cached' }); // the image prefix compressed once and kept: cache_prefix instead of kv_compression
+    expect(s.compression()).toBeUndefined();
+    expect(s.cachePrefix()).toEqual({ until: 'image', press: 'snapkv', ratio: 0.5 });
+    s.set({ press: 'none' });
+    expect(s.cachePrefix()).toBeUndefined();
   });
   test('out-of-range values are clamped; unknown presses fall back to none', () => {
     const s = new SettingsPanel({ press: 'bogus', ratio: 3, maxTokens: 10 });
