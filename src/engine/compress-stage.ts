@@ -7,7 +7,7 @@ import type { KvPool } from '../kv/kv-pool.ts';
 import type { KVCacheManager } from '../kv/kv-cache-manager.ts';
 import { compactSequence } from '../kv/compaction.ts';
 import { createPress, type Press } from '../kv/presses/index.ts';
-import type { Request } from '../scheduler/request.ts';
+import { keptPrefixSlots, type Request } from '../scheduler/request.ts';
 import type { StepOutcome } from '../scheduler/step-plan.ts';
 
 /**
@@ -107,10 +107,8 @@ export class PressCompressStage implements CompressStage {
     const n = this.kv.numTokens(r.id);
     const start = Math.min(spec.region?.start ?? 0, n);
     const end = Math.min(spec.region?.end ?? n, n);
-    const evict = Math.floor((end - start) * spec.ratio);
-    if (!spec.prefix) return { n, start, end, evict };
-    const P = this.pool.pageSize; // a cache prefix keeps whole pages: they are shared read-only while the request appends
-    return { n, start, end, evict: n - P * Math.floor((n - evict) / P) };
+    if (!spec.prefix) return { n, start, end, evict: Math.floor((end - start) * spec.ratio) };
+    return { n, start, end, evict: n - keptPrefixSlots(n, spec.ratio, this.pool.pageSize) }; // the region is the whole prefix: n = end
   }
 
   /** Encodes one request's scoring and compaction (hasWork(r) holds); returns what it evicts and the cleanup to run after the submit. */

@@ -9,7 +9,7 @@ import type { Tokenizer } from '../model/tokenizer.ts';
 import type { MultimodalMessage } from '../model/multimodal-processor.ts';
 import type { KVCacheManager } from '../kv/kv-cache-manager.ts';
 import type { SamplingParams } from '../gpu/kernels/sample.ts';
-import { Request, type CompressionSpec, type PromptImage } from '../scheduler/request.ts';
+import { keptPrefixSlots, Request, type CompressionSpec, type PromptImage } from '../scheduler/request.ts';
 import type { CachePrefixOptions, ChatMessage, CompressionOptions, KvWindow } from '../api/chat-types.ts';
 import { promptSource } from './stored-prefix.ts';
 import { preparePrompt, type ImagePromptDeps } from './prompt-images.ts';
@@ -150,7 +150,7 @@ export class EngineInput {
       const spec = this.cachePrefixSpec(opts, prompt, false);
       if (!spec?.prefix?.key) return null;
       const P = this.d.kv.pageSize, end = spec.prefix.end;
-      return { key: spec.prefix.key, end, keep: P * Math.floor((end - Math.floor(end * spec.ratio)) / P) };
+      return { key: spec.prefix.key, end, keep: keptPrefixSlots(end, spec.ratio, P) };
     } catch {
       return null;
     }
@@ -184,7 +184,7 @@ export class EngineInput {
     else return fail(`until must be 'image' or a positive token count, got ${JSON.stringify(o.until)}`);
     if (end >= prompt.ids.length) return fail(`the prefix (${end} tokens) must end before the prompt does (${prompt.ids.length} tokens)`);
     const P = this.d.kv.pageSize;
-    if (P * Math.floor((end - Math.floor(end * o.ratio)) / P) < P) return fail(`a ${end}-token prefix at ratio ${o.ratio} keeps less than one page (${P} tokens): use a longer prefix or a lower ratio`);
+    if (keptPrefixSlots(end, o.ratio, P) < P) return fail(`a ${end}-token prefix at ratio ${o.ratio} keeps less than one page (${P} tokens): use a longer prefix or a lower ratio`);
     const spec = this.compressionSpec({ press: o.press, ratio: o.ratio, ...(o.window !== undefined ? { window: o.window } : {}) }, end);
     const key = this.d.kv.compressedPrefixKey(promptSource(prompt), end, spec);
     return { ...spec, region: { start: 0, end }, prefix: { end, key: key ?? '' } };

@@ -9,11 +9,13 @@
 import type { KVCacheManager } from '../kv/kv-cache-manager.ts';
 import type { PrefixSource } from '../kv/prefix-key.ts';
 import type { PersistentTier, StoredPageId } from '../kv/tiers/persistent-tier.ts';
-import { imagesExtraKey } from '../scheduler/request.ts';
-import type { PreparedPrompt } from './input.ts';
+import { imagesExtraKey, type PromptImage } from '../scheduler/request.ts';
+
+/** What a prompt's prefix keys are computed from (a PromptIds is one). */
+type PromptIds = { ids: readonly number[]; images: readonly PromptImage[] };
 
 /** The prompt as the prefix cache keys it (the same keys its Request will have). */
-export function promptSource(prompt: PreparedPrompt): PrefixSource {
+export function promptSource(prompt: PromptIds): PrefixSource {
   return {
     tokens: (start, count) => prompt.ids.slice(start, start + count),
     extraKey: (start, count) => imagesExtraKey(prompt.images, start, count),
@@ -25,7 +27,7 @@ export function promptSource(prompt: PreparedPrompt): PrefixSource {
  * compressed cache prefix, when it has one (`compressed`: key and kept
  * slots); returns the tokens (slots) staged.
  */
-export async function restorePrefix(kv: KVCacheManager, store: PersistentTier, prompt: PreparedPrompt, compressed: { key: string; keep: number } | null = null): Promise<number> {
+export async function restorePrefix(kv: KVCacheManager, store: PersistentTier, prompt: PromptIds, compressed: { key: string; keep: number } | null = null): Promise<number> {
   // at least the last token is computed: its step samples the next one (as the scheduler's lookup)
   let staged = await stage(kv, store, kv.restorable(promptSource(prompt), prompt.ids.length - 1));
   if (compressed) staged += await stage(kv, store, kv.restorableCompressed(compressed.key, compressed.keep));

@@ -199,3 +199,8 @@ export function imagesExtraKey(images: readonly PromptImage[], start: number, co
   }
   return parts.join(';');
 }
+
+/** Slots a cache prefix of `end` tokens keeps at `ratio`: what the press leaves, rounded down to whole pages (they are shared read-only). */
+export function keptPrefixSlots(end: number, ratio: number, pageSize: number): number {
+  return pageSize * Math.floor((end - Math.floor(end * ratio)) / pageSize);
+}

@@ -1,5 +1,5 @@
 import type { KVCacheManager } from '../kv/kv-cache-manager.ts';
-import type { FinishReason, PromptImage, Request } from './request.ts';
+import { keptPrefixSlots, type FinishReason, type PromptImage, type Request } from './request.ts';
 import { checkPreemptionMode, type PreemptionCosts, type PreemptionMode } from './preemption.ts';
 import type { PrefillChunk, StepOutcome, StepPlan } from './step-plan.ts';
 
@@ -333,9 +333,7 @@ export class Scheduler {
 
   /** Slots a cache prefix keeps: what the compress stage's press leaves, rounded down to whole pages. */
   private keptSlots(r: Request): number {
-    const { end } = r.compression!.prefix!;
-    const P = this.kv.pageSize;
-    return P * Math.floor((end - Math.floor(end * r.compression!.ratio)) / P);
+    return keptPrefixSlots(r.compression!.prefix!.end, r.compression!.ratio, this.kv.pageSize);
   }
 
   /** The full pages of the plan's cacheable requests join the prefix cache. */
