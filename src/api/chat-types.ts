@@ -47,9 +47,10 @@ export interface CompressionOptions {
  * pages (the pages are shared read-only). With `persist`, entries are stored.
  */
 export interface CachePrefixOptions {
-  until: 'image' | number;
+  /** Where the prefix ends: after the prompt's last image token, after its leading system message(s), or after this many tokens. */
+  until: 'image' | 'system' | number;
   press: string;
-  /** Fraction of the prefix's tokens to evict, in (0, 1). */
+  /** Fraction of the prefix's tokens to evict, in [0, 1); 0 is the plain prefix cache (its pages kept and persisted as they are). */
   ratio: number;
   window?: number;
 }

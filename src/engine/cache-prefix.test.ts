@@ -89,12 +89,49 @@ describe('cache prefix', () => {
     expect(a.tokens.length).toBe(10);
   });
 
+  it("until 'system': the chat's system message compressed once, adopted by every conversation that starts with it", async () => {
+    const system = { role: 'system' as const, content: 'You are a careful assistant. You answer questions about the weather, the sea and the mountains in short plain sentences, and you never make up numbers.' };
+    const chat = (q: string) => [system, { role: 'user' as const, content: q }];
+    const cachePrefix: CachePrefixOptions = { until: 'system', press: 'knorm', ratio: 0.5 };
+    const engine = await load();
+    const prepared = await engine.prepare(chat('Is the sea cold today?'));
+    const end = prepared.systemTokens!;
+    engine.release(prepared);
+    expect(end).toBeGreaterThan(32);
+    const a = await engine.generate(chat('Is the sea cold today?'), { ...greedy, cachePrefix });
+    const b = await engine.generate(chat('Will it snow on the mountains?'), { ...greedy, cachePrefix });
+    expect(engine.snapshot().compression.requests).toBe(1);
+    expect(b.timing.prefixHitTokens).toBe(end);
+    const freshA = await (await load()).generate(chat('Is the sea cold today?'), { ...greedy, cachePrefix });
+    const freshB = await (await load()).generate(chat('Will it snow on the mountains?'), { ...greedy, cachePrefix });
+    expect([a.tokens, b.tokens]).toEqual([freshA.tokens, freshB.tokens]);
+    // the same prefix as a token count is the same cache entry
+    const c = await engine.generate(chat('And the wind?'), { ...greedy, cachePrefix: { ...cachePrefix, until: end } });
+    expect(engine.snapshot().compression.requests).toBe(1);
+    expect(c.timing.prefixHitTokens).toBe(end);
+    await expect(engine.generate([{ role: 'user', content: 'Hello' }], { ...greedy, cachePrefix })).rejects.toThrow(/until 'system' needs chat messages that start with a system message/);
+    engine.checkIdle();
+  });
+
+  it('ratio 0 is the plain prefix cache: nothing compressed, outputs equal no cache prefix at all', async () => {
+    const engine = await load();
+    const cachePrefix: CachePrefixOptions = { until: 100, press: 'knorm', ratio: 0 };
+    await engine.generate(question(2), { ...greedy, cachePrefix });
+    const b = await engine.generate(question(3), { ...greedy, cachePrefix });
+    expect(engine.snapshot().compression.requests).toBe(0);
+    expect(b.timing.prefixHitTokens).toBe(96); // whole pages of the shared 100 tokens
+    expect(b.tokens).toEqual((await (await load()).generate(question(3), greedy)).tokens);
+    await expect(engine.generate(question(2), { ...greedy, cachePrefix: { ...cachePrefix, press: 'nope' } })).rejects.toThrow(/nope/);
+    engine.checkIdle();
+  });
+
   it.each<[string, unknown, RegExp]>([
     ['a prefix as long as the prompt', { until: 123, press: 'knorm', ratio: 0.5 }, /must end before the prompt does/],
-    ['ratio 1', { until: 100, press: 'knorm', ratio: 1 }, /ratio must be in \(0, 1\)/],
-    ['ratio 0', { until: 100, press: 'knorm', ratio: 0 }, /ratio must be in \(0, 1\)/],
+    ['ratio 1', { until: 100, press: 'knorm', ratio: 1 }, /ratio must be in \[0, 1\)/],
+    ['a negative ratio', { until: 100, press: 'knorm', ratio: -0.5 }, /ratio must be in \[0, 1\)/],
     ['until image without one', { until: 'image', press: 'knorm', ratio: 0.5 }, /until 'image' needs a prompt with an image/],
-    ['a bad until', { until: 'system', press: 'knorm', ratio: 0.5 }, /until must be 'image' or a positive token count/],
+    ['until system without chat messages', { until: 'system', press: 'knorm', ratio: 0.5 }, /until 'system' needs chat messages/],
+    ['a bad until', { until: 'user', press: 'knorm', ratio: 0.5 }, /until must be 'image', 'system' or a positive token count/],
     ['too short to keep a page', { until: 20, press: 'knorm', ratio: 0.5 }, /keeps less than one page/],
     ['an unknown press', { until: 100, press: 'nope', ratio: 0.5 }, /nope/],
   ])('%s is refused, naming cache_prefix', async (_what, cachePrefix, message) => {

@@ -14,6 +14,7 @@ import type { CachePrefixOptions, ChatMessage, CompressionOptions, KvWindow } fr
 import { promptSource } from './stored-prefix.ts';
 import { preparePrompt, type ImagePromptDeps } from './prompt-images.ts';
 import { validateRequest } from './validate.ts';
+import { systemPrefixLength } from '../model/system-prefix.ts';
 import type { GenerateOptions } from './types.ts';
 
 /** A prompt ready for the scheduler: ids, and the images whose features fill image-token positions (pinned in the feature cache). */
@@ -22,6 +23,8 @@ export interface PreparedPrompt {
   images: PromptImage[];
   /** Tokens of its prefix the stored tier staged (Engine.prepare with persist). */
   restoredTokens?: number;
+  /** Leading tokens that are the chat's system message(s), where the template renders them as a prefix of the prompt (cache_prefix until 'system'). */
+  systemTokens?: number;
 }
 
 /** What `stream`, `generate` and `submit` take: text, chat messages (with images for a VLM), token ids, or a prepared prompt. */
@@ -94,7 +97,10 @@ export class EngineInput {
       if (messages.some((m) => typeof m.content !== 'string' && m.content.some((p) => p.type !== 'text'))) {
         throw new TypeError(`model ${this.d.modelId} takes no images (it has no vision encoder); send text only or load a vision model`);
       }
-      return { ids: this.encode(messages.map((m) => ({ role: m.role, content: textOf(m.content) }))), images: [] };
+      const text = messages.map((m) => ({ role: m.role, content: textOf(m.content) }));
+      const ids = this.encode(text);
+      const systemTokens = systemPrefixLength(ids, text, (sys) => this.d.tokenizer.applyChatTemplate(sys, { addGenerationPrompt: false }));
+      return { ids, images: [], ...(systemTokens ? { systemTokens } : {}) };
     }
     const cached = this.d.cachedTokens;
     return preparePrompt({ ...this.d.images, ...(cached ? { cachedTokens: (p) => cached(p, this.cachePrefixOf(p, opts)) } : {}) }, messages.map(toMultimodal));
@@ -174,20 +180,34 @@ export class EngineInput {
       return null;
     };
     if (typeof o !== 'object' || o === null) return fail(`must be an object like { until: 'image', press: 'snapkv', ratio: 0.5 }, got ${JSON.stringify(o)}`);
-    if (typeof o.ratio !== 'number' || !(o.ratio > 0 && o.ratio < 1)) return fail(`ratio must be in (0, 1), got ${JSON.stringify(o.ratio)}`);
-    const runs = prompt.images.flatMap((i) => i.runs);
-    let end: number;
-    if (o.until === 'image') {
-      if (!runs.length) return fail("until 'image' needs a prompt with an image");
-      end = Math.max(...runs.map((r) => r.start + r.count));
-    } else if (typeof o.until === 'number' && Number.isInteger(o.until) && o.until > 0) end = o.until;
-    else return fail(`until must be 'image' or a positive token count, got ${JSON.stringify(o.until)}`);
+    if (typeof o.ratio !== 'number' || !(o.ratio >= 0 && o.ratio < 1)) return fail(`ratio must be in [0, 1), got ${JSON.stringify(o.ratio)}`);
+    const end = this.prefixEnd(o.until, prompt, fail);
+    if (end === null) return null;
+    if (o.ratio === 0) {
+      this.d.pressNeedsQueries(o.press); // an unknown press is still an error
+      return null; // ratio 0: the plain prefix cache keeps (and persists) these pages already
+    }
     if (end >= prompt.ids.length) return fail(`the prefix (${end} tokens) must end before the prompt does (${prompt.ids.length} tokens)`);
     const P = this.d.kv.pageSize;
     if (keptPrefixSlots(end, o.ratio, P) < P) return fail(`a ${end}-token prefix at ratio ${o.ratio} keeps less than one page (${P} tokens): use a longer prefix or a lower ratio`);
     const spec = this.compressionSpec({ press: o.press, ratio: o.ratio, ...(o.window !== undefined ? { window: o.window } : {}) }, end);
     const key = this.d.kv.compressedPrefixKey(promptSource(prompt), end, spec);
     return { ...spec, region: { start: 0, end }, prefix: { end, key: key ?? '' } };
+  }
+
+  /** Where a cache prefix ends: after the last image token, after the system message(s), or a token count. */
+  private prefixEnd(until: CachePrefixOptions['until'], prompt: PreparedPrompt, fail: (why: string) => null): number | null {
+    if (until === 'image') {
+      const runs = prompt.images.flatMap((i) => i.runs);
+      if (!runs.length) return fail("until 'image' needs a prompt with an image");
+      return Math.max(...runs.map((r) => r.start + r.count));
+    }
+    if (until === 'system') {
+      if (!prompt.systemTokens) return fail("until 'system' needs chat messages that start with a system message (whose template renders it as the prompt's prefix)");
+      return prompt.systemTokens;
+    }
+    if (typeof until === 'number' && Number.isInteger(until) && until > 0) return until;
+    return fail(`until must be 'image', 'system' or a positive token count, got ${JSON.stringify(until)}`);
   }
 
   /** Checks a request's compression options and resolves its observation window. */

@@ -37,7 +37,16 @@ export interface ImagePromptDeps {
    * How many leading tokens of the prompt have their KV cached (any tier,
    * staging stored pages first); an image wholly inside them is not encoded.
    */
-  cachedTokens?(prompt: { ids: number[]; images: PromptImage[]; restoredTokens?: number }): Promise<number>;
+  cachedTokens?(prompt: ImagePrompt): Promise<number>;
+}
+
+/** A prompt with images: what preparePrompt gives (the engine's PreparedPrompt). */
+export interface ImagePrompt {
+  ids: number[];
+  images: PromptImage[];
+  /** Set by cachedTokens when the stored tier staged part of the prefix. */
+  restoredTokens?: number;
+  systemTokens?: number;
 }
 
 /**
@@ -48,7 +57,7 @@ export interface ImagePromptDeps {
  * ImageInputError, an encoder failure) nothing stays pinned. Concurrent calls
  * with the same new image share one encoder run.
  */
-export async function preparePrompt(deps: ImagePromptDeps, messages: MultimodalMessage[]): Promise<{ ids: number[]; images: PromptImage[]; restoredTokens?: number }> {
+export async function preparePrompt(deps: ImagePromptDeps, messages: MultimodalMessage[]): Promise<ImagePrompt> {
   const reads = await readImages(messages);
   const pinned: string[] = [];
   try {
@@ -58,9 +67,9 @@ export async function preparePrompt(deps: ImagePromptDeps, messages: MultimodalM
       if (img.features) pinned.push(img.key);
       got.push(img);
     }
-    const { ids, runs } = deps.processor.prompt(messages, got.map((g) => g.expansion));
+    const { ids, runs, systemTokens } = deps.processor.prompt(messages, got.map((g) => g.expansion));
     const images: PromptImage[] = got.map((g, i) => ({ key: g.key, runs: runs[i], features: g.features, encode: g.encode }));
-    const prompt: { ids: number[]; images: PromptImage[]; restoredTokens?: number } = { ids, images }; // cachedTokens may note what it restored on it
+    const prompt: ImagePrompt = { ids, images, ...(systemTokens ? { systemTokens } : {}) }; // cachedTokens may note what it restored on it
     const cached = images.some((img) => !img.features) && deps.cachedTokens ? await deps.cachedTokens(prompt) : 0;
     for (const img of images) {
       if (img.features || img.runs.every((r) => r.start + r.count <= cached)) continue; // cached KV: no encoder run now

@@ -120,6 +120,25 @@ describe.each(MODELS)('$model: per-image processor = whole-prompt processor', ({
     expect(mp.imageCalls).toBe(calls);
   });
 
+  it("system tokens: where the leading system messages end (a cache prefix until 'system'), 0 without one", async () => {
+    const system = 'You describe pictures of shapes in one short sentence.';
+    const withImage = await mp.prepare([{ role: 'system', content: system }, { role: 'user', content: [img(D), text('What is it?')] }]);
+    const words = (ids: number[]) => tokenizer.decode(ids).replace(/\s+/g, ' ');
+    expect(withImage.systemTokens).toBeGreaterThan(0);
+    expect(words(withImage.ids.slice(0, withImage.systemTokens))).toContain(system);
+    const rest = words(withImage.ids.slice(withImage.systemTokens));
+    expect(rest).toContain('What is it?');
+    expect(rest).not.toContain('shapes');
+    expect(withImage.images[0].runs[0].start).toBeGreaterThanOrEqual(withImage.systemTokens);
+    // two system messages, the second holding an image: its expansion counts inside the prefix
+    const two = await mp.prepare([{ role: 'system', content: system }, { role: 'system', content: [text('Example: '), img(C)] }, { role: 'user', content: 'And now?' }]);
+    const runs = two.images[0].runs;
+    expect(two.systemTokens).toBeGreaterThanOrEqual(runs[runs.length - 1].start + runs[runs.length - 1].count);
+    expect(words(two.ids.slice(two.systemTokens))).toContain('And now?');
+    expect(words(two.ids.slice(two.systemTokens))).not.toContain('Example');
+    expect((await mp.prepare([{ role: 'user', content: [img(D), text('Hi')] }])).systemTokens).toBe(0);
+  });
+
   it('tiles as the config says (Idefics3 splitting: 2 × 2 + 1, 1 × 2 + 1, 2 × 1 + 1; the shapes model and LLaVA: 1)', async () => {
     const [a, b, c, d] = await Promise.all((await readImages([{ role: 'user', content: [img(A), img(B), img(C), img(D)] }])).map((r) => mp.prepareImage(r, 'x')));
     const tiles = (p: { pixelValues: { dims: number[] } }) => (spec.kind === 'llava' ? 1 : p.pixelValues.dims[1]);

@@ -28,6 +28,7 @@
 import type { ModelSource } from './source.ts';
 import type { Tokenizer } from './tokenizer.ts';
 import type { VisionSpec } from './vision-config.ts';
+import { systemPrefixLength } from './system-prefix.ts';
 import { decodeImage, ImageInputError, readImage, type ImageSource, type ReadImage } from './image-input.ts';
 
 /** A message whose content may mix text and images (the engine's public ChatMessage, resolved). */
@@ -64,6 +65,8 @@ export interface PreparedImage {
 export interface MultimodalPrompt {
   ids: number[];
   images: (PreparedImage & { runs: FeatureRun[] })[];
+  /** Leading tokens of the system message(s), 0 without (see system-prefix.ts). */
+  systemTokens: number;
 }
 
 /** Known expansions kept per processor (a few KB each at most). */
@@ -156,8 +159,8 @@ export class MultimodalProcessor {
    * ids, and per image the runs of positions its feature rows fill. Refuses a
    * text that itself holds the image token (the counts would disagree).
    */
-  prompt(messages: MultimodalMessage[], expansions: readonly (readonly number[])[]): { ids: number[]; runs: FeatureRun[][] } {
-    const { text, images } = this.render(messages);
+  prompt(messages: MultimodalMessage[], expansions: readonly (readonly number[])[]): { ids: number[]; runs: FeatureRun[][]; systemTokens: number } {
+    const { text, images } = this.render(messages, true);
     if (images.length !== expansions.length) throw new Error(`prompt: ${images.length} images but ${expansions.length} expansions`);
     const template = this.tokenizer.encode(text);
     const slots: number[] = [];
@@ -179,21 +182,31 @@ export class MultimodalProcessor {
     });
     for (let i = from; i < template.length; i++) ids.push(template[i]);
     const counts = expansions.map((e) => e.reduce((n, t) => n + Number(t === this.spec.imageTokenId), 0));
-    return { ids, runs: featureRuns(ids, this.spec.imageTokenId, counts) };
+    return { ids, runs: featureRuns(ids, this.spec.imageTokenId, counts), systemTokens: this.systemTokens(template, slots, expansions, messages) };
+  }
+
+  /**
+   * Prompt tokens of the leading system message(s) (0 without one): the
+   * template's ids for them alone when they are a prefix of the whole
+   * template's, each image placeholder inside counted as its expansion.
+   */
+  private systemTokens(template: readonly number[], slots: readonly number[], expansions: readonly (readonly number[])[], messages: MultimodalMessage[]): number {
+    const end = systemPrefixLength(template, messages, (sys) => this.tokenizer.encode(this.render(sys, false).text));
+    return end + slots.reduce((n, slot, k) => n + (slot < end ? expansions[k].length - 1 : 0), 0);
   }
 
   /** Every image read, decoded and preprocessed, then the prompt: no caching (preparePrompt in src/engine/prompt-images.ts skips known images). */
   async prepare(messages: MultimodalMessage[]): Promise<MultimodalPrompt> {
     const reads = await readImages(messages);
     const prepared = await Promise.all(reads.map((r, i) => this.prepareImage(r, imageLabel(i, reads.length))));
-    const { ids, runs } = this.prompt(messages, prepared.map((p) => p.expansion));
-    return { ids, images: prepared.map((p, i) => ({ ...p, runs: runs[i] })) };
+    const { ids, runs, systemTokens } = this.prompt(messages, prepared.map((p) => p.expansion));
+    return { ids, images: prepared.map((p, i) => ({ ...p, runs: runs[i] })), systemTokens };
   }
 
   // ---------------------------------------------------------------- helpers
 
   /** The chat template's text with one placeholder per image, and the images in order. */
-  private render(messages: MultimodalMessage[]): { text: string; images: ImageSource[] } {
+  private render(messages: MultimodalMessage[], generationPrompt: boolean): { text: string; images: ImageSource[] } {
     const images: ImageSource[] = [];
     const templated = messages.map((m) => ({
       role: m.role,
@@ -203,7 +216,7 @@ export class MultimodalProcessor {
         return { type: 'image' };
       }),
     }));
-    return { text: this.processor.apply_chat_template(templated, { add_generation_prompt: true }), images };
+    return { text: this.processor.apply_chat_template(templated, { add_generation_prompt: generationPrompt }), images };
   }
 
   /** A one-image call's ids minus what the tokenizer adds around any text. */
