@@ -51,7 +51,8 @@ export interface EngineStats {
     /** The persistent tier below the CPU tier (absent without `persist`): pages served, missed, written, refused by verification. */
     stored?: {
       backend: 'indexeddb' | 'memory'; budgetBytes: number; entries: number; bytes: number; hits: number; misses: number; written: number;
-      skippedWrites: number; verifyFailures: number; evicted: number; collected: number; persisted: boolean | null; restoredTokens: number;
+      /** Write batches the store refused (quota, an aborted transaction), retried once after evicting; skippedWrites: pages given up. */
+      refusedWrites: number; skippedWrites: number; verifyFailures: number; evicted: number; collected: number; persisted: boolean | null; restoredTokens: number;
     };
   };
   /** Clients connected to the engine (the Worker hub; 1 in-process). */

@@ -111,13 +111,40 @@ describe('PersistentTier', () => {
     memoryStore(name).failWrites.push(quota());
     tier.put(page(2).id, page(2).data);
     await tier.flush();
-    expect(tier.stats()).toMatchObject({ written: 3, evicted: 1, skippedWrites: 0 });
+    expect(tier.stats()).toMatchObject({ written: 3, evicted: 1, refusedWrites: 1, skippedWrites: 0 });
     memoryStore(name).failWrites.push(quota(), quota());
     tier.put(page(3).id, page(3).data);
     await tier.flush();
-    expect(tier.stats().skippedWrites).toBe(1);
+    expect(tier.stats()).toMatchObject({ refusedWrites: 3, skippedWrites: 1 });
     expect(tier.has('k3')).toBe(false);
     expect((await PersistentTier.open(memoryBackend(name), ns, geometry, 1 << 20)).list().length).toBe(tier.list().length);
+  });
+
+  it('a refused manifest write takes its data back out: no orphaned bytes, and the retry after evicting lands', async () => {
+    const { name, tier } = await stored(2);
+    const quota = () => Object.assign(new Error('quota'), { name: 'QuotaExceededError' });
+    memoryStore(name).failWrites.push(null, quota()); // the data fits, its manifest does not
+    tier.put(page(2).id, page(2).data);
+    await tier.flush();
+    expect(tier.stats()).toMatchObject({ written: 3, refusedWrites: 1, evicted: 1, skippedWrites: 0 });
+    expect(memoryStore(name).data.size).toBe(memoryStore(name).manifests.size);
+  });
+
+  it('once evicting did not make room, later refused writes are skipped without evicting more (the store stays)', async () => {
+    const { name, tier } = await stored(3);
+    const quota = () => Object.assign(new Error('quota'), { name: 'QuotaExceededError' });
+    memoryStore(name).failWrites.push(quota(), quota());
+    tier.put(page(3).id, page(3).data);
+    await tier.flush();
+    expect(tier.stats()).toMatchObject({ evicted: 1, skippedWrites: 1, entries: 2 });
+    memoryStore(name).failWrites.push(quota());
+    tier.put(page(4).id, page(4).data);
+    await tier.flush();
+    expect(tier.stats()).toMatchObject({ evicted: 1, skippedWrites: 2, entries: 2 }); // nothing more lost
+    tier.put(page(5).id, page(5).data); // the store takes writes again
+    await tier.flush();
+    expect(tier.stats()).toMatchObject({ skippedWrites: 2, entries: 3 });
+    expect(memoryStore(name).data.size).toBe(memoryStore(name).manifests.size);
   });
 
   it('two sessions storing the same pages at once leave one valid entry per page', async () => {

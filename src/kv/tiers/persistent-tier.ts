@@ -68,6 +68,8 @@ export interface PersistentTierStats {
   hits: number;
   misses: number;
   written: number;
+  /** Write batches the store refused (QuotaExceededError, an aborted transaction), each followed by eviction and one retry. */
+  refusedWrites: number;
   /** Writes that failed twice (quota, aborted transactions) or were dropped because too much was pending. */
   skippedWrites: number;
   verifyFailures: number;
@@ -82,6 +84,13 @@ export interface PersistentTierStats {
 export type StoredEntryInfo = StoredCacheEntry;
 
 const MAX_PENDING_BYTES = 32 * 2 ** 20;
+/**
+ * After evicting did not make a write fit, the store is taken as full for
+ * this long: later refused writes are skipped without evicting more (a
+ * browser reclaims deleted IndexedDB space only at compaction, so evicting
+ * every entry would lose the cache and still not fit).
+ */
+const FULL_BACKOFF_MS = 30_000;
 
 export class PersistentTier {
   private readonly nsId: string;
@@ -92,8 +101,10 @@ export class PersistentTier {
   private readonly pending = new Map<string, { id: StoredPageId; data: ArrayBuffer }>();
   private pendingBytes = 0;
   private writing: Promise<void> = Promise.resolve();
-  private readonly counts = { hits: 0, misses: 0, written: 0, skippedWrites: 0, verifyFailures: 0, evicted: 0, collected: 0 };
+  private readonly counts = { hits: 0, misses: 0, written: 0, refusedWrites: 0, skippedWrites: 0, verifyFailures: 0, evicted: 0, collected: 0 };
   private persisted: boolean | null = null;
+  /** Until when a refused write skips without evicting (see FULL_BACKOFF_MS). */
+  private fullUntil = 0;
 
   private constructor(
     private readonly backend: KvStoreBackend,
@@ -203,8 +214,10 @@ export class PersistentTier {
         const manifests = await Promise.all(batch.map((p, i) => this.manifest(p.id, stored[i].data)));
         const bytes = stored.reduce((n, p) => n + p.data.byteLength, 0);
         await this.makeRoom(bytes);
-        const ok = (await this.tryWrite(stored, manifests)) || ((await this.evictFor(bytes)) && (await this.tryWrite(stored, manifests)));
+        const ok = (await this.tryWrite(stored, manifests)) || (Date.now() >= this.fullUntil && (await this.evictFor(bytes)) && (await this.tryWrite(stored, manifests)));
+        if (!ok && Date.now() >= this.fullUntil) this.fullUntil = Date.now() + FULL_BACKOFF_MS;
         if (ok) {
+          this.fullUntil = 0;
           for (const m of manifests) this.index.set(m.key, m);
           this.counts.written += batch.length;
         } else this.counts.skippedWrites += batch.length;
@@ -217,14 +230,26 @@ export class PersistentTier {
     }
   }
 
-  /** Data, then manifests: a crash in between leaves data without a manifest, which is never read. */
+  /**
+   * Data, then manifests: a crash in between leaves data without a manifest,
+   * which is never read (and is collected at the next open); a refused
+   * manifest write takes its data back out at once.
+   */
   private async tryWrite(batch: { data: ArrayBuffer }[], manifests: Manifest[]): Promise<boolean> {
+    const dataKeys = manifests.map((m) => m.chunks[0].key);
     try {
-      await this.backend.setData(batch.map((p, i) => [manifests[i].chunks[0].key, p.data]));
+      await this.backend.setData(batch.map((p, i) => [dataKeys[i], p.data]));
+    } catch {
+      this.counts.refusedWrites++;
+      return false; // QuotaExceededError, an aborted transaction, a closed database: the caller evicts and retries once, then skips
+    }
+    try {
       await this.backend.setManifests(manifests.map((m) => [this.manifestKey(m.key), m]));
       return true;
     } catch {
-      return false; // QuotaExceededError, an aborted transaction, a closed database: the caller evicts and retries once, then skips
+      this.counts.refusedWrites++;
+      await this.backend.delData(dataKeys).catch(() => undefined);
+      return false;
     }
   }
 

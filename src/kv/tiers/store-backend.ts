@@ -41,8 +41,8 @@ export function indexedDbBackend(name: string): KvStoreBackend {
 export interface MemoryStore {
   manifests: Map<string, unknown>;
   data: Map<string, ArrayBuffer>;
-  /** Errors the next setData / setManifests calls reject with, one per call (a full disk, an aborted transaction). */
-  failWrites: Error[];
+  /** Errors the next setData / setManifests calls reject with, one per call (a full disk, an aborted transaction); null lets that call through. */
+  failWrites: (Error | null)[];
 }
 
 const memoryStores = new Map<string, MemoryStore>();
