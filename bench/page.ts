@@ -4,9 +4,11 @@
  * module in bench/suites exporting `run(gpu, options, log)`.
  */
 import { acquireGpu } from '../src/gpu/device.ts';
-import type { BenchResult } from './types.ts';
+import type { Gpu } from '../src/gpu/context.ts';
+import type { BenchRestart, BenchResult } from './types.ts';
 
-const suites: Record<string, () => Promise<{ run: (gpu: import('../src/gpu/context.ts').Gpu, opts: Record<string, string>, log: (s: string) => void) => Promise<BenchResult> }>> = {
+type Suite = { run: (gpu: Gpu, opts: Record<string, string>, log: (s: string) => void, carry?: unknown) => Promise<BenchResult | BenchRestart> };
+const suites: Record<string, () => Promise<Suite>> = {
   decode: () => import('./suites/decode.ts'),
   concurrency: () => import('./suites/concurrency.ts'),
   compression: () => import('./suites/compression.ts'),
@@ -24,17 +26,17 @@ function log(s: string): void {
 
 declare global {
   interface Window {
-    runBench(name: string, opts: Record<string, string>): Promise<BenchResult & { adapter: unknown }>;
+    runBench(name: string, opts: Record<string, string>, carry?: unknown): Promise<(BenchResult | BenchRestart) & { adapter: unknown }>;
   }
 }
 
-window.runBench = async (name, opts) => {
+window.runBench = async (name, opts, carry) => {
   const load = suites[name];
   if (!load) throw new Error(`unknown benchmark '${name}'; known: ${Object.keys(suites).join(', ')}`);
   const gpu = await acquireGpu();
   log(`adapter: ${gpu.adapter.vendor} ${gpu.adapter.architecture} ${gpu.adapter.description}`);
   const suite = await load();
-  const result = await suite.run(gpu, opts, log);
+  const result = await suite.run(gpu, opts, log, carry);
   gpu.destroy();
   return { ...result, adapter: { ...gpu.adapter, timestamps: gpu.hasTimestamps, subgroups: gpu.hasSubgroups, f16: gpu.hasF16 } };
 };

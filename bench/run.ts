@@ -16,7 +16,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { openHeadless } from '../scripts/headless.ts';
 import { markdownTable, renderPanels } from './plot.ts';
-import type { BenchResult } from './types.ts';
+import type { BenchRestart, BenchResult } from './types.ts';
 
 function parse(argv: string[]) {
   const [name, ...rest] = argv;
@@ -41,17 +41,28 @@ function parse(argv: string[]) {
 
 async function main(): Promise<void> {
   const a = parse(process.argv.slice(2));
-  const { page, browser, args, close } = await openHeadless('bench/page.html', { browser: a.browser, flags: a.flags });
+  const headless = await openHeadless('bench/page.html', { browser: a.browser, flags: a.flags });
+  const { args, close, version } = headless;
+  let page = headless.page;
   try {
-    page.on('console', (m) => m.text().startsWith('[bench]') && console.log(m.text().slice(8)));
-    await page.waitForFunction(() => typeof window.runBench === 'function');
-    page.setDefaultTimeout(a.timeout * 1000);
-    const result = (await page.evaluate(([n, o]) => window.runBench(n, o), [a.name, a.opts] as const)) as BenchResult & { adapter: unknown };
+    const runOnce = async (carry: unknown) => {
+      page.on('console', (m) => m.text().startsWith('[bench]') && console.log(m.text().slice(8)));
+      await page.waitForFunction(() => typeof window.runBench === 'function');
+      page.setDefaultTimeout(a.timeout * 1000);
+      return (await page.evaluate(([n, o, c]) => window.runBench(n, o, c), [a.name, a.opts, carry] as const)) as (BenchResult | BenchRestart) & { adapter: unknown };
+    };
+    let step = await runOnce(undefined);
+    while ('restart' in step) {
+      console.log('(browser restart on the same profile)');
+      page = await headless.restart();
+      step = await runOnce(step.carry);
+    }
+    const result = step;
     const meta = {
       date: new Date().toISOString(),
       commit: git('rev-parse --short HEAD'),
       dirty: git('status --porcelain') !== '',
-      browser: { path: a.browser, version: browser.version(), flags: args },
+      browser: { path: a.browser, version, flags: args },
       adapter: result.adapter,
       options: a.opts,
     };

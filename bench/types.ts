@@ -10,6 +10,16 @@ export interface BenchResult {
   notes?: string[];
 }
 
+/**
+ * What a suite returns to be run again after a browser restart on the same
+ * profile (a real reload: a new browser, IndexedDB kept); `carry` (JSON)
+ * comes back to it as its fourth argument.
+ */
+export interface BenchRestart {
+  restart: true;
+  carry: unknown;
+}
+
 export interface PlotSpec {
   title: string;
   kind: 'bar' | 'line';
