@@ -72,4 +72,14 @@ describe('parseConfig', () => {
     expect(() => parseConfig({ ...stories, rope_scaling: { rope_type: 'llama3', factor: 8 } })).toThrow(/"rope_scaling.low_freq_factor"/);
     expect(() => parseConfig([])).toThrow(/JSON object/);
   });
+
+  it('refuses absurd sizes and prototype names (found by config.fuzz.node.test.ts)', () => {
+    expect(() => parseConfig({ ...stories, num_hidden_layers: 1e9 })).toThrow(/field "num_hidden_layers" is 1000000000, above the limit 1024/);
+    expect(() => parseConfig({ ...stories, hidden_size: 2 ** 31 })).toThrow(/field "hidden_size" is 2147483648, above the limit 262144/);
+    expect(() => parseConfig({ ...stories, vocab_size: 0 })).toThrow(/field "vocab_size" must be a positive integer, got 0/);
+    expect(() => parseConfig({ ...stories, rms_norm_eps: NaN })).toThrow(/field "rms_norm_eps" must be a positive number, got NaN/);
+    expect(() => parseConfig({ ...stories, eos_token_id: 1e300 })).toThrow(/field "eos_token_id" must be a token id/);
+    expect(() => parseConfig({ ...stories, architectures: ['constructor'], model_type: 'toString' })).toThrow(/Unsupported architecture/);
+    expect(() => parseConfig({ ...stories, hidden_act: JSON.parse('{"toString":1}') })).toThrow(/hidden_act "\{"toString":1\}" is not supported/);
+  });
 });

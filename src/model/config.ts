@@ -43,6 +43,21 @@ const DEFAULTS: Record<Architecture, { maxPositions: number; rmsNormEps: number;
   qwen2: { maxPositions: 32768, rmsNormEps: 1e-6, ropeTheta: 10000, tie: false },
 };
 
+/**
+ * Upper bounds on sizes, far above any checkpoint a browser could hold (Llama 3.1 405B: hidden
+ * 16384, 126 layers; Gemma: vocab 262144; long-context Qwen: ~1M positions). A config past one
+ * is corrupt or hostile, and must stop here: the loader builds a table of tensor names per
+ * layer and the engine sizes buffers from these numbers before a single weight is read.
+ */
+export const CONFIG_LIMITS: Readonly<Record<string, number>> = {
+  vocab_size: 2 ** 24, hidden_size: 2 ** 18, intermediate_size: 2 ** 20, num_hidden_layers: 1024,
+  num_attention_heads: 1024, num_key_value_heads: 1024, head_dim: 4096,
+  max_position_embeddings: 2 ** 24, original_max_position_embeddings: 2 ** 24,
+};
+
+/** Token ids index a vocabulary, which is at most CONFIG_LIMITS.vocab_size long. */
+const MAX_TOKEN_ID = 2 ** 24;
+
 type Json = Record<string, unknown>;
 
 /** Parse an HF config.json object. Throws an Error naming the unsupported architecture or bad field. */
@@ -70,7 +85,7 @@ export function parseConfig(json: unknown): ModelConfig {
   if (headDim % 2 !== 0) throw new Error(`config.json: head_dim must be even for RoPE, got ${headDim}`);
 
   const act = c.hidden_act ?? 'silu';
-  if (act !== 'silu') throw new Error(`config.json: hidden_act "${String(act)}" is not supported (only "silu")`);
+  if (act !== 'silu') throw new Error(`config.json: hidden_act "${text(act)}" is not supported (only "silu")`);
   if (c.mlp_bias === true) throw new Error('config.json: mlp_bias=true is not supported');
   if (c.use_sliding_window === true) throw new Error('config.json: use_sliding_window=true is not supported');
 
@@ -108,9 +123,10 @@ export function parseConfig(json: unknown): ModelConfig {
 function detectArchitecture(c: Json, nested: boolean, outer: Json | null): Architecture {
   const classes = Array.isArray(c.architectures) ? c.architectures.filter((a): a is string => typeof a === 'string') : [];
   const type = typeof c.model_type === 'string' ? c.model_type : undefined;
-  for (const cls of classes) if (cls in ARCH_BY_CLASS) return ARCH_BY_CLASS[cls];
+  // Object.hasOwn, not `in`: an architecture "constructor" must not find Object.prototype's.
+  for (const cls of classes) if (Object.hasOwn(ARCH_BY_CLASS, cls)) return ARCH_BY_CLASS[cls];
   // A VLM's text_config may name an internal class (e.g. VLlama3ForCausalLM) with model_type "llama".
-  if (type && type in ARCH_BY_TYPE && (classes.length === 0 || nested)) return ARCH_BY_TYPE[type];
+  if (type && Object.hasOwn(ARCH_BY_TYPE, type) && (classes.length === 0 || nested)) return ARCH_BY_TYPE[type];
   const named = [
     classes.length ? `architectures ${JSON.stringify(classes)}` : '',
     type ? `model_type "${type}"` : '',
@@ -138,7 +154,21 @@ function parseRopeScaling(v: unknown): RopeScaling | undefined {
     }
     return r;
   }
-  throw new Error(`config.json: rope_scaling type "${String(type)}" is not supported (supported: default, linear, llama3)`);
+  throw new Error(`config.json: rope_scaling type "${text(type)}" is not supported (supported: default, linear, llama3)`);
+}
+
+/**
+ * A config value as an error shows it. Not String(v): an object with its own "toString" key
+ * (as JSON can hold) would make the error message itself throw a TypeError. Not JSON.stringify
+ * alone: NaN and Infinity would read as null.
+ */
+function literal(v: unknown): string {
+  return typeof v === 'number' ? String(v) : JSON.stringify(v) ?? String(v);
+}
+
+/** As literal(), but a string as itself (for messages that quote it). */
+function text(v: unknown): string {
+  return typeof v === 'string' ? v : literal(v);
 }
 
 function isObject(v: unknown): v is Json {
@@ -154,7 +184,11 @@ function field(c: Json, key: string, fallback: Json | undefined, prefix: string)
 function posInt(c: Json, key: string, fallback?: Json, prefix = ''): number {
   const v = field(c, key, fallback, prefix);
   if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
-    throw new Error(`config.json: field "${prefix}${key}" must be a positive integer, got ${JSON.stringify(v)}`);
+    throw new Error(`config.json: field "${prefix}${key}" must be a positive integer, got ${literal(v)}`);
+  }
+  const limit = CONFIG_LIMITS[key];
+  if (limit !== undefined && v > limit) {
+    throw new Error(`config.json: field "${prefix}${key}" is ${v}, above the limit ${limit} that no supported model comes near: the config is corrupt (fix or re-download config.json)`);
   }
   return v;
 }
@@ -162,13 +196,13 @@ function posInt(c: Json, key: string, fallback?: Json, prefix = ''): number {
 function posNum(c: Json, key: string, fallback?: Json, prefix = ''): number {
   const v = field(c, key, fallback, prefix);
   if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
-    throw new Error(`config.json: field "${prefix}${key}" must be a positive number, got ${JSON.stringify(v)}`);
+    throw new Error(`config.json: field "${prefix}${key}" must be a positive number, got ${literal(v)}`);
   }
   return v;
 }
 
 function bool(v: unknown, key: string): boolean {
-  if (typeof v !== 'boolean') throw new Error(`config.json: field "${key}" must be true or false, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'boolean') throw new Error(`config.json: field "${key}" must be true or false, got ${literal(v)}`);
   return v;
 }
 
@@ -176,8 +210,8 @@ function tokenIds(v: unknown, key: string): number[] {
   if (v == null) return [];
   const list = Array.isArray(v) ? v : [v];
   for (const id of list) {
-    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0) {
-      throw new Error(`config.json: field "${key}" must be a token id or a list of token ids, got ${JSON.stringify(v)}`);
+    if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id >= MAX_TOKEN_ID) {
+      throw new Error(`config.json: field "${key}" must be a token id (an integer from 0 to ${MAX_TOKEN_ID - 1}) or a list of token ids, got ${literal(v)}`);
     }
   }
   return list as number[];

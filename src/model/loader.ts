@@ -11,7 +11,8 @@
 import { parseConfig, type ModelConfig } from './config.ts';
 import { parseVisionConfig, type VisionSpec } from './vision-config.ts';
 import { parseSafetensors, tensorToF16Bits, tensorToF32, type ParsedSafetensors, type TensorInfo } from './safetensors.ts';
-import type { FileProgress, ModelSource } from './source.ts';
+import { unsafeFilePath, type FileProgress, type ModelSource } from './source.ts';
+import { parseJsonObject } from './model-json.ts';
 import { loadTokenizer, type Tokenizer } from './tokenizer.ts';
 import { LM_HEAD, expectedTensorShapes, type CpuTensor } from './weights-cpu.ts';
 
@@ -47,14 +48,7 @@ const LM_HEAD_NAMES = [LM_HEAD, 'language_model.lm_head.weight', 'model.lm_head.
 
 export async function loadModel(source: ModelSource, opts: LoadOptions = {}): Promise<LoadedModel> {
   const where = `model ${source.id}`;
-  const readJson = async (file: string) => {
-    const bytes = await source.readFile(file, opts.onProgress);
-    try {
-      return JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>;
-    } catch (e) {
-      throw new Error(`${where}: ${file} is not valid JSON: ${(e as Error).message}`);
-    }
-  };
+  const readJson = async (file: string) => parseJsonObject(await source.readFile(file, opts.onProgress), file, where);
 
   let config: ModelConfig;
   let vision: VisionSpec | null;
@@ -169,6 +163,10 @@ function choosePrefix(names: Set<string>): string {
   return TEXT_PREFIXES.find((p) => names.has(p + 'embed_tokens.weight')) ?? 'model.';
 }
 
+/**
+ * The index's tensor → shard map. Shard names are untrusted paths: each must be a .safetensors
+ * file inside the model's folder, so that no source is asked for a file outside it.
+ */
 function parseIndex(json: Record<string, unknown>, where: string): Map<string, string> {
   const map = json.weight_map;
   if (typeof map !== 'object' || map === null || Array.isArray(map)) {
@@ -176,10 +174,14 @@ function parseIndex(json: Record<string, unknown>, where: string): Map<string, s
   }
   const out = new Map<string, string>();
   for (const [name, file] of Object.entries(map)) {
-    if (typeof file !== 'string' || !file.endsWith('.safetensors') || file.includes('..')) {
-      throw new Error(`${where}: ${INDEX_FILE} maps "${name}" to an invalid shard ${JSON.stringify(file)}`);
+    const unsafe = typeof file !== 'string' ? 'is not a string' : unsafeFilePath(file) ?? (file.endsWith('.safetensors') ? null : 'does not end in .safetensors');
+    if (unsafe) {
+      throw new Error(
+        `${where}: ${INDEX_FILE} weight_map["${name}"] = ${JSON.stringify(file)} ${unsafe}; ` +
+          'a shard must be a .safetensors file named relative to the model folder (like "model-00001-of-00002.safetensors")',
+      );
     }
-    out.set(name, file);
+    out.set(name, file as string);
   }
   return out;
 }

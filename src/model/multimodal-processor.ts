@@ -28,6 +28,7 @@
 import type { ModelSource } from './source.ts';
 import type { Tokenizer } from './tokenizer.ts';
 import type { VisionSpec } from './vision-config.ts';
+import { parseJsonObject } from './model-json.ts';
 import { systemPrefixLength } from './system-prefix.ts';
 import { decodeImage, ImageInputError, readImage, type ImageSource, type ReadImage } from './image-input.ts';
 
@@ -104,18 +105,31 @@ export class MultimodalProcessor {
   ) {}
 
   static async load(source: ModelSource, tokenizer: Tokenizer, spec: VisionSpec): Promise<MultimodalProcessor> {
-    const readJson = async (f: string): Promise<Json> => ((await source.has(f)) ? (JSON.parse(new TextDecoder().decode(await source.readFile(f))) as Json) : {});
+    const where = `model ${source.id}`;
+    const readJson = async (f: string): Promise<Json> => ((await source.has(f)) ? parseJsonObject(await source.readFile(f), f, where) : {});
     const [pre, proc] = await Promise.all([readJson('preprocessor_config.json'), readJson('processor_config.json')]);
     if (!Object.keys(pre).length) throw new Error(`model ${source.id}: a vision model needs preprocessor_config.json`);
     const hf = (await import('@huggingface/transformers')) as unknown as Record<string, unknown>;
-    const key = String(pre.image_processor_type ?? '').replace(/Fast$/, '');
+    // Not String(): an object with its own "toString" key (JSON can hold one) would throw a TypeError.
+    const key = typeof pre.image_processor_type === 'string' ? pre.image_processor_type.replace(/Fast$/, '') : '';
     const ImageProcessorClass = (typeof hf[key] === 'function' ? hf[key] : hf.ImageProcessor) as new (c: Json) => unknown;
     const ProcessorClass = hf[spec.kind === 'idefics3' ? 'Idefics3Processor' : 'LlavaProcessor'] as new (c: Json, parts: Json, template: unknown) => HfProcessor;
-    const processor = new ProcessorClass(proc, { image_processor: new ImageProcessorClass(pre), tokenizer: tokenizer.hf }, null);
-    const placeholder = String(spec.kind === 'idefics3' ? (processor as unknown as { image_token: string }).image_token : (processor.config.image_token ?? '<image>'));
+    let processor: HfProcessor;
+    try {
+      processor = new ProcessorClass(proc, { image_processor: new ImageProcessorClass(pre), tokenizer: tokenizer.hf }, null);
+    } catch (e) {
+      throw new Error(`${where}: cannot build the image processor from preprocessor_config.json and processor_config.json: ${(e as Error).message}`);
+    }
+    const token: unknown = spec.kind === 'idefics3' ? (processor as unknown as { image_token: unknown }).image_token : (processor.config.image_token ?? '<image>');
+    // Not String(token): an object from the JSON (with its own "toString" key, say) would throw a TypeError here.
+    if (typeof token !== 'string' || token === '') {
+      throw new Error(`${where}: processor_config.json's image_token must be a non-empty string such as "<image>", got ${JSON.stringify(token)}`);
+    }
+    const placeholder = token;
     const bare = tokenizer.encode(placeholder, { addSpecialTokens: false });
     if (bare.length !== 1 || bare[0] !== spec.imageTokenId) {
-      throw new Error(`model ${source.id}: the image token "${placeholder}" tokenizes to [${bare.join(', ')}], not to the config's image token id ${spec.imageTokenId}`);
+      const from = spec.kind === 'llava' ? " (processor_config.json's image_token)" : '';
+      throw new Error(`model ${source.id}: the image token "${placeholder}"${from} tokenizes to [${bare.join(', ')}], not to the config's image token id ${spec.imageTokenId}`);
     }
     const full = tokenizer.encode(placeholder);
     const at = full.indexOf(spec.imageTokenId);

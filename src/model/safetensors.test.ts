@@ -127,4 +127,28 @@ describe('safetensors', () => {
     const shape = rawFile({ x: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, 4);
     expect(() => parseSafetensors(shape)).toThrow(/tensor "x": invalid shape/);
   });
+
+  it('rejects what the fuzz tests found: duplicate keys, gaps, trailing bytes, prototype-named dtypes; writes a "__proto__" tensor', () => {
+    const text = (t: string, data: number) => {
+      const json = enc.encode(t);
+      const out = new Uint8Array(8 + json.length + data);
+      new DataView(out.buffer).setUint32(0, json.length, true);
+      out.set(json, 8);
+      return out;
+    };
+    const x = '{"dtype":"F32","shape":[1],"data_offsets":[0,4]}';
+    expect(() => parseSafetensors(text(`{"x":${x},"x":${x}}`, 4))).toThrow(/header names tensor "x" twice/);
+    expect(() => parseSafetensors(text('{"x":{"dtype":"F32","dtype":"F16","shape":[1],"data_offsets":[0,4]}}', 4))).toThrow(/entry of tensor "x" has the key "dtype" twice/);
+    expect(() => parseSafetensors(rawFile({ x: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, 8))).toThrow(/tensor "x" starts at data offset 4 but the data section starts at 0: 4 bytes belong to no tensor/);
+    expect(() => parseSafetensors(rawFile({ x: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, 6))).toThrow(/file has 2 bytes after the last tensor's data/);
+    expect(() => parseSafetensors(rawFile({ x: { dtype: 'constructor', shape: [1], data_offsets: [0, 4] } }, 4), { skipUnsupported: true })).toThrow(/tensor "x" has unsupported dtype constructor/);
+    const badUtf8 = text(`{"x":${x}}`, 4);
+    badUtf8[10] = 0xff; // inside the name "x"
+    expect(() => parseSafetensors(badUtf8)).toThrow(/header \(bytes 8 to \d+\) is not valid UTF-8/);
+    const protoMeta = JSON.parse('{"__proto__":"kept"}') as Record<string, string>; // an own key, as in a file
+    const file = serializeSafetensors([{ name: '__proto__', dtype: 'F32', shape: [1], data: new Uint8Array(4) }], protoMeta);
+    const parsed = parseSafetensors(file);
+    expect([...parsed.tensors.keys()]).toEqual(['__proto__']);
+    expect(Object.entries(parsed.metadata)).toEqual([['__proto__', 'kept']]);
+  });
 });

@@ -16,6 +16,25 @@ export interface ModelSource {
   has(path: string): Promise<boolean>;
 }
 
+/**
+ * Why `file` is not a plain path inside a model's folder, or null when it is ("config.json",
+ * "onnx/vision_encoder.onnx"). File names come from the model's own files (a sharded index's
+ * weight_map), so they are untrusted: a ".." segment, a leading "/", a scheme or a drive
+ * ("https:", "C:") or a backslash could reach outside the folder or URL base — fetch and
+ * path.resolve normalize them, encodeURIComponent does not touch "..".
+ */
+export function unsafeFilePath(file: string): string | null {
+  if (file === '') return 'is empty';
+  if (/[\u0000-\u001f\u007f]/.test(file)) return 'contains a control character';
+  if (file.includes('\\')) return 'contains a backslash';
+  if (file.includes(':')) return 'contains ":" (a URL or a drive letter)';
+  if (file.startsWith('/')) return 'is absolute';
+  const segments = file.split('/');
+  if (segments.includes('..')) return 'has a ".." segment';
+  if (segments.some((s) => s === '' || s === '.')) return 'has an empty or "." segment';
+  return null;
+}
+
 /** Cache Storage bucket for downloaded model files. */
 export const MODEL_CACHE_NAME = 'fastcache-models';
 
@@ -86,7 +105,11 @@ export function localFolderSource(dir: string): ModelSource {
 export function urlSource(baseUrl: string, opts: { cache?: boolean } = {}): ModelSource {
   const base = baseUrl.endsWith('/') ? baseUrl : baseUrl + '/';
   const useCache = (opts.cache ?? true) && typeof caches !== 'undefined';
-  const urlOf = (file: string) => base + file.split('/').map(encodeURIComponent).join('/');
+  const urlOf = (file: string) => {
+    const unsafe = unsafeFilePath(file);
+    if (unsafe) throw new Error(`model file path ${JSON.stringify(file)} ${unsafe}: model files are named relative to ${base}, inside it`);
+    return base + file.split('/').map(encodeURIComponent).join('/');
+  };
 
   return {
     id: baseUrl,
@@ -129,6 +152,13 @@ export function urlSource(baseUrl: string, opts: { cache?: boolean } = {}): Mode
 export function hubSource(repoId: string, opts: { revision?: string; endpoint?: string } = {}): ModelSource {
   const endpoint = (opts.endpoint ?? 'https://huggingface.co').replace(/\/+$/, '');
   const revision = opts.revision ?? 'main';
+  // The id goes into the URL unencoded (its "/" is part of the path): anything beyond the Hub's
+  // own name characters ("..", "?", "#", "%") could point the requests at another repo or page.
+  if (!/^[\w.-]+(\/[\w.-]+)?$/.test(repoId) || repoId.split('/').some((s) => s === '.' || s === '..')) {
+    throw new Error(`Hugging Face repo id ${JSON.stringify(repoId)} is not "name" or "org/name" (letters, digits, "-", "_", ".")`);
+  }
+  // encodeURIComponent leaves "." and "..": a revision ".." would resolve above resolve/.
+  if (revision === '' || revision === '.' || revision === '..') throw new Error(`Hugging Face revision ${JSON.stringify(revision)} is not a branch, tag or commit`);
   const inner = urlSource(`${endpoint}/${repoId}/resolve/${encodeURIComponent(revision)}/`, { cache: true });
   return { id: `hf:${repoId}@${revision}`, readFile: inner.readFile, has: inner.has };
 }

@@ -2,6 +2,7 @@
  * Tokenizer: @huggingface/transformers' PreTrainedTokenizer built from the JSON files read
  * through a ModelSource — nothing is fetched by transformers itself.
  */
+import { parseJsonObject } from './model-json.ts';
 import type { ModelSource } from './source.ts';
 
 export interface ChatMessage {
@@ -49,21 +50,33 @@ type Json = Record<string, unknown>;
  * `eosTokenIds` adds stop ids (e.g. generation_config's) after the tokenizer's own eos_token.
  */
 export async function loadTokenizer(source: ModelSource, opts: { eosTokenIds?: number[] } = {}): Promise<Tokenizer> {
-  const readJson = async (file: string) => JSON.parse(new TextDecoder().decode(await source.readFile(file))) as Json;
+  const where = `model ${source.id}`;
+  const readJson = async (file: string) => parseJsonObject(await source.readFile(file), file, where);
   const [tokenizerJson, tokenizerConfig] = await Promise.all([
-    readJson('tokenizer.json').catch((e: Error) => {
-      throw new Error(`model ${source.id}: cannot load tokenizer.json: ${e.message}`);
-    }),
+    source.readFile('tokenizer.json').then(
+      (bytes) => parseJsonObject(bytes, 'tokenizer.json', where),
+      (e: Error) => {
+        throw new Error(`${where}: cannot load tokenizer.json: ${e.message}`);
+      },
+    ),
     source.has('tokenizer_config.json').then((ok): Promise<Json> | Json => (ok ? readJson('tokenizer_config.json') : {})),
   ]);
+  let template = '';
   if (tokenizerConfig.chat_template == null) {
     if (await source.has('chat_template.jinja')) {
       tokenizerConfig.chat_template = new TextDecoder().decode(await source.readFile('chat_template.jinja'));
+      template = ', chat_template.jinja';
     } else if (await source.has('chat_template.json')) {
       tokenizerConfig.chat_template = (await readJson('chat_template.json')).chat_template;
+      template = ', chat_template.json';
     }
   }
-  return tokenizerFromJson(tokenizerJson, tokenizerConfig, opts);
+  try {
+    return await tokenizerFromJson(tokenizerJson, tokenizerConfig, opts);
+  } catch (e) {
+    // transformers.js says what it missed ("Tokenizer must contain a \"model\" property") but not where.
+    throw new Error(`${where}: cannot build the tokenizer from tokenizer.json, tokenizer_config.json${template}: ${(e as Error).message}`);
+  }
 }
 
 /** Build a Tokenizer from the parsed tokenizer.json and tokenizer_config.json. */

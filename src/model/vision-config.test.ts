@@ -23,4 +23,11 @@ describe('parseVisionConfig', () => {
     expect(() => parseVisionConfig({ model_type: 'llava', image_token_index: 1, projector_hidden_act: 'relu', vision_config: { hidden_size: 4 } })).toThrow(/projector_hidden_act "relu"/);
     expect(() => parseVisionConfig({ model_type: 'llava', image_token_index: 1, vision_feature_select_strategy: 'default', vision_config: { hidden_size: 4 } })).toThrow(/"default"/);
   });
+
+  it('refuses negative, absurd or mistyped values and prototype names (found by config.fuzz.node.test.ts)', () => {
+    expect(() => parseVisionConfig({ model_type: 'llava', image_token_index: -5, vision_config: { hidden_size: 4 } })).toThrow(/field "image_token_index" must be a token id/);
+    expect(() => parseVisionConfig({ model_type: 'llava', image_token_index: 1, vision_config: { hidden_size: -8 } })).toThrow(/"vision_config.hidden_size" must be a positive integer up to 262144, got -8/);
+    expect(() => parseVisionConfig({ model_type: 'llava', image_token_index: 1, vision_config: 'big' })).toThrow(/field "vision_config" must be an object/);
+    expect(() => parseVisionConfig({ model_type: 'constructor', image_token_id: 1, vision_config: { hidden_size: 8 } })).toThrow(/model_type "constructor" is not supported/);
+  });
 });

@@ -24,26 +24,38 @@ type Json = Record<string, unknown>;
 
 const KIND_BY_TYPE: Record<string, VisionKind> = { idefics3: 'idefics3', smolvlm: 'idefics3', llava: 'llava' };
 
+/** As config.ts's limits: far above any real vision tower (SigLIP-so400m: 1152), and the projector's [h, visionHidden] is sized from it. */
+const MAX_VISION_HIDDEN = 2 ** 18;
+const MAX_TOKEN_ID = 2 ** 24;
+
 /** The image path of a config.json, or null for a text-only model. Throws on a VLM it cannot run. */
 export function parseVisionConfig(json: Json): VisionSpec | null {
   const type = typeof json.model_type === 'string' ? json.model_type : '';
-  if (!(type in KIND_BY_TYPE)) {
+  // Object.hasOwn, not `in`: a model_type "constructor" must not find Object.prototype's.
+  if (!Object.hasOwn(KIND_BY_TYPE, type)) {
     if (json.vision_config != null) throw new Error(`config.json: vision-language model_type "${type}" is not supported (supported: idefics3/smolvlm, llava)`);
     return null;
   }
   const kind = KIND_BY_TYPE[type];
-  const vc = (json.vision_config ?? {}) as Json;
+  const vc = json.vision_config ?? {};
+  if (typeof vc !== 'object' || vc === null || Array.isArray(vc)) throw new Error(`config.json: field "vision_config" must be an object, got ${JSON.stringify(vc)}`);
   const imageTokenId = json.image_token_id ?? json.image_token_index;
-  if (!Number.isInteger(imageTokenId)) throw new Error(`config.json: a ${type} model needs "image_token_id" (or "image_token_index")`);
-  const visionHidden = vc.hidden_size;
-  if (!Number.isInteger(visionHidden)) throw new Error('config.json: missing field "vision_config.hidden_size"');
+  if (imageTokenId == null) throw new Error(`config.json: a ${type} model needs "image_token_id" (or "image_token_index")`);
+  if (!Number.isInteger(imageTokenId) || (imageTokenId as number) < 0 || (imageTokenId as number) >= MAX_TOKEN_ID) {
+    throw new Error(`config.json: field "${json.image_token_id != null ? 'image_token_id' : 'image_token_index'}" must be a token id (an integer from 0 to ${MAX_TOKEN_ID - 1}), got ${JSON.stringify(imageTokenId)}`);
+  }
+  const visionHidden = (vc as Json).hidden_size;
+  if (visionHidden == null) throw new Error('config.json: missing field "vision_config.hidden_size"');
+  if (!Number.isInteger(visionHidden) || (visionHidden as number) <= 0 || (visionHidden as number) > MAX_VISION_HIDDEN) {
+    throw new Error(`config.json: field "vision_config.hidden_size" must be a positive integer up to ${MAX_VISION_HIDDEN}, got ${JSON.stringify(visionHidden)}`);
+  }
   const spec: VisionSpec = { kind, imageTokenId: imageTokenId as number, visionHidden: visionHidden as number };
   if (kind === 'llava') {
     if (json.vision_feature_select_strategy === 'default') {
       throw new Error('config.json: vision_feature_select_strategy "default" (drop the CLS token) is not supported; export the vision encoder with the selection applied');
     }
     const act = json.projector_hidden_act ?? 'gelu';
-    if (act !== 'gelu' && act !== 'gelu_pytorch_tanh') throw new Error(`config.json: projector_hidden_act "${String(act)}" is not supported (gelu, gelu_pytorch_tanh)`);
+    if (act !== 'gelu' && act !== 'gelu_pytorch_tanh') throw new Error(`config.json: projector_hidden_act "${typeof act === 'string' ? act : JSON.stringify(act)}" is not supported (gelu, gelu_pytorch_tanh)`);
     spec.projectorAct = act === 'gelu' ? 'none' : 'tanh';
   }
   return spec;
