@@ -77,13 +77,15 @@ test('?remote=…&model=…: ask about an uploaded image, the answer streams fro
 });
 
 test('the picker’s remote form: URL + model + API key; the key is sent, and kept out of storage and the URL', async () => {
+  await page.goto('/?model=/models/stories260K'); // a local model first (the page's own engine)
+  await expect(page.locator('body')).toHaveAttribute('data-state', 'ready', { timeout: 120_000 });
+  await expect(page.locator('body')).not.toHaveAttribute('data-remote', /./);
+  // Listening only from here: the previous test's document (remote, no key)
+  // may still have had a stats poll in flight while this one navigated.
   const auth: string[] = [];
   page.on('request', (r) => {
     if (r.url().startsWith(base)) auth.push(r.headers().authorization ?? '');
   });
-  await page.goto('/?model=/models/stories260K'); // a local model first (the page's own engine)
-  await expect(page.locator('body')).toHaveAttribute('data-state', 'ready', { timeout: 120_000 });
-  await expect(page.locator('body')).not.toHaveAttribute('data-remote', /./);
 
   await page.click('#remote-picker summary');
   await page.fill('#remote-url', base);
