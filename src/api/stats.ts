@@ -57,6 +57,21 @@ export interface EngineStats {
   };
   /** Clients connected to the engine (the Worker hub; 1 in-process). */
   clients?: number;
+  /** Lost GPU devices and the rebuilds after them (absent from engines that cannot lose one: remote). */
+  device?: DeviceStats;
+}
+
+export interface DeviceStats {
+  /** Devices lost under this engine. */
+  losses: number;
+  /** Requests in flight that a loss ended with finish reason 'error'. */
+  stoppedRequests: number;
+  /** Rebuilds after a lost device that succeeded. */
+  recoveries: number;
+  /** Rebuilds asked for by `reload()` on a working device. */
+  reloads: number;
+  /** How long the last rebuild took (new device, model files, weights upload), ms. */
+  lastRebuildMs: number | null;
 }
 
 /** What an engine runs: the model, its precision, the KV pool, the adapter. */

@@ -34,7 +34,7 @@ export class ChatCompletions {
       }
       return {
         id, object: 'chat.completion', created, model,
-        choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: r.value.finishReason, logprobs: null }],
+        choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: openAiFinish(r.value), logprobs: null }],
         usage: usage(r.value),
       };
     }
@@ -88,7 +88,7 @@ async function* streamChunks(
       const r = await queue.next();
       if (r.done) {
         done = true;
-        yield { ...chunk({}, r.value.finishReason), usage: usage(r.value) };
+        yield { ...chunk({}, openAiFinish(r.value)), usage: usage(r.value) };
         return;
       }
       if (!r.value.text && !first) continue;
@@ -98,6 +98,12 @@ async function* streamChunks(
   } finally {
     if (!done) abandon(); // the caller stopped reading: free the request's pages
   }
+}
+
+/** OpenAI has no 'error' finish: a request the engine could not finish fails, as a server error does mid-stream. */
+function openAiFinish(r: GenerationResult): Exclude<GenerationResult['finishReason'], 'error'> {
+  if (r.finishReason === 'error') throw new Error(r.error ?? 'the engine could not finish this request');
+  return r.finishReason;
 }
 
 function usage(r: GenerationResult): Usage {

@@ -1,25 +1,9 @@
 import type { Gpu } from '../gpu/context.ts';
-import type { WeightDtype } from '../gpu/kernels/matmul.ts';
-import { loadModel, type LoadedModel } from '../model/loader.ts';
 import { resolveSource, type ModelSource } from '../model/source.ts';
-import { LlamaModel } from '../model/llama.ts';
-import { modelFingerprint } from '../model/fingerprint.ts';
 import type { ModelConfig } from '../model/config.ts';
 import type { Tokenizer } from '../model/tokenizer.ts';
-import { MultimodalProcessor } from '../model/multimodal-processor.ts';
-import { VisionEncoder } from '../model/vision-encoder.ts';
-import { KvPool } from '../kv/kv-pool.ts';
-import { BlockPool } from '../kv/block-pool.ts';
-import { KVCacheManager } from '../kv/kv-cache-manager.ts';
-import { KV_FORMAT_VERSION, type KvNamespace } from '../kv/prefix-key.ts';
-import { CpuTier } from '../kv/tiers/cpu-tier.ts';
-import { PageTransfer } from '../kv/tiers/page-transfer.ts';
-import { PersistentTier } from '../kv/tiers/persistent-tier.ts';
-import { indexedDbBackend, memoryBackend } from '../kv/tiers/store-backend.ts';
 import { promptSource, restorePrefix } from './stored-prefix.ts';
 import type { EngineCache } from '../api/cache.ts';
-import { Scheduler, type SchedulerConfig } from '../scheduler/scheduler.ts';
-import { MeasuredCosts } from '../scheduler/preemption.ts';
 import { isEmpty, type StepPlan } from '../scheduler/step-plan.ts';
 import { StepCounters } from '../scheduler/metrics.ts';
 import type { Request } from '../scheduler/request.ts';
@@ -34,30 +18,13 @@ import { EngineOutput } from './output.ts';
 import { ImageFeatureCache } from './image-features.ts';
 import { DeferredImages } from './deferred-images.ts';
 import { GpuTurns } from './gpu-turns.ts';
-import type { EngineOptions, PersistOptions } from './options.ts';
+import { loadParts, type Parts } from './engine-parts.ts';
+import { DeviceHealth } from './device-health.ts';
+import type { EngineOptions } from './options.ts';
 import type { ChatMessage, EngineEvent, GenerateOptions, GenerationChunk, GenerationResult } from './types.ts';
 
 export type { EngineOptions, EngineLoadOptions } from './options.ts';
 export type { PreparedPrompt, PromptInput } from './input.ts';
-
-/** The GPU-side parts of one engine, built by `Engine.load` (nothing here keeps the CPU weights). */
-interface Parts {
-  gpu: Gpu;
-  modelId: string;
-  config: ModelConfig;
-  tokenizer: Tokenizer;
-  info: EngineInfo;
-  model: LlamaModel;
-  pool: KvPool;
-  kv: KVCacheManager;
-  /** Moves pages between the pool and the CPU tier (null without one). */
-  transfer: PageTransfer | null;
-  /** The persistent tier below the CPU tier (null without `persist`). */
-  stored: PersistentTier | null;
-  costs: MeasuredCosts;
-  scheduler: Scheduler;
-  vision: { processor: MultimodalProcessor; encoder: VisionEncoder } | null;
-}
 
 /**
  * One model on one GPU with its paged KV cache and a continuous-batching
@@ -75,48 +42,32 @@ export class Engine implements ChatEngine {
   readonly chat: { completions: ChatCompletions };
   readonly modelId: string;
   readonly config: ModelConfig;
-  readonly tokenizer: Tokenizer;
   private readonly counters = new StepCounters();
   private readonly listeners = new Set<(e: EngineEvent) => void>();
-  private readonly turns = new GpuTurns();
-  private readonly imageCache: ImageFeatureCache;
-  private readonly presses: PressCompressStage;
-  private readonly executor: StepExecutor;
-  private readonly input: EngineInput;
-  private readonly output: EngineOutput;
+  private readonly health = new DeviceHealth();
+  // Everything below is built on one device (assemble) and built again after it is lost.
+  private p!: Parts;
+  private turns!: GpuTurns;
+  private imageCache!: ImageFeatureCache;
+  private presses!: PressCompressStage;
+  private executor!: StepExecutor;
+  private input!: EngineInput;
+  private output!: EngineOutput;
+  private deferred!: DeferredImages;
   private looping: Promise<void> | null = null;
   private restoredTokens = 0;
-  private readonly deferred: DeferredImages;
+  private destroyed = false;
+  /** The parts a prompt with images was prepared on (its features live there). */
+  private readonly preparedOn = new WeakMap<PreparedPrompt, Parts>();
+  private readonly tornDown = new WeakSet<Parts>();
   readonly cache: EngineCache;
 
   private constructor(
-    private readonly p: Parts,
-    opts: EngineOptions,
+    private readonly source: ModelSource,
+    p: Parts,
+    private readonly opts: EngineOptions,
   ) {
-    ({ modelId: this.modelId, config: this.config, tokenizer: this.tokenizer } = p);
-    this.imageCache = new ImageFeatureCache(p.gpu, opts.imageCacheBytes ?? 32 * 2 ** 20);
-    this.deferred = new DeferredImages(p.scheduler, this.imageCache, (r, e) => {
-      this.output.fail(r, e);
-      this.released(r);
-    });
-    this.presses = new PressCompressStage(p.gpu, p.config, p.pool, p.kv);
-    this.executor = new StepExecutor(p.model, p.kv, { layers: p.pool.layers, pageSize: p.pool.pageSize, dtype: p.pool.dtype }, this.presses, p.transfer);
-    const vision = p.vision;
-    this.input = new EngineInput({
-      modelId: p.modelId, config: p.config, tokenizer: p.tokenizer, kv: p.kv,
-      maxPrefillChunk: p.scheduler.config.maxPrefillChunk,
-      pressNeedsQueries: (press) => this.presses.needsQueries(press),
-      images: vision ? { processor: vision.processor, features: this.imageCache, encode: (img) => this.turns.run(() => vision.encoder.encode(img)) } : null,
-      cachedTokens: (prompt, compressed) => this.cachedTokens(prompt, compressed),
-      defaultCompression: opts.compression ?? null,
-      defaultWindow: opts.window ?? null,
-      defaultCachePrefix: opts.cachePrefix ?? null,
-      windowMaxPositions: p.model.sizes.maxPositions,
-    });
-    this.output = new EngineOutput(p.tokenizer, {
-      stop: (r) => p.scheduler.finish(r, 'stop'),
-      closed: (r, metrics) => this.closed(r, metrics),
-    });
+    ({ modelId: this.modelId, config: this.config } = p);
     this.chat = { completions: new ChatCompletions(this) };
     this.cache = {
       list: async () => this.p.stored?.list() ?? [],
@@ -127,14 +78,94 @@ export class Engine implements ChatEngine {
       },
       usage: async () => this.cacheUsage(),
     };
+    this.assemble(p);
   }
 
   static async load(gpu: Gpu, ref: string | ModelSource, opts: EngineOptions = {}): Promise<Engine> {
     const source = resolveSource(ref);
-    const loaded = await loadModel(source, { weightDtype: opts.weightDtype ?? 'auto', ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
-    const parts = await buildParts(gpu, source, loaded, opts);
-    loaded.weights.clear(); // on the GPU now: the engine keeps no CPU copy
-    return new Engine(parts, opts);
+    return new Engine(source, await loadParts(gpu, source, opts), opts);
+  }
+
+  get tokenizer(): Tokenizer {
+    return this.p.tokenizer;
+  }
+
+  /** Wires the per-device stages around `p`, and watches its device. */
+  private assemble(p: Parts): void {
+    const opts = this.opts;
+    this.p = p;
+    this.turns = new GpuTurns(); // a turn left hanging on a lost device must not hold the new one
+    this.imageCache = new ImageFeatureCache(p.gpu, opts.imageCacheBytes ?? 32 * 2 ** 20);
+    this.deferred = new DeferredImages(p.scheduler, this.imageCache, (r, e) => {
+      this.output.fail(r, e);
+      this.released(r);
+    });
+    this.presses = new PressCompressStage(p.gpu, p.config, p.pool, p.kv);
+    this.executor = new StepExecutor(p.model, p.kv, { layers: p.pool.layers, pageSize: p.pool.pageSize, dtype: p.pool.dtype }, this.presses, p.transfer);
+    const vision = p.vision;
+    const turns = this.turns, imageCache = this.imageCache, presses = this.presses;
+    this.input = new EngineInput({
+      modelId: p.modelId, config: p.config, tokenizer: p.tokenizer, kv: p.kv,
+      maxPrefillChunk: p.scheduler.config.maxPrefillChunk,
+      pressNeedsQueries: (press) => presses.needsQueries(press),
+      images: vision ? { processor: vision.processor, features: imageCache, encode: (img) => turns.run(() => vision.encoder.encode(img)) } : null,
+      cachedTokens: (prompt, compressed) => this.cachedTokens(prompt, compressed),
+      defaultCompression: opts.compression ?? null,
+      defaultWindow: opts.window ?? null,
+      defaultCachePrefix: opts.cachePrefix ?? null,
+      windowMaxPositions: p.model.sizes.maxPositions,
+    });
+    this.output = new EngineOutput(p.tokenizer, {
+      stop: (r) => p.scheduler.finish(r, 'stop'),
+      closed: (r, metrics) => this.closed(r, metrics),
+    });
+    void p.gpu.lost.then(() => this.deviceLost(p));
+  }
+
+  // ---------------------------------------------------------------- a lost device
+
+  /**
+   * The device under `p` is gone (a driver reset, a GPU process crash, or
+   * `device.destroy()`): every request in flight ends now with finish reason
+   * 'error', and the next request (or `reload()`) rebuilds the engine on a new device.
+   */
+  private deviceLost(p: Parts): void {
+    if (p !== this.p || this.destroyed) return;
+    const message = this.health.lost(p.gpu.lostReason ?? 'unknown', this.output.ids.length);
+    this.emit({ kind: 'device-lost', message });
+    for (const id of this.output.ids) {
+      const r = p.scheduler.abort(id, 'error');
+      if (r) this.output.close(r, message);
+    }
+  }
+
+  /**
+   * Builds the engine again from its model source: on a new device when the
+   * old one was lost, else on the same one. Requests in flight are aborted;
+   * requests sent meanwhile wait for it. The next request after a lost device
+   * does this by itself.
+   */
+  async reload(): Promise<void> {
+    for (const id of this.output.ids) this.cancel(id);
+    await this.looping;
+    await this.health.rebuild(() => this.rebuild());
+  }
+
+  private async rebuild(): Promise<number> {
+    const t0 = performance.now();
+    const old = this.p;
+    if (old.gpu.lostReason === null) await this.flush().catch(() => {});
+    this.teardown();
+    const gpu = old.gpu.lostReason === null ? old.gpu : await reacquire(old.gpu);
+    this.assemble(await loadParts(gpu, this.source, this.opts));
+    const ms = performance.now() - t0;
+    this.emit({ kind: 'device-recovered', ms });
+    return ms;
+  }
+
+  /** Waits for a rebuild under way, and starts one after a lost device; throws when it fails. */
+  private ready(): Promise<void> {
+    return this.health.needsRebuild ? this.health.rebuild(() => this.rebuild()) : this.health.settled();
   }
 
   // ---------------------------------------------------------------- requests
@@ -149,11 +180,16 @@ export class Engine implements ChatEngine {
    * with `persist`, the stored pages of its prefix are staged for the scheduler too.
    */
   async prepare(input: PromptInput, opts: GenerateOptions = {}): Promise<PreparedPrompt> {
-    const prompt = await this.input.prepare(input, opts);
-    if (!this.p.stored) return prompt;
-    const restored = await restorePrefix(this.p.kv, this.p.stored, prompt, this.input.cachePrefixOf(prompt, opts));
-    this.restoredTokens += restored;
-    return { ...prompt, restoredTokens: (prompt.restoredTokens ?? 0) + restored };
+    await this.ready();
+    const p = this.p;
+    let prompt = await this.input.prepare(input, opts);
+    if (p.stored) {
+      const restored = await restorePrefix(p.kv, p.stored, prompt, this.input.cachePrefixOf(prompt, opts));
+      this.restoredTokens += restored;
+      prompt = { ...prompt, restoredTokens: (prompt.restoredTokens ?? 0) + restored };
+    }
+    if (prompt.images.length) this.preparedOn.set(prompt, p);
+    return prompt;
   }
 
   /** Leading prompt tokens whose KV some tier holds (stored pages staged first): an image inside them needs no encoder run. */
@@ -208,7 +244,11 @@ export class Engine implements ChatEngine {
    * anything is queued; the returned queue yields its chunks.
    */
   submit(input: PromptInput, opts: GenerateOptions = {}): { id: string; queue: AsyncQueue<GenerationChunk, GenerationResult> } {
+    const blocked = this.health.blocked;
+    if (blocked) throw new Error(blocked);
     const prompt = isPrepared(input) ? input : { ids: this.encode(input), images: [] };
+    const on = this.preparedOn.get(prompt);
+    if (on && on !== this.p) throw new Error('this prompt was prepared before the engine reloaded its model (its image features are gone): prepare it again');
     let queue: AsyncQueue<GenerationChunk, GenerationResult>;
     let request: Request;
     try {
@@ -284,6 +324,7 @@ export class Engine implements ChatEngine {
         featureCacheHits: this.imageCache.hits,
       },
       prefixCache: this.p.kv.prefixStats(),
+      device: this.health.stats(),
       ...this.tierStats(),
       clients: 1,
     };
@@ -352,9 +393,18 @@ export class Engine implements ChatEngine {
 
   /** Aborts what is running, waits for the step in flight, then frees the GPU memory. */
   async destroy(): Promise<void> {
+    this.destroyed = true;
+    await this.health.settled().catch(() => {});
     for (const id of this.output.ids) this.cancel(id);
     await this.looping;
-    await this.flush();
+    if (this.p.gpu.lostReason === null) await this.flush();
+    this.teardown();
+  }
+
+  /** Frees what the current parts hold on the GPU (once: a failed rebuild may come back here). */
+  private teardown(): void {
+    if (this.tornDown.has(this.p)) return;
+    this.tornDown.add(this.p);
     this.presses.dispose();
     this.p.vision?.encoder.destroy();
     this.imageCache.clear();
@@ -370,7 +420,10 @@ export class Engine implements ChatEngine {
   }
 
   private async runLoop(): Promise<void> {
-    const sched = this.p.scheduler;
+    const p = this.p, sched = p.scheduler;
+    // a step on a lost device may never settle: the loss ends the wait
+    const lost = p.gpu.lost.then((info) => Promise.reject(new Error(`the GPU device was lost (${info.message || info.reason})`)));
+    lost.catch(() => {});
     try {
       // let the caller that woke us add more requests before the first step
       await Promise.resolve();
@@ -386,13 +439,17 @@ export class Engine implements ChatEngine {
         }
         this.emit({ kind: 'step-start', decode: plan.decode.map((r) => r.id), prefill: plan.prefill.map((c) => c.request.id), compress: plan.compress.map((r) => r.id) });
         const t0 = performance.now();
-        const outcome = await this.turns.run(() => this.executor.execute(plan));
+        const outcome = await Promise.race([this.turns.run(() => this.executor.execute(plan)), lost]);
         this.observeCosts(plan, performance.now() - t0);
         const result = sched.update(plan, outcome);
         this.record(plan, outcome.sampled.length);
         this.output.deliver(result);
       }
     } catch (e) {
+      // A lost device makes the step fail (mapAsync's AbortError) before `device.lost`
+      // settles: give it a moment, so that deviceLost ends these requests as 'error'.
+      if (p === this.p) await Promise.race([p.gpu.lost, new Promise((r) => setTimeout(r, 200))]);
+      if (p !== this.p) return; // rebuilt meanwhile: these requests are gone with their parts
       for (const r of this.output.failAll(e)) {
         sched.abort(r.id);
         this.released(r);
@@ -436,85 +493,8 @@ export class Engine implements ChatEngine {
   }
 }
 
-/** Everything an engine runs on, from a loaded model (which still holds the CPU weights). */
-async function buildParts(gpu: Gpu, source: ModelSource, loaded: LoadedModel, opts: EngineOptions): Promise<Parts> {
-  const c = loaded.config;
-  // 'auto' keeps the file's precision: f16 files stay f16 on the GPU, f32/bf16 become f32
-  const weightDtype: WeightDtype =
-    opts.weightDtype === 'f16' || opts.weightDtype === 'f32' ? opts.weightDtype : loaded.weights.get('model.embed_tokens.weight')?.dtype === 'f16' ? 'f16' : 'f32';
-  const kvDtype = opts.kvDtype ?? 'f32';
-  const pageSize = opts.pageSize ?? 16;
-  const fingerprint = await modelFingerprint(c, loaded.weights);
-  const pool = KvPool.create(gpu, {
-    numLayers: c.numLayers, numKvHeads: c.numKvHeads, headDim: c.headDim, pageSize, dtype: kvDtype,
-    ...(opts.kvPages ? { numPages: opts.kvPages } : { capacityBytes: opts.kvCacheBytes ?? 64 * 2 ** 20 }),
-  });
-  const prefillChunk = opts.prefillChunk ?? opts.scheduler?.maxPrefillChunk ?? 64;
-  const sched: Partial<SchedulerConfig> = { maxBatchTokens: Math.max(64, prefillChunk), maxPrefillChunk: prefillChunk, ...opts.scheduler };
-  let model: LlamaModel | null = null;
-  try {
-    model = LlamaModel.create(gpu, c, loaded.weights, {
-      weightDtype, maxRows: sched.maxBatchTokens!, maxLogitRows: sched.maxSampledRows ?? 16,
-      // every running sequence's table can appear in one step
-      maxBlockTableEntries: pool.numPages + Math.ceil(c.maxPositions / pageSize) * (sched.maxRunning ?? 16),
-      // a rolling window may run past the model's context: the RoPE table covers windowMaxPositions
-      maxPositions: windowMaxPositions(c.maxPositions, opts),
-    });
-    const namespace = { modelId: source.id, modelHash: fingerprint.hash, kvDtype, pageSize, formatVersion: KV_FORMAT_VERSION };
-    const prefix = opts.prefixCache !== false;
-    const cpu = new CpuTier(opts.cpuCacheBytes ?? 128 * 2 ** 20); // checks the option even when unused
-    const tier = prefix && cpu.budgetBytes > 0 ? cpu : null; // the tier holds prefix pages: nothing to hold without keys
-    const stored = opts.persist ? await openStore(opts.persist, namespace, pool, { prefix, cpu: tier !== null }) : null;
-    const kv = new KVCacheManager(new BlockPool(pool.numPages), pageSize, prefix ? namespace : null, tier ? { tier, pageBytes: pool.bytesPerPage } : null, stored);
-    const transfer = tier ? new PageTransfer(gpu, pool) : null;
-    const costs = new MeasuredCosts();
-    const scheduler = new Scheduler(kv, sched, { mode: opts.preemption ?? 'auto', costs });
-    const vision = loaded.vision ? await loadVision(gpu, source, loaded, opts) : null;
-    const info: EngineInfo = {
-      modelId: source.id, architecture: c.architecture, parameters: fingerprint.parameters, weightDtype, kvDtype,
-      adapter: `${gpu.adapter.vendor} ${gpu.adapter.architecture}`.trim(), kvPages: pool.numPages, kvPageBytes: pool.bytesPerPage, pageSize,
-      maxPositions: c.maxPositions, vision: vision !== null, visionBackend: vision?.encoder.backend ?? null, randomWeights: loaded.randomWeights,
-    };
-    return { gpu, modelId: source.id, config: c, tokenizer: loaded.tokenizer, info, model, pool, kv, transfer, stored, costs, scheduler, vision };
-  } catch (e) {
-    model?.destroy(); // a failed load leaves no GPU memory behind
-    pool.destroy();
-    throw e;
-  }
-}
-
-/** The persistent tier `persist` asks for, opened on this namespace and pool geometry. */
-async function openStore(o: PersistOptions, ns: KvNamespace, pool: KvPool, has: { prefix: boolean; cpu: boolean }): Promise<PersistentTier | null> {
-  if (typeof o !== 'object' || o === null) throw new TypeError(`persist must be an object like { store: 'indexeddb', budgetBytes }, got ${JSON.stringify(o)}`);
-  const store = o.store ?? 'indexeddb';
-  if (store !== 'indexeddb' && store !== 'memory') throw new RangeError(`persist.store must be 'indexeddb' or 'memory', got ${JSON.stringify(o.store)}`);
-  if (!has.prefix || !has.cpu) throw new RangeError('persist needs the prefix cache and the CPU tier (prefixCache true, cpuCacheBytes > 0): stored pages are prefix pages, staged in the CPU tier');
-  const name = o.name ?? 'fastcache-kv';
-  if (typeof name !== 'string' || !name) throw new TypeError(`persist.name must be a non-empty string, got ${JSON.stringify(o.name)}`);
-  const budget = o.budgetBytes ?? 256 * 2 ** 20;
-  if (typeof budget !== 'number' || !Number.isInteger(budget) || budget <= 0) throw new RangeError(`persist.budgetBytes must be a positive integer number of bytes, got ${JSON.stringify(budget)}`);
-  const codec = o.codec ?? 'pool';
-  if (codec !== 'pool' && codec !== 'int8') throw new RangeError(`persist.codec must be 'pool' or 'int8', got ${JSON.stringify(o.codec)}`);
-  const backend = store === 'memory' ? memoryBackend(name) : indexedDbBackend(name);
-  const geometry = { numLayers: pool.numLayers, numKvHeads: pool.numKvHeads, headDim: pool.headDim, pageSize: pool.pageSize, dtype: pool.dtype, bytesPerPage: pool.bytesPerPage };
-  try {
-    return await PersistentTier.open(backend, ns, geometry, budget, codec);
-  } catch (e) {
-    // storage the browser will not open (private mode, a blocked or broken database): serve without persistence
-    console.warn(`fastcache: stored KV caches are off: ${(e as Error).message}`);
-    return null;
-  }
-}
-
-/** Positions a windowed request may reach: as asked, else 4 × the context when the engine has a default window, else the context. */
-function windowMaxPositions(context: number, opts: EngineOptions): number {
-  const m = opts.windowMaxPositions ?? (opts.window ? 4 * context : context);
-  if (!Number.isInteger(m) || m < context) throw new RangeError(`windowMaxPositions must be an integer ≥ the model's context (${context}), got ${String(m)}`);
-  return m;
-}
-
-async function loadVision(gpu: Gpu, source: ModelSource, loaded: LoadedModel, opts: EngineOptions): Promise<NonNullable<Parts['vision']>> {
-  const processor = await MultimodalProcessor.load(source, loaded.tokenizer, loaded.vision!);
-  const encoder = await VisionEncoder.load(gpu, source, loaded.vision!, loaded.config, loaded.weights, { ...opts.vision, ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
-  return { processor, encoder };
+/** A new device in place of a lost one (acquireGpu's options again). */
+async function reacquire(lost: Gpu): Promise<Gpu> {
+  if (!lost.reacquire) throw new Error('this engine was given a Gpu that cannot be acquired again (not made by acquireGpu): load a new engine on a new device');
+  return lost.reacquire();
 }

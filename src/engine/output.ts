@@ -65,8 +65,8 @@ export class EngineOutput {
     for (const r of step.finished) this.close(r);
   }
 
-  /** Ends `r`'s stream with its result (the scheduler has set its finish reason). */
-  close(r: Request): void {
+  /** Ends `r`'s stream with its result (the scheduler has set its finish reason; `error` says why for 'error'). */
+  close(r: Request, error?: string): void {
     const a = this.active.get(r.id);
     if (!a) return;
     this.active.delete(r.id);
@@ -81,6 +81,7 @@ export class EngineOutput {
       tokens,
       promptTokens: r.promptIds.length,
       finishReason: r.finishReason ?? 'abort',
+      ...(error ? { error } : {}),
       timing: { ...m, tokensPerSecond: m.tpotMs > 0 ? 1000 / m.tpotMs : 0 },
       ...(a.logits ? { logits: a.logits.slice(0, tokens.length) } : {}),
     });

@@ -36,7 +36,9 @@ export interface GenerationResult {
   text: string;
   tokens: number[];
   promptTokens: number;
-  finishReason: 'stop' | 'length' | 'abort';
+  /** 'error': the engine could not finish it (its GPU device was lost); `error` says why. */
+  finishReason: 'stop' | 'length' | 'abort' | 'error';
+  error?: string;
   timing: RequestMetrics & { tokensPerSecond: number };
   /** With returnLogits: logits[i] is the distribution token i was drawn from (f32 [vocab]). */
   logits?: Float32Array[];
@@ -48,4 +50,8 @@ export type EngineEvent =
   | { kind: 'step-start'; decode: string[]; prefill: string[]; compress: string[] }
   /** A step ran; `pagesDown`/`pagesUp`: pages it copied to / from the CPU tier (demotions and swap-outs / promotions and swap-ins). */
   | { kind: 'step'; decode: number; prefillTokens: number; compress: number; preempted: number; pagesInUse: number; pagesDown: number; pagesUp: number }
-  | { kind: 'request-finished'; id: string; finishReason: GenerationResult['finishReason']; metrics: RequestMetrics };
+  | { kind: 'request-finished'; id: string; finishReason: GenerationResult['finishReason']; metrics: RequestMetrics }
+  /** The GPU device was lost: requests in flight ended with finish reason 'error' and this message. */
+  | { kind: 'device-lost'; message: string }
+  /** The engine was built again (after a lost device, or reload()) in `ms`. */
+  | { kind: 'device-recovered'; ms: number };

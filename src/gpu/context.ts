@@ -19,11 +19,21 @@ export class Gpu {
   readonly hasTimestamps: boolean;
   readonly hasSubgroups: boolean;
   readonly hasF16: boolean;
+  /** Why the device was lost (null while it is usable); set when `device.lost` resolves. */
+  lostReason: string | null = null;
+  /** Resolves when the device is lost (for any reason, `destroy()` included). */
+  readonly lost: Promise<GPUDeviceLostInfo>;
 
   constructor(
     readonly device: GPUDevice,
     readonly adapter: AdapterSummary,
+    /** A new device like this one, for recovery after a loss (set by `acquireGpu`; null: cannot). */
+    readonly reacquire: (() => Promise<Gpu>) | null = null,
   ) {
+    this.lost = device.lost.then((info) => {
+      this.lostReason = info.message || info.reason || 'unknown';
+      return info;
+    });
     this.pipelines = new PipelineCache(device);
     this.hasTimestamps = device.features.has('timestamp-query');
     this.hasSubgroups = device.features.has('subgroups');

@@ -44,10 +44,9 @@ export async function acquireGpu(options: AcquireOptions = {}): Promise<Gpu> {
     if (info.reason !== 'destroyed') console.error(`WebGPU device lost: ${info.message}`);
   });
   const info = adapter.info;
-  return new Gpu(device, {
-    vendor: info?.vendor ?? '',
-    architecture: info?.architecture ?? '',
-    description: info?.description ?? '',
-    device: info?.device ?? '',
-  });
+  return new Gpu(
+    device,
+    { vendor: info?.vendor ?? '', architecture: info?.architecture ?? '', description: info?.description ?? '', device: info?.device ?? '' },
+    () => acquireGpu(options),
+  );
 }

@@ -56,7 +56,8 @@ export interface PromptImage {
   encode?: () => Promise<GPUBuffer>;
 }
 
-export type FinishReason = 'stop' | 'length' | 'abort';
+/** 'error': the engine could not go on (its GPU device was lost); the result says why. */
+export type FinishReason = 'stop' | 'length' | 'abort' | 'error';
 
 export interface RequestTimes {
   arrival: number; //         when the engine received it (ms, performance.now())

@@ -84,9 +84,9 @@ export class Scheduler {
   }
 
   /** Removes a request wherever it is and frees its pages at once. */
-  abort(id: string): Request | null {
+  abort(id: string, reason: Extract<FinishReason, 'abort' | 'error'> = 'abort'): Request | null {
     const r = this.find(id);
-    if (r) this.finish(r, 'abort');
+    if (r) this.finish(r, reason);
     return r;
   }
 
