@@ -13,7 +13,8 @@ import type { ModelConfig } from '../model/config.ts';
 import type { Tokenizer } from '../model/tokenizer.ts';
 import { MultimodalProcessor } from '../model/multimodal-processor.ts';
 import { VisionEncoder } from '../model/vision-encoder.ts';
-import { KvPool } from '../kv/kv-pool.ts';
+import type { KvPool } from '../kv/kv-pool.ts';
+import { allocateKvPool, KvPoolOutOfMemoryError } from '../kv/kv-pool-alloc.ts';
 import { BlockPool } from '../kv/block-pool.ts';
 import { KVCacheManager } from '../kv/kv-cache-manager.ts';
 import { KV_FORMAT_VERSION, type KvNamespace } from '../kv/prefix-key.ts';
@@ -62,9 +63,13 @@ async function buildParts(gpu: Gpu, source: ModelSource, loaded: LoadedModel, op
   const kvDtype = opts.kvDtype ?? 'f32';
   const pageSize = opts.pageSize ?? 16;
   const fingerprint = await modelFingerprint(c, loaded.weights);
-  const pool = KvPool.create(gpu, {
+  const pool = await allocateKvPool(gpu, {
     numLayers: c.numLayers, numKvHeads: c.numKvHeads, headDim: c.headDim, pageSize, dtype: kvDtype,
     ...(opts.kvPages ? { numPages: opts.kvPages } : { capacityBytes: opts.kvCacheBytes ?? 64 * 2 ** 20 }),
+  }).catch((e: unknown) => {
+    if (!(e instanceof KvPoolOutOfMemoryError)) throw e;
+    const hint = e.fitPages > 0 ? `; load with kvCacheBytes: ${e.fitBytes} (or kvPages: ${e.fitPages}) or less, leaving room for the weights` : '';
+    throw new Error(`${e.message}${hint}`);
   });
   const prefillChunk = opts.prefillChunk ?? opts.scheduler?.maxPrefillChunk ?? 64;
   const sched: Partial<SchedulerConfig> = { maxBatchTokens: Math.max(64, prefillChunk), maxPrefillChunk: prefillChunk, ...opts.scheduler };
