@@ -86,6 +86,11 @@ export class Engine implements ChatEngine {
     return new Engine(source, await loadParts(gpu, source, opts), opts);
   }
 
+  /** The device the engine runs on now (another one after a lost device). */
+  get gpu(): Gpu {
+    return this.p.gpu;
+  }
+
   get tokenizer(): Tokenizer {
     return this.p.tokenizer;
   }

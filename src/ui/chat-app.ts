@@ -178,6 +178,12 @@ export class ChatApp {
     this.session.stop();
   }
 
+  /** Shows what happened underneath (the engine's Worker was lost and restarted) without ending the chat. */
+  notice(message: string): void {
+    this.errors.show(message);
+    this.opts.on?.error?.(message);
+  }
+
   newChat(): void {
     this.session.newChat();
     this.view.clear();

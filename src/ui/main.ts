@@ -11,6 +11,7 @@
  * `clients`, `engineLoads` and `worker`).
  */
 import { ChatApp } from './chat-app.ts';
+import { plainMessage } from './errors.ts';
 import { DEFAULT_MODEL } from './model-picker.ts';
 import { APP_LOAD_OPTIONS, WorkerEngine, workerEngines } from '../worker/client.ts';
 import type { EngineStats } from '../api/index.ts';
@@ -25,4 +26,5 @@ const params = new URLSearchParams(location.search);
 const model = params.get('model') || DEFAULT_MODEL;
 const engine = WorkerEngine.create({ shared: params.get('worker') !== 'dedicated' });
 const app = new ChatApp(document.getElementById('app')!, { engines: workerEngines(engine, params.get('persist') === 'off' ? {} : APP_LOAD_OPTIONS), model, host: document.body, pasteTarget: document, full: true });
+engine.onWorkerLost((message) => app.notice(plainMessage(message)));
 window.fastcache = { app, engine, stats: () => app.session.stats() };

@@ -28,6 +28,12 @@
  * so a heartbeat either drops live tabs or keeps dead ones for minutes; a
  * lock needs no polling and no timeout. Where the page has no Web Locks,
  * `pagehide` closes the connection instead (best effort).
+ *
+ * Worker-crash detection, the other way round: the Worker holds a lock of its
+ * own for its lifetime (life-lock.ts) and the page asks for it. When it is
+ * granted, the Worker is gone (crashed, killed, closed itself): every call
+ * waiting on it fails with a message saying so, `onWorkerLost` listeners hear
+ * it, and a new Worker is started that loads the last model again.
  */
 import * as Comlink from 'comlink';
 import type { EngineCache } from '../api/cache.ts';
@@ -37,6 +43,7 @@ import type { LoadProgress } from '../api/chat-types.ts';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest } from '../api/openai-types.ts';
 import type { EngineInfo } from '../api/stats.ts';
 import type { EngineConnection, HubStats, WorkerKind, WorkerLoadOptions, WorkerProbe } from './protocol.ts';
+import { watchWorkerLock } from './life-lock.ts';
 
 export type { WorkerKind } from './protocol.ts';
 
@@ -68,26 +75,90 @@ interface Transport {
   end(): void;
 }
 
-/** What stats() of a WorkerEngine reports: the engine's counters, the hub's clients and loads, the kind of Worker. */
-export type WorkerEngineStats = HubStats;
+/** A transport whose Worker may die: `dead` rejects then (never resolves). */
+interface Watched extends Transport {
+  readonly dead: Promise<never>;
+  die(e: Error): void;
+  stopWatching(): void;
+}
+
+/** What stats() of a WorkerEngine reports: the engine's counters, the hub's clients and loads, the kind of Worker, and Workers restarted after one was lost. */
+export type WorkerEngineStats = HubStats & { workerRestarts: number };
 
 let streamCounter = 0;
 
 export class WorkerEngine implements ChatEngine {
   readonly chat: { readonly completions: ChatCompletionsApi } = { completions: { create: this.create.bind(this) as ChatCompletionsApi['create'] } };
-  private current: Transport | null = null;
-  private readonly transport: Promise<Transport>;
+  private current: Watched | null = null;
+  private transport!: Promise<Watched>;
   private closing: Promise<void> | null = null;
   private released = false;
+  private lastLoad: { modelRef: string; opts: WorkerLoadOptions } | null = null;
+  private readonly lostListeners = new Set<(message: string) => void>();
+  /** New Workers started after one was lost. */
+  restarts = 0;
 
-  private constructor(transport: Transport | Promise<Transport>) {
-    if (transport instanceof Promise) {
-      this.transport = transport.then((t) => (this.current = t));
-      this.transport.catch(() => {}); // each call reports it
-    } else {
-      this.current = transport;
-      this.transport = Promise.resolve(transport);
+  /** `make` builds the transport (again after a lost Worker; `restartable` false: a Worker given by the caller, not ours to remake). */
+  private constructor(
+    private readonly make: () => Transport | Promise<Transport>,
+    private readonly restartable: boolean,
+  ) {
+    this.start();
+  }
+
+  private start(reload: { modelRef: string; opts: WorkerLoadOptions } | null = null): void {
+    const made = this.make();
+    if (!(made instanceof Promise)) this.current = this.watch(made); // a dedicated Worker is there at once (kind)
+    this.transport = Promise.resolve(made).then(async (t) => {
+      const w = this.current?.remote === t.remote ? this.current : this.watch(t);
+      this.current = w;
+      if (reload) await w.remote.load(reload.modelRef, reload.opts).catch((e: unknown) => console.warn(`fastcache: the new engine Worker could not load ${reload.modelRef}: ${errorText(e)}`));
+      return w;
+    });
+    this.transport.catch(() => {}); // each call reports it
+  }
+
+  /** Adds `dead` to a transport and watches its Worker's lifetime lock. */
+  private watch(t: Transport): Watched {
+    let die!: (e: Error) => void;
+    const dead = new Promise<never>((_, reject) => (die = reject));
+    dead.catch(() => {});
+    let watcher: { stop(): void } | null = null;
+    const w: Watched = { ...t, dead, die, stopWatching: () => watcher?.stop() };
+    void t.remote.lifeLock().then(
+      (name) => {
+        if (name && !this.released) watcher = watchWorkerLock(name, () => this.workerGone(w));
+      },
+      () => {}, // an older Worker without lifeLock: not watched
+    );
+    return w;
+  }
+
+  /** The Worker behind `w` is gone: fail what waits on it, tell the listeners, start a new one. */
+  private workerGone(w: Watched): void {
+    if (this.released || w !== this.current) return;
+    const again = this.restartable ? this.lastLoad : null;
+    const message = `the engine's Worker stopped (it crashed or was closed)${this.restartable ? `: a new one was started${again ? ` and loads ${again.modelRef} again` : ''}` : ''}`;
+    w.die(new Error(message));
+    w.remote[Comlink.releaseProxy]();
+    this.current = null;
+    if (this.restartable) {
+      this.restarts++;
+      this.start(again);
     }
+    for (const l of this.lostListeners) l(message);
+  }
+
+  /** Calls `listener` with a message each time the engine's Worker is lost (a new one is being started). */
+  onWorkerLost(listener: (message: string) => void): () => void {
+    this.lostListeners.add(listener);
+    return () => this.lostListeners.delete(listener);
+  }
+
+  /** `fn` on the current Worker; fails if the Worker dies before it answers. */
+  private async call<T>(fn: (remote: Comlink.Remote<EngineConnection>) => Promise<T>): Promise<T> {
+    const t = await this.transport;
+    return Promise.race([fn(t.remote), t.dead]);
   }
 
   /** A dedicated engine Worker of its own (the default), or the given one. */
@@ -96,13 +167,14 @@ export class WorkerEngine implements ChatEngine {
   static create(options: WorkerEngineOptions): WorkerEngine;
   static create(arg?: DedicatedWorkerLike | WorkerEngineOptions): WorkerEngine {
     const opts: WorkerEngineOptions = arg === undefined || isEndpoint(arg) ? {} : arg;
-    const dedicated = arg !== undefined && isEndpoint(arg) ? () => arg : (opts.dedicatedWorker ?? newDedicatedWorker);
-    return new WorkerEngine(opts.shared ? connectShared(opts, dedicated) : dedicatedTransport(dedicated()));
+    const given = arg !== undefined && isEndpoint(arg);
+    const dedicated = given ? () => arg : (opts.dedicatedWorker ?? newDedicatedWorker);
+    return new WorkerEngine(() => (opts.shared ? connectShared(opts, dedicated) : dedicatedTransport(dedicated())), !given);
   }
 
   /** One connection over a comlink endpoint another owns (a SharedWorker's port, a MessageChannel port); no probe, no lock. */
   static connect(endpoint: Comlink.Endpoint & { close?(): void }): WorkerEngine {
-    return new WorkerEngine({ remote: Comlink.wrap<EngineConnection>(endpoint), kind: 'shared', ownWorker: false, fallbackReason: null, end: () => endpoint.close?.() });
+    return new WorkerEngine(() => ({ remote: Comlink.wrap<EngineConnection>(endpoint), kind: 'shared', ownWorker: false, fallbackReason: null, end: () => endpoint.close?.() }), false);
   }
 
   /** 'shared' or 'dedicated' once connected; 'connecting' until then. */
@@ -122,36 +194,38 @@ export class WorkerEngine implements ChatEngine {
 
   /** Loads a model (or joins the hub's engine for it); this connection's running requests are aborted. */
   async load(modelRef: string, { onProgress, ...opts }: WorkerLoadOptions & { onProgress?: (p: LoadProgress) => void } = {}): Promise<EngineInfo> {
-    return (await this.transport).remote.load(modelRef, opts, onProgress ? Comlink.proxy(onProgress) : undefined);
+    const info = await this.call((r) => r.load(modelRef, opts, onProgress ? Comlink.proxy(onProgress) : undefined));
+    this.lastLoad = { modelRef, opts };
+    return info;
   }
 
-  async abort(requestId: string): Promise<boolean> {
-    return (await this.transport).remote.abort(requestId);
+  abort(requestId: string): Promise<boolean> {
+    return this.call((r) => r.abort(requestId));
   }
 
-  async info(): Promise<EngineInfo> {
-    return (await this.transport).remote.info();
+  info(): Promise<EngineInfo> {
+    return this.call((r) => r.info());
   }
 
   /** The engine's counters, with `clients` (connections on this engine), `engineLoads` (the hub's) and `worker`. */
   async stats(): Promise<WorkerEngineStats> {
-    return (await this.transport).remote.stats();
+    return { ...(await this.call((r) => r.stats())), workerRestarts: this.restarts };
   }
 
   /** The engine's KV cache by tier, in the Worker. */
   readonly cache: EngineCache = {
-    list: async () => (await this.transport).remote.cacheList(),
-    clear: async () => (await this.transport).remote.cacheClear(),
-    usage: async () => (await this.transport).remote.cacheUsage(),
+    list: () => this.call((r) => r.cacheList()),
+    clear: () => this.call((r) => r.cacheClear()),
+    usage: () => this.call((r) => r.cacheUsage()),
   };
 
-  async resetStats(): Promise<void> {
-    return (await this.transport).remote.resetStats();
+  resetStats(): Promise<void> {
+    return this.call((r) => r.resetStats());
   }
 
   /** Where the engine runs and whether WebGPU works there (needs no model). */
-  async probe(): Promise<WorkerProbe> {
-    return (await this.transport).remote.probe();
+  probe(): Promise<WorkerProbe> {
+    return this.call((r) => r.probe());
   }
 
   /** Ends this connection: the hub aborts its requests and releases its engine; then the transport ends. */
@@ -170,9 +244,10 @@ export class WorkerEngine implements ChatEngine {
     else void this.close();
   }
 
-  private drop(t: Transport): void {
+  private drop(t: Watched): void {
     if (this.released) return;
     this.released = true;
+    t.stopWatching();
     t.remote[Comlink.releaseProxy]();
     t.end();
   }
@@ -180,8 +255,9 @@ export class WorkerEngine implements ChatEngine {
   private create(req: ChatCompletionRequest & { stream: true }): Promise<AsyncIterable<ChatCompletionChunk>>;
   private create(req: ChatCompletionRequest & { stream?: false }): Promise<ChatCompletion>;
   private async create(req: ChatCompletionRequest): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> {
-    const { remote } = await this.transport;
-    if (!req.stream) return (await remote.createCompletion(req)) as ChatCompletion;
+    const t = await this.transport;
+    const { remote } = t;
+    if (!req.stream) return (await Promise.race([remote.createCompletion(req), t.dead])) as ChatCompletion;
     const id = req.request_id ?? `page-${Date.now().toString(36)}-${++streamCounter}`;
     const queue = new AsyncQueue<ChatCompletionChunk, void>();
     let arrived!: () => void;
@@ -191,8 +267,9 @@ export class WorkerEngine implements ChatEngine {
       arrived();
     }));
     done.then(() => queue.end(), (e: unknown) => queue.fail(e));
+    t.dead.catch((e: unknown) => queue.fail(e));
     // a request the engine refuses rejects before any chunk: let create() itself throw
-    await Promise.race([done, firstChunk]);
+    await Promise.race([done, firstChunk, t.dead]);
     return this.rest(remote, queue, id);
   }
 

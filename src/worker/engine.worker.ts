@@ -7,10 +7,7 @@
  *
  * shared.worker.ts is the same hub with one connection per tab's port.
  */
-import { acquireGpu } from '../gpu/device.ts';
-import { Engine } from '../engine/engine.ts';
-import { exposeConnection, workerHub } from './hub.ts';
+import { exposeConnection } from './hub.ts';
+import { engineWorkerHub } from './worker-hub.ts';
 
-const hub = workerHub('dedicated', () => acquireGpu(), (gpu, ref, opts) => Engine.load(gpu, ref, opts));
-
-exposeConnection(hub, self);
+exposeConnection(engineWorkerHub('dedicated'), self);

@@ -60,6 +60,8 @@ export interface HubOptions {
   probeGpu?: GpuProbe;
   /** For watchLock(): default `navigator.locks`; null: not watched (watchLock resolves false). */
   locks?: LockRequester | null;
+  /** The lock this Worker holds for its lifetime, for lifeLock() (default none: null). */
+  lifeLock?: Promise<string | null>;
 }
 
 export interface HubSnapshot {
@@ -74,6 +76,7 @@ export class EngineHub {
   readonly kind: WorkerKind;
   readonly locks: LockRequester | null;
   readonly probeGpu: GpuProbe;
+  readonly lifeLock: Promise<string | null>;
   private readonly engines = new Map<string, SharedEngine>();
   private readonly clients = new Set<Client>();
   private clientCounter = 0;
@@ -82,6 +85,7 @@ export class EngineHub {
   constructor(private readonly loadEngine: EngineLoader, options: HubOptions = {}) {
     this.kind = options.kind ?? 'dedicated';
     this.probeGpu = options.probeGpu ?? probeNavigatorGpu;
+    this.lifeLock = options.lifeLock ?? Promise.resolve(null);
     this.locks = options.locks !== undefined ? options.locks : ((globalThis.navigator as Navigator | undefined)?.locks ?? null);
   }
 
@@ -225,6 +229,7 @@ class Client {
       cacheUsage: () => this.engine().cache.usage(),
       probe: () => this.probe(),
       watchLock: async (name) => this.watchLock(name),
+      lifeLock: () => this.hub.lifeLock,
       close: () => this.close(),
     };
   }
@@ -388,15 +393,26 @@ export function exposeConnection(hub: EngineHub, endpoint: Comlink.Endpoint): En
  * again after a failure (no adapter now is not no adapter forever); probe()
  * reports whether it could be had.
  */
-export function workerHub<G>(kind: WorkerKind, acquire: () => Promise<G>, load: (gpu: G, modelRef: string, opts: EngineOptions) => Promise<HubEngine>): EngineHub {
+export function workerHub<G>(
+  kind: WorkerKind,
+  acquire: () => Promise<G>,
+  load: (gpu: G, modelRef: string, opts: EngineOptions) => Promise<HubEngine>,
+  more: { isLost?: (gpu: G) => boolean; lifeLock?: Promise<string | null> } = {},
+): EngineHub {
   let gpu: Promise<G> | null = null;
-  const device = () =>
-    (gpu ??= acquire().catch((e: unknown) => {
-      gpu = null;
-      throw e;
-    }));
+  let had: G | null = null; // a lost device is acquired again for the next load
+  const device = () => {
+    if (had !== null && more.isLost?.(had)) gpu = had = null;
+    return (gpu ??= acquire().then(
+      (g) => (had = g),
+      (e: unknown) => {
+        gpu = null;
+        throw e;
+      },
+    ));
+  };
   const probeGpu: GpuProbe = () => device().then(() => ({ gpu: true, error: null }), (e: unknown) => ({ gpu: false, error: errorText(e) }));
-  return new EngineHub(async (ref, opts) => load(await device(), ref, opts), { kind, probeGpu });
+  return new EngineHub(async (ref, opts) => load(await device(), ref, opts), { kind, probeGpu, ...(more.lifeLock ? { lifeLock: more.lifeLock } : {}) });
 }
 
 /** The default GPU probe: an adapter from `navigator.gpu`, where there is one. */

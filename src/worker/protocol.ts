@@ -98,6 +98,11 @@ export interface EngineConnection {
    * page is gone. False where the hub has no Web Locks (nothing is watched).
    */
   watchLock(lockName: string): Promise<boolean>;
+  /**
+   * The Web Lock the Worker holds for its lifetime (life-lock.ts): a page granted
+   * it knows the Worker is gone. Null where it holds none (no Web Locks, in-process).
+   */
+  lifeLock(): Promise<string | null>;
   /** Ends the connection: its requests are aborted and its engine released (destroyed when no connection holds it). */
   close(): Promise<void>;
 }

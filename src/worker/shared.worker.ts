@@ -17,12 +17,11 @@
  * lives while a tab is connected; when the last one goes, the browser ends
  * it, and the GPU memory with it.
  */
-import { acquireGpu } from '../gpu/device.ts';
-import { Engine } from '../engine/engine.ts';
-import { exposeConnection, workerHub } from './hub.ts';
+import { exposeConnection } from './hub.ts';
+import { engineWorkerHub } from './worker-hub.ts';
 
 const scope = self as unknown as SharedWorkerGlobalScope & { fastcacheHub?: unknown };
-const hub = workerHub('shared', () => acquireGpu(), (gpu, ref, opts) => Engine.load(gpu, ref, opts));
+const hub = engineWorkerHub('shared');
 scope.fastcacheHub = hub; // for DevTools (chrome://inspect/#workers): fastcacheHub.debugString()
 
 scope.onconnect = (e) => exposeConnection(hub, e.ports[0]);
