@@ -11,6 +11,7 @@ import type { StepResult } from '../scheduler/scheduler.ts';
 import { requestMetrics, type RequestMetrics } from '../scheduler/metrics.ts';
 import { AsyncQueue } from './async-queue.ts';
 import { IncrementalDetokenizer } from './detokenizer.ts';
+import { detokenizerContext } from './detokenizer-context.ts';
 import type { GenerationChunk, GenerationResult } from './types.ts';
 
 interface Active {
@@ -39,8 +40,17 @@ export class EngineOutput {
   open(r: Request, stop: readonly string[]): AsyncQueue<GenerationChunk, GenerationResult> {
     if (this.active.has(r.id)) throw new Error(`a request with id '${r.id}' is already running; request ids must be unique`);
     const queue = new AsyncQueue<GenerationChunk, GenerationResult>();
-    this.active.set(r.id, { request: r, queue, logits: r.wantsLogits ? [] : null, detok: new IncrementalDetokenizer(this.tokenizer, [...stop]) });
+    this.active.set(r.id, { request: r, queue, logits: r.wantsLogits ? [] : null, detok: this.detokenizer(r, stop) });
     return queue;
+  }
+
+  /**
+   * A continued prompt's text keeps the first generated token's leading space
+   * (decoded after the prompt's tail); a chat answer is decoded alone. Every
+   * stream (engine, Worker, server) gets its text from here.
+   */
+  private detokenizer(r: Request, stop: readonly string[]): IncrementalDetokenizer {
+    return new IncrementalDetokenizer(this.tokenizer, [...stop], detokenizerContext(this.tokenizer, r.promptIds));
   }
 
   has(id: string): boolean {
