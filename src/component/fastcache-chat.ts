@@ -26,7 +26,7 @@ import { ChatApp } from '../ui/chat-app.ts';
 import { DEFAULT_MODEL } from '../ui/model-picker.ts';
 import type { Answer } from '../ui/chat-session.ts';
 import { APP_LOAD_OPTIONS, WorkerEngine, workerEngines } from '../worker/client.ts';
-import type { EngineInfo, EngineStats, Usage } from '../api/index.ts';
+import type { ChatEngineFactory, EngineInfo, EngineStats, Usage } from '../api/index.ts';
 
 export interface FastcacheChatEvents {
   token: CustomEvent<{ text: string }>;
@@ -74,7 +74,7 @@ export class FastcacheChat extends HTMLElement {
     const shadow = this.shadowRoot ?? this.attachShadow({ mode: 'open' });
     const ratio = this.getAttribute('ratio');
     this.app = new ChatApp(shadow, {
-      engines: workerEngines(WorkerEngine.create({ shared: this.getAttribute('worker') !== 'dedicated' }), this.getAttribute('persist') === 'off' ? {} : APP_LOAD_OPTIONS),
+      engines: this.createEngines(),
       model: this.getAttribute('model') || DEFAULT_MODEL,
       host: this,
       pasteTarget: shadow,
@@ -89,6 +89,15 @@ export class FastcacheChat extends HTMLElement {
       },
     });
     return this.app;
+  }
+
+  /**
+   * The engine factory the element's chat loads models with: the origin's
+   * Worker engine. A subclass may hand it another (a test's fake engine, a
+   * RemoteEngine); read once, when the element first mounts.
+   */
+  protected createEngines(): ChatEngineFactory {
+    return workerEngines(WorkerEngine.create({ shared: this.getAttribute('worker') !== 'dedicated' }), this.getAttribute('persist') === 'off' ? {} : APP_LOAD_OPTIONS);
   }
 
   private emit<K extends keyof FastcacheChatEvents>(type: K, detail: FastcacheChatEvents[K]['detail']): void {

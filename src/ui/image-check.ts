@@ -6,6 +6,7 @@
  * passes can still fail to decode (a text file renamed .png): the engine
  * says so, and the page shows its message.
  */
+import { svgRefusal } from './svg-check.ts';
 
 /** The largest image the page accepts, in pixels (16 megapixels, e.g. 4000 × 4000). */
 export const MAX_IMAGE_PIXELS = 16_000_000;
@@ -25,6 +26,8 @@ const FORMATS = 'PNG, JPEG, WebP, GIF or BMP';
 /** Checks a picked, dropped or pasted file; `name` is how the message refers to it. */
 export async function checkImageFile(file: Blob, name = fileName(file)): Promise<ImageCheck> {
   if (file.size === 0) return { ok: false, message: `${name} is empty (0 bytes): pick an image file (${FORMATS}).` };
+  const svg = await svgRefusal(file, name); // a document that can carry script (svg-check.ts), whatever its name and type say
+  if (svg) return { ok: false, message: svg };
   if (file.type && !file.type.startsWith('image/')) {
     return { ok: false, message: `${name} is not an image (its type is ${file.type}): pick an image file (${FORMATS}).` };
   }

@@ -1,17 +1,22 @@
 /**
  * Picking an image: a file input, dropping a file anywhere on the chat, or
  * pasting one from the clipboard. Cheap checks (image-check.ts) refuse empty,
- * non-image and too-large files at once; the picked image shows as a preview
- * until it is sent.
+ * non-image, SVG and too-large files at once; the picked image shows as a
+ * preview until it is sent — only ever as an <img> of a file that passed
+ * (never an <object>, <iframe>, <embed> or inline markup, where a document
+ * could run script).
  */
 import { h } from './dom.ts';
 import { checkImageFile } from './image-check.ts';
+
+/** What the file picker offers: the pixel formats the model's processor reads; not image/* (which includes SVG, refused in svg-check.ts). */
+const ACCEPT = 'image/png,image/jpeg,image/webp,image/gif,image/bmp';
 
 export class ImageInput {
   readonly el = h('div', { class: 'fc-image', id: 'image-input' });
   /** The image the next question is about, or null. */
   image: Blob | null = null;
-  private readonly file = h('input', { type: 'file', id: 'file', accept: 'image/*', class: 'fc-file' });
+  private readonly file = h('input', { type: 'file', id: 'file', accept: ACCEPT, class: 'fc-file' });
   private readonly preview = h('div', { class: 'fc-preview', id: 'preview', hidden: true });
   private url: string | null = null;
 
