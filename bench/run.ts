@@ -9,12 +9,16 @@
  *
  * Options the runner itself takes: --browser PATH, --flag ARG (repeatable),
  * --unsafe (adds Dawn's disable_robustness, which users' browsers lack),
- * --out DIR, --timeout SECONDS. Everything else goes to the benchmark.
+ * --out DIR, --timeout SECONDS, --verbose (a failure's stack trace). Everything
+ * else goes to the benchmark. Errors are one line on stderr
+ * (scripts/cli-errors.ts): exit 2 for a bad command line, 1 otherwise (an
+ * unknown benchmark, one that fails, a browser that does not start).
  */
 import { execSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { openHeadless } from '../scripts/headless.ts';
+import { numberFlag, runCli, UsageError } from '../scripts/cli-errors.ts';
 import { markdownTable, renderPanels } from './plot.ts';
 import type { BenchRestart, BenchResult } from './types.ts';
 
@@ -32,10 +36,11 @@ function parse(argv: string[]) {
     else if (k === 'flag') flags.push(value());
     else if (k === 'unsafe') flags.push('--enable-dawn-features=disable_robustness,allow_unsafe_apis');
     else if (k === 'out') out = value();
-    else if (k === 'timeout') timeout = Number(value());
+    else if (k === 'timeout') timeout = numberFlag('timeout', value() ?? '', 0, 1e7, { above: true });
+    else if (k === 'verbose') continue; // read by cli-errors.ts
     else opts[k] = inline ?? (rest[i + 1] && !rest[i + 1].startsWith('--') ? rest[++i] : 'true');
   }
-  if (!name) throw new Error('usage: npm run bench -- <name> [--browser PATH] [--flag ARG]... [benchmark options]');
+  if (!name || name.startsWith('--')) throw new UsageError('no benchmark named: npm run bench -- <name> [--browser PATH] [--flag ARG]... [benchmark options]');
   return { name, opts, flags, browser, out, timeout };
 }
 
@@ -92,7 +97,4 @@ function git(cmd: string): string {
   }
 }
 
-main().catch((e) => {
-  console.error(e instanceof Error ? e.message : e);
-  process.exit(1);
-});
+runCli(main);

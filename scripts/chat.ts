@@ -5,16 +5,20 @@
  *
  *   npm run chat -- --image cat.png "What is this?"
  *   npm run chat -- --model /models/tiny-vlm-shapes --image shapes.png --max-tokens 32 --press snapkv --ratio 0.5 "How many shapes are there?"
+ *
+ * Errors are one line on stderr (scripts/cli-errors.ts): exit 2 for a bad
+ * command line (checked before the browser starts), 1 otherwise.
  */
 import { readFileSync, existsSync } from 'node:fs';
 import { extname } from 'node:path';
 import { openHeadless } from './headless.ts';
 import type { HeadlessChatArgs } from './chat-page.ts';
+import { intFlag, numberFlag, runCli, UsageError } from './cli-errors.ts';
 
 const MIME: Record<string, string> = { '.png': 'image/png', '.jpg': 'image/jpeg', '.jpeg': 'image/jpeg', '.webp': 'image/webp', '.gif': 'image/gif', '.bmp': 'image/bmp' };
-const USAGE = 'usage: npm run chat -- [--model /models/NAME | HUB_ID | URL] [--image FILE] [--max-tokens N] [--temperature T] [--press NAME --ratio R] [--browser PATH] "question"';
+const USAGE = 'usage: npm run chat -- [--model /models/NAME | HUB_ID | URL] [--image FILE] [--max-tokens N] [--temperature T] [--press NAME --ratio R] [--browser PATH] [--verbose] "question"';
 
-function parse(argv: string[]): HeadlessChatArgs & { browser?: string; imagePath?: string } {
+function parse(argv: string[]): (HeadlessChatArgs & { browser?: string; imagePath?: string }) | null {
   const a: HeadlessChatArgs & { browser?: string; imagePath?: string } = { model: '/models/tiny-vlm-shapes', question: '', maxTokens: 64, temperature: 0 };
   const words: string[] = [];
   for (let i = 0; i < argv.length; i++) {
@@ -23,19 +27,23 @@ function parse(argv: string[]): HeadlessChatArgs & { browser?: string; imagePath
       words.push(argv[i]);
       continue;
     }
+    if (k === 'help') return null;
+    if (k === 'verbose') continue; // read by cli-errors.ts
+    if (!['model', 'image', 'max-tokens', 'temperature', 'press', 'ratio', 'browser'].includes(k)) throw new UsageError(`unknown option '--${k}'; --help for usage`);
     const v = inline ?? argv[++i];
-    if (v === undefined) throw new Error(`--${k} needs a value\n${USAGE}`);
+    if (v === undefined) throw new UsageError(`--${k} needs a value`);
     if (k === 'model') a.model = v;
     else if (k === 'image') a.imagePath = v;
-    else if (k === 'max-tokens') a.maxTokens = Number(v);
-    else if (k === 'temperature') a.temperature = Number(v);
+    else if (k === 'max-tokens') a.maxTokens = intFlag(k, v, 1);
+    else if (k === 'temperature') a.temperature = numberFlag(k, v, 0, 2); // OpenAI's range, as chat.completions checks it
     else if (k === 'press') a.press = v;
-    else if (k === 'ratio') a.ratio = Number(v);
-    else if (k === 'browser') a.browser = v;
-    else throw new Error(`unknown option --${k}\n${USAGE}`);
+    else if (k === 'ratio') a.ratio = numberFlag(k, v, 0, 1);
+    else a.browser = v;
   }
+  if (a.ratio !== undefined && a.press === undefined) throw new UsageError('--ratio needs --press');
+  if (a.ratio !== undefined && a.ratio >= 1) throw new UsageError(`--ratio must be below 1 (the fraction of the KV cache a press removes), got '${a.ratio}'`);
   a.question = words.join(' ');
-  if (!a.question) throw new Error(`no question given\n${USAGE}`);
+  if (!a.question) throw new UsageError('no question given; --help for usage');
   if (a.imagePath) {
     if (!existsSync(a.imagePath)) throw new Error(`image file not found: ${a.imagePath}`);
     const mime = MIME[extname(a.imagePath).toLowerCase()] ?? 'application/octet-stream';
@@ -45,7 +53,12 @@ function parse(argv: string[]): HeadlessChatArgs & { browser?: string; imagePath
 }
 
 async function main(): Promise<void> {
-  const { browser, imagePath: _, ...args } = parse(process.argv.slice(2));
+  const parsed = parse(process.argv.slice(2));
+  if (!parsed) {
+    console.log(USAGE);
+    return;
+  }
+  const { browser, imagePath: _, ...args } = parsed;
   const h = await openHeadless('scripts/chat-page.html', browser ? { browser } : {});
   try {
     await h.page.exposeFunction('onChatToken', (t: string) => process.stdout.write(t));
@@ -62,7 +75,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e) => {
-  console.error(`\n${e instanceof Error ? e.message.replace(/^page\.evaluate: (Error: )?/, '') : String(e)}`);
-  process.exit(1);
-});
+runCli(main);
