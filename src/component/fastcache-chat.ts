@@ -26,6 +26,7 @@ import { ChatApp } from '../ui/chat-app.ts';
 import { DEFAULT_MODEL } from '../ui/model-picker.ts';
 import type { Answer } from '../ui/chat-session.ts';
 import { APP_LOAD_OPTIONS, WorkerEngine, workerEngines } from '../worker/client.ts';
+import { plainMessage } from '../ui/errors.ts';
 import type { ChatEngineFactory, EngineInfo, EngineStats, Usage } from '../api/index.ts';
 
 export interface FastcacheChatEvents {
@@ -97,7 +98,9 @@ export class FastcacheChat extends HTMLElement {
    * RemoteEngine); read once, when the element first mounts.
    */
   protected createEngines(): ChatEngineFactory {
-    return workerEngines(WorkerEngine.create({ shared: this.getAttribute('worker') !== 'dedicated' }), this.getAttribute('persist') === 'off' ? {} : APP_LOAD_OPTIONS);
+    const engine = WorkerEngine.create({ shared: this.getAttribute('worker') !== 'dedicated' });
+    engine.onWorkerLost((message) => this.app?.notice(plainMessage(message))); // a new Worker is on its way
+    return workerEngines(engine, this.getAttribute('persist') === 'off' ? {} : APP_LOAD_OPTIONS);
   }
 
   private emit<K extends keyof FastcacheChatEvents>(type: K, detail: FastcacheChatEvents[K]['detail']): void {
