@@ -82,7 +82,7 @@ export class Engine implements ChatEngine {
   }
 
   static async load(gpu: Gpu, ref: string | ModelSource, opts: EngineOptions = {}): Promise<Engine> {
-    const source = resolveSource(ref);
+    const source = resolveSource(ref, opts.hubEndpoint ? { hubEndpoint: opts.hubEndpoint } : {});
     return new Engine(source, await loadParts(gpu, source, opts), opts);
   }
 

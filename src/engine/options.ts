@@ -10,6 +10,8 @@ import type { CachePrefixOptions, CompressionOptions, KvWindow, LoadProgress } f
  * in-process callback.
  */
 export interface EngineLoadOptions {
+  /** Where a Hugging Face id ("org/name") is fetched from (default HF_ENDPOINT in Node, else https://huggingface.co): a mirror or a local server. */
+  hubEndpoint?: string;
   weightDtype?: WeightDtype | 'auto';
   kvDtype?: 'f32' | 'f16';
   /** KV pool size in bytes (default 64 MiB) or pages. */

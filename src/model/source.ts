@@ -3,6 +3,9 @@
  * progress and Cache Storage in browsers), or a Hugging Face repo.
  */
 
+import { download, isHtmlFallback, type DownloadOptions } from './download.ts';
+import { cacheStorage, readCached, storeCached, type ModelFileCache } from './model-file-cache.ts';
+
 export interface FileProgress {
   file: string;
   loaded: number;
@@ -102,9 +105,15 @@ export function localFolderSource(dir: string): ModelSource {
  * A dev server's SPA fallback (Vite answers a missing file with index.html and 200) is
  * treated as "not found": an HTML response for a file that is not .html counts as missing.
  */
-export function urlSource(baseUrl: string, opts: { cache?: boolean } = {}): ModelSource {
+export interface UrlSourceOptions extends DownloadOptions {
+  /** Keep downloads in Cache Storage (default true, where there is one), or in this cache. */
+  cache?: boolean | ModelFileCache;
+}
+
+export function urlSource(baseUrl: string, opts: UrlSourceOptions = {}): ModelSource {
   const base = baseUrl.endsWith('/') ? baseUrl : baseUrl + '/';
-  const useCache = (opts.cache ?? true) && typeof caches !== 'undefined';
+  const cacheOf = (): Promise<ModelFileCache | null> =>
+    typeof opts.cache === 'object' ? Promise.resolve(opts.cache) : opts.cache === false ? Promise.resolve(null) : cacheStorage(MODEL_CACHE_NAME);
   const urlOf = (file: string) => {
     const unsafe = unsafeFilePath(file);
     if (unsafe) throw new Error(`model file path ${JSON.stringify(file)} ${unsafe}: model files are named relative to ${base}, inside it`);
@@ -115,31 +124,22 @@ export function urlSource(baseUrl: string, opts: { cache?: boolean } = {}): Mode
     id: baseUrl,
     async readFile(file, onProgress) {
       const url = urlOf(file);
-      const cache = useCache ? await openCache() : null;
-      const cached = await cache?.match(url);
-      if (cached) return readBody(cached, file, url, onProgress);
-      let res: Response;
-      try {
-        res = await fetch(url);
-      } catch (e) {
-        throw new Error(`cannot fetch model file "${file}" from ${url}: ${(e as Error).message}`);
+      const cache = await cacheOf();
+      const cached = cache ? await readCached(cache, url, file) : null;
+      if (cached) {
+        onProgress?.({ file, loaded: cached.length, total: cached.length });
+        return cached;
       }
-      if (!res.ok) throw new Error(`cannot fetch model file "${file}" from ${url}: HTTP ${res.status} ${res.statusText}`.trim());
-      if (isHtmlFallback(res, file)) throw new Error(`cannot fetch model file "${file}" from ${url}: HTTP 404 (the server answered with an HTML page)`);
-      const bytes = await readBody(res, file, url, onProgress);
-      if (cache) {
-        const headers = { 'content-type': res.headers.get('content-type') ?? 'application/octet-stream', 'content-length': String(bytes.length) };
-        await cache.put(url, new Response(bytes.slice().buffer, { headers })).catch((e: unknown) => {
-          console.warn(`fastcache: could not cache ${url}: ${(e as Error).message}`);
-        });
-      }
-      return bytes;
+      const got = await download(url, file, opts, onProgress);
+      if (cache) await storeCached(cache, url, got.bytes, got.sha256, got.type);
+      return got.bytes;
     },
     async has(file) {
       const url = urlOf(file);
-      if (useCache && (await (await openCache())?.match(url))) return true;
+      const cache = await cacheOf();
+      if (cache && (await cache.match(url).catch(() => undefined))) return true;
       try {
-        const res = await fetch(url, { method: 'HEAD' });
+        const res = await (opts.fetch ?? fetch)(url, { method: 'HEAD' });
         return res.ok && !isHtmlFallback(res, file);
       } catch {
         return false;
@@ -148,9 +148,28 @@ export function urlSource(baseUrl: string, opts: { cache?: boolean } = {}): Mode
   };
 }
 
+/**
+ * Where Hub repos are fetched from: `endpoint` if given, else (in Node) the
+ * HF_ENDPOINT environment variable as huggingface_hub reads it, else
+ * https://huggingface.co. Only an http(s) URL without credentials, query or fragment.
+ */
+export function hubEndpoint(endpoint?: string): string {
+  const raw = endpoint ?? (isNode ? process.env.HF_ENDPOINT : undefined) ?? 'https://huggingface.co';
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new Error(`Hugging Face endpoint ${JSON.stringify(raw)} is not a URL: give one like https://huggingface.co or http://127.0.0.1:8080`);
+  }
+  if (!/^https?:$/.test(url.protocol) || url.username || url.password || url.search || url.hash) {
+    throw new Error(`Hugging Face endpoint ${JSON.stringify(raw)} must be a plain http(s) URL (no credentials, query or fragment)`);
+  }
+  return raw.replace(/\/+$/, '');
+}
+
 /** A Hugging Face Hub repo: https://huggingface.co/<id>/resolve/<revision>/<file>, cached. */
-export function hubSource(repoId: string, opts: { revision?: string; endpoint?: string } = {}): ModelSource {
-  const endpoint = (opts.endpoint ?? 'https://huggingface.co').replace(/\/+$/, '');
+export function hubSource(repoId: string, opts: { revision?: string; endpoint?: string } & DownloadOptions & Pick<UrlSourceOptions, 'cache'> = {}): ModelSource {
+  const endpoint = hubEndpoint(opts.endpoint);
   const revision = opts.revision ?? 'main';
   // The id goes into the URL unencoded (its "/" is part of the path): anything beyond the Hub's
   // own name characters ("..", "?", "#", "%") could point the requests at another repo or page.
@@ -159,7 +178,8 @@ export function hubSource(repoId: string, opts: { revision?: string; endpoint?: 
   }
   // encodeURIComponent leaves "." and "..": a revision ".." would resolve above resolve/.
   if (revision === '' || revision === '.' || revision === '..') throw new Error(`Hugging Face revision ${JSON.stringify(revision)} is not a branch, tag or commit`);
-  const inner = urlSource(`${endpoint}/${repoId}/resolve/${encodeURIComponent(revision)}/`, { cache: true });
+  const { revision: _r, endpoint: _e, ...download } = opts;
+  const inner = urlSource(`${endpoint}/${repoId}/resolve/${encodeURIComponent(revision)}/`, { cache: true, ...download });
   return { id: `hf:${repoId}@${revision}`, readFile: inner.readFile, has: inner.has };
 }
 
@@ -177,13 +197,13 @@ export function hubSource(repoId: string, opts: { revision?: string; endpoint?: 
  *   model in a page and in a Node test;
  * - "org/name" → hubSource.
  */
-export function resolveSource(ref: string | ModelSource): ModelSource {
+export function resolveSource(ref: string | ModelSource, opts: { hubEndpoint?: string } = {}): ModelSource {
   if (typeof ref !== 'string') return ref;
   if (/^https?:\/\//i.test(ref)) return urlSource(ref);
   if (ref.startsWith('/') || ref.startsWith('./') || ref.startsWith('../')) {
     return isNode ? nodePathSource(ref) : urlSource(ref, { cache: false });
   }
-  if (/^[\w.-]+\/[\w.-]+$/.test(ref)) return hubSource(ref);
+  if (/^[\w.-]+\/[\w.-]+$/.test(ref)) return hubSource(ref, opts.hubEndpoint ? { endpoint: opts.hubEndpoint } : {});
   throw new Error(`cannot resolve model reference "${ref}": use a path ("/models/x", "./x"), an http(s) URL, or a Hugging Face repo id ("org/name")`);
 }
 
@@ -206,55 +226,4 @@ function nodePathSource(ref: string): ModelSource {
     readFile: async (file, onProgress) => (await pick()).readFile(file, onProgress),
     has: async (file) => (await pick()).has(file),
   };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Helpers
-// ---------------------------------------------------------------------------------------------
-
-async function openCache(): Promise<Cache | null> {
-  try {
-    return await caches.open(MODEL_CACHE_NAME);
-  } catch {
-    return null; // e.g. opaque origins or storage disabled
-  }
-}
-
-function isHtmlFallback(res: Response, file: string): boolean {
-  return (res.headers.get('content-type') ?? '').startsWith('text/html') && !/\.html?$/i.test(file);
-}
-
-/** Read a response body chunk by chunk, reporting progress. */
-async function readBody(res: Response, file: string, url: string, onProgress?: (p: FileProgress) => void): Promise<Uint8Array> {
-  const encoded = res.headers.get('content-encoding');
-  const lengthHeader = res.headers.get('content-length');
-  // With a content-encoding, content-length counts compressed bytes: not the body we read.
-  const total = lengthHeader !== null && !encoded && /^\d+$/.test(lengthHeader) ? Number(lengthHeader) : null;
-  if (!res.body) {
-    const bytes = new Uint8Array(await res.arrayBuffer());
-    onProgress?.({ file, loaded: bytes.length, total: total ?? bytes.length });
-    return bytes;
-  }
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let loaded = 0;
-  onProgress?.({ file, loaded: 0, total });
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    chunks.push(value);
-    loaded += value.length;
-    onProgress?.({ file, loaded, total });
-  }
-  if (total !== null && loaded !== total) {
-    throw new Error(`download of "${file}" from ${url} truncated: expected ${total} bytes, got ${loaded}`);
-  }
-  if (chunks.length === 1) return chunks[0];
-  const out = new Uint8Array(loaded);
-  let pos = 0;
-  for (const c of chunks) {
-    out.set(c, pos);
-    pos += c.length;
-  }
-  return out;
 }
