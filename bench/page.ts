@@ -16,6 +16,7 @@ const suites: Record<string, () => Promise<Suite>> = {
   vqa: () => import('./suites/vqa.ts'),
   strategies: () => import('./suites/strategies.ts'),
   reuse: () => import('./suites/reuse.ts'),
+  soak: () => import('./suites/soak.ts'),
 };
 
 const logEl = document.getElementById('log')!;

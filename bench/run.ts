@@ -44,9 +44,12 @@ function parse(argv: string[]) {
   return { name, opts, flags, browser, out, timeout };
 }
 
+/** Browser flags a suite needs: the soak samples the JS heap after a forced GC, exactly. */
+const SUITE_FLAGS: Record<string, string[]> = { soak: ['--js-flags=--expose-gc', '--enable-precise-memory-info'] };
+
 async function main(): Promise<void> {
   const a = parse(process.argv.slice(2));
-  const headless = await openHeadless('bench/page.html', { browser: a.browser, flags: a.flags });
+  const headless = await openHeadless('bench/page.html', { browser: a.browser, flags: [...(SUITE_FLAGS[a.name] ?? []), ...a.flags] });
   const { args, close, version } = headless;
   let page = headless.page;
   try {

@@ -21,16 +21,7 @@ async function nodeGpu(): Promise<Gpu> {
 }
 
 /** Seeded PRNG (mulberry32) so random test inputs are reproducible. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { mulberry32 as rng } from '../bench/rng.ts';
 
 export function randomF32(n: number, rand: () => number, scale = 1): Float32Array {
   const a = new Float32Array(n);

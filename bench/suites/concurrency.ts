@@ -26,6 +26,7 @@ import { loadTokenizer, type Tokenizer } from '../../src/model/tokenizer.ts';
 import { resolveSource } from '../../src/model/source.ts';
 import type { Gpu } from '../../src/gpu/context.ts';
 import type { BenchResult, PlotSpec } from '../types.ts';
+import { mulberry32 } from '../rng.ts';
 
 type System = 'baseline' | 'scheduler';
 type Arrivals = 'even' | 'poisson';
@@ -397,15 +398,4 @@ function mean(xs: number[]): number {
 
 function round2(x: number): number {
   return Number(x.toPrecision(2));
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
