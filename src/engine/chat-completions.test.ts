@@ -153,6 +153,11 @@ describe('chat.completions.create', () => {
       ['temperature 5', { messages, temperature: 5 }, /'temperature' must be between 0 and 2, got 5/, RangeError],
       ['top_p 1.5', { messages, top_p: 1.5 }, /'top_p' must be between 0 and 1/, RangeError],
       ['max_tokens 0', { messages, max_tokens: 0 }, /max_tokens\) must be a positive integer/, RangeError],
+      // found by src/engine/requests.fuzz.node.test.ts: these were coerced ("0.5" >= 0) or crashed deep in the engine
+      ['stop holding a null', { messages, stop: [null] } as unknown as ChatCompletionRequest, /'stop' must be a string or an array of strings, got an array/, TypeError],
+      ['temperature as a string', { messages, temperature: '0.5' } as unknown as ChatCompletionRequest, /'temperature' must be a number between 0 and 2, got "0.5"/, TypeError],
+      ['seed as an object', { messages, seed: {} } as unknown as ChatCompletionRequest, /'seed' must be an integer, got an object/, TypeError],
+      ['a press without a ratio', { messages, kv_compression: { press: 'knorm' } } as unknown as ChatCompletionRequest, /'kv_compression.ratio' is missing/, TypeError],
     ])('%s', async (_, req, message, type) => {
       const seen = events.length;
       for (const stream of [false, true]) {

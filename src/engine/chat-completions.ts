@@ -2,6 +2,7 @@ import type { AsyncQueue } from './async-queue.ts';
 import type { PreparedPrompt } from './input.ts';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Usage } from '../api/openai-types.ts';
 import type { GenerateOptions, GenerationChunk, GenerationResult } from './types.ts';
+import { checkChatRequest } from './option-checks.ts';
 
 /** What the OpenAI surface needs of an engine. */
 export interface CompletionsHost {
@@ -41,6 +42,7 @@ export class ChatCompletions {
   }
 
   private toOptions(req: ChatCompletionRequest): GenerateOptions {
+    checkChatRequest(req);
     if (req.model && req.model !== this.engine.modelId) {
       throw new Error(`model '${req.model}' is not loaded (the engine has '${this.engine.modelId}'); call load() first or omit 'model'`);
     }
@@ -48,18 +50,12 @@ export class ChatCompletions {
     for (const m of req.messages) {
       const okContent = typeof m?.content === 'string' || (Array.isArray(m?.content) && m.content.every((p) => ['text', 'image_url', 'image'].includes(p?.type)));
       if (!okContent || !['system', 'user', 'assistant'].includes(m.role)) {
-        throw new TypeError(`each message needs role 'system' | 'user' | 'assistant' and content: a string or parts {type: 'text' | 'image_url' | 'image'}; got ${JSON.stringify(m)?.slice(0, 80)}`);
+        throw new TypeError(`each message needs role 'system' | 'user' | 'assistant' and content: a string or parts {type: 'text' | 'image_url' | 'image'}; got ${describe(m)}`);
       }
     }
-    const num = (name: string, v: number | undefined, lo: number, hi: number) => {
-      if (v !== undefined && !(v >= lo && v <= hi)) throw new RangeError(`'${name}' must be between ${lo} and ${hi}, got ${v}`);
-      return v;
-    };
-    const sampling: NonNullable<GenerateOptions['sampling']> = { temperature: num('temperature', req.temperature, 0, 2) ?? 1 };
-    const topP = num('top_p', req.top_p, 0, 1);
-    const topK = num('top_k', req.top_k, 0, 1e9);
-    if (topP !== undefined) sampling.topP = topP;
-    if (topK !== undefined) sampling.topK = topK;
+    const sampling: NonNullable<GenerateOptions['sampling']> = { temperature: req.temperature ?? 1 };
+    if (req.top_p !== undefined) sampling.topP = req.top_p;
+    if (req.top_k !== undefined) sampling.topK = req.top_k;
     if (req.seed !== undefined) sampling.seed = req.seed >>> 0;
     const opts: GenerateOptions = { sampling };
     if (req.max_tokens !== undefined) opts.maxTokens = req.max_tokens;
@@ -109,4 +105,13 @@ function openAiFinish(r: GenerationResult): Exclude<GenerationResult['finishReas
 function usage(r: GenerationResult): Usage {
   const { tokensPerSecond: _, ...extra } = r.timing;
   return { prompt_tokens: r.promptTokens, completion_tokens: r.tokens.length, total_tokens: r.promptTokens + r.tokens.length, extra };
+}
+
+/** A message for an error: its JSON when it has one (a cycle or a BigInt has none). */
+function describe(m: unknown): string {
+  try {
+    return (JSON.stringify(m) ?? String(m)).slice(0, 80);
+  } catch {
+    return typeof m;
+  }
 }

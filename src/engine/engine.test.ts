@@ -165,6 +165,17 @@ describe('bad input', () => {
     expect(gpu.memory.snapshot().bytes).toBe(before);
   });
 
+  it.each<[string, Record<string, unknown>, RegExp]>([
+    ['stop holding a number', { stop: ['a', 5] }, /'stop' must be an array of strings/],
+    ['a string maxTokens', { maxTokens: '4' }, /'maxTokens' must be a positive integer, got "4"/],
+    ['a string temperature', { sampling: { temperature: '0.7' } }, /'sampling.temperature' must be a number/],
+    ['a numeric request id', { requestId: 7 }, /'requestId' must be a string of 1 to 256 characters, got 7/],
+    ['a press named by a number', { compression: { press: 3, ratio: 0.5 } }, /'compression.press' must be the name of a press/],
+  ])('options of the wrong type (%s) are refused before anything is queued, naming the option', async (_, opts, message) => {
+    await expect(engine.generate([1, 2, 3], opts)).rejects.toThrow(message);
+    engine.checkIdle();
+  });
+
   it('token ids outside the vocabulary are rejected', async () => {
     await expect(engine.generate([1, engine.config.vocabSize + 3], { maxTokens: 1 })).rejects.toThrow(/outside the vocabulary/);
   });

@@ -13,6 +13,7 @@ import type { AsyncQueue } from './async-queue.ts';
 import { ChatCompletions } from './chat-completions.ts';
 import { PressCompressStage } from './compress-stage.ts';
 import { StepExecutor } from './step-executor.ts';
+import { checkGenerateOptions } from './option-checks.ts';
 import { EngineInput, isPrepared, type CachedPrefixRef, type PreparedPrompt, type PromptInput } from './input.ts';
 import { EngineOutput } from './output.ts';
 import { ImageFeatureCache } from './image-features.ts';
@@ -185,6 +186,7 @@ export class Engine implements ChatEngine {
    * with `persist`, the stored pages of its prefix are staged for the scheduler too.
    */
   async prepare(input: PromptInput, opts: GenerateOptions = {}): Promise<PreparedPrompt> {
+    checkGenerateOptions(opts); // before any image is fetched or decoded (submit checks again: a prompt may come prepared)
     await this.ready();
     const p = this.p;
     let prompt = await this.input.prepare(input, opts);

@@ -14,6 +14,7 @@ import type { CachePrefixOptions, ChatMessage, CompressionOptions, KvWindow } fr
 import { promptSource } from './stored-prefix.ts';
 import { preparePrompt, type ImagePromptDeps } from './prompt-images.ts';
 import { validateRequest } from './validate.ts';
+import { checkGenerateOptions } from './option-checks.ts';
 import { systemPrefixLength } from '../model/system-prefix.ts';
 import type { GenerateOptions } from './types.ts';
 
@@ -108,6 +109,7 @@ export class EngineInput {
 
   /** A checked Request for `prompt` (its images stay pinned; the caller releases them if this throws). */
   request(prompt: PreparedPrompt, opts: GenerateOptions, stopTokenIds: readonly number[]): Request {
+    checkGenerateOptions(opts);
     const c = this.d.config;
     const maxNew = opts.maxTokens ?? 128;
     const window = opts.window ?? this.d.defaultWindow;
