@@ -45,14 +45,19 @@ export function checkGenerateOptions(o: GenerateOptions): void {
   field('stop', o.stop, isStrings, 'an array of strings');
   field('ignoreEos', o.ignoreEos, isBool, 'true or false');
   field('requestId', o.requestId, isId, 'a string of 1 to 256 characters');
-  field('compression', o.compression, isObj, "an object { press, ratio, window?, region? }");
-  if (o.compression) compressionFields('compression', o.compression);
-  field('window', o.window, isObj, 'an object { sinks, recent }');
-  field('cachePrefix', o.cachePrefix, isObj, "an object { until: 'image' | 'system' | <tokens>, press, ratio }");
-  if (o.cachePrefix) compressionFields('cachePrefix', o.cachePrefix);
+  kvFields({ compression: 'compression', window: 'window', cachePrefix: 'cachePrefix' }, o);
   field('forceTokens', o.forceTokens, (v) => Array.isArray(v) && v.every(isInt), 'an array of token ids');
   field('returnLogits', o.returnLogits, isBool, 'true or false');
   field('signal', o.signal, (v) => typeof AbortSignal !== 'undefined' && v instanceof AbortSignal, 'an AbortSignal');
+}
+
+/** The KV options (a press, a window, a cache prefix), under the names the caller used. */
+function kvFields(names: Record<'compression' | 'window' | 'cachePrefix', string>, o: Pick<GenerateOptions, 'compression' | 'window' | 'cachePrefix'>): void {
+  field(names.compression, o.compression, isObj, 'an object { press, ratio, window?, region? }');
+  if (o.compression) compressionFields(names.compression, o.compression);
+  field(names.window, o.window, isObj, 'an object { sinks, recent }');
+  field(names.cachePrefix, o.cachePrefix, isObj, "an object { until: 'image' | 'system' | <tokens>, press, ratio }");
+  if (o.cachePrefix) compressionFields(names.cachePrefix, o.cachePrefix);
 }
 
 function compressionFields(name: string, c: { press: unknown; ratio: unknown; window?: unknown }): void {
@@ -76,11 +81,7 @@ export function checkChatRequest(req: ChatCompletionRequest): void {
   field('stop', req.stop, (v) => typeof v === 'string' || isStrings(v), 'a string or an array of strings');
   field('ignore_eos', req.ignore_eos, isBool, 'true or false');
   field('request_id', req.request_id, isId, 'a string of 1 to 256 characters');
-  field('kv_compression', req.kv_compression, isObj, 'an object { press, ratio, window?, region? }');
-  if (req.kv_compression) compressionFields('kv_compression', req.kv_compression);
-  field('kv_window', req.kv_window, isObj, 'an object { sinks, recent }');
-  field('cache_prefix', req.cache_prefix, isObj, "an object { until: 'image' | 'system' | <tokens>, press, ratio }");
-  if (req.cache_prefix) compressionFields('cache_prefix', req.cache_prefix);
+  kvFields({ compression: 'kv_compression', window: 'kv_window', cachePrefix: 'cache_prefix' }, { compression: req.kv_compression, window: req.kv_window, cachePrefix: req.cache_prefix });
 }
 
 function show(v: unknown): string {
