@@ -18,6 +18,9 @@
  * options: --model /models/stories260K  --n 24 (requests per run)
  *          --rates 1,2,4 (req/s; default μ × 0.5,1,2,4,8)  --max-tokens 32
  *          --arrivals even,poisson  --seed 1
+ *          --press snapkv --ratio 0.5: every run also with that KV compression on every
+ *          request (FastCache's testcon --compression_method / --compression_ratio), reported
+ *          beside the same runs with it off, in the same session
  */
 import { WorkerEngine } from '../../src/worker/client.ts';
 import { DEFAULT_SCHEDULER_CONFIG, type SchedulerConfig } from '../../src/scheduler/scheduler.ts';
@@ -26,9 +29,12 @@ import { loadTokenizer, type Tokenizer } from '../../src/model/tokenizer.ts';
 import { resolveSource } from '../../src/model/source.ts';
 import type { Gpu } from '../../src/gpu/context.ts';
 import type { BenchResult, PlotSpec } from '../types.ts';
+import type { CompressionOptions } from '../../src/api/chat-types.ts';
 import { mulberry32 } from '../rng.ts';
 
 type System = 'baseline' | 'scheduler';
+/** KV compression on every request of a run, or not. */
+type Kv = 'off' | 'on';
 type Arrivals = 'even' | 'poisson';
 
 /** Prompt lengths (tokens, BOS included) of the fixed set; requests draw from it uniformly. */
@@ -63,6 +69,7 @@ interface RunSummary {
   rate: number;
   rateOverMu: number;
   system: System;
+  kv: Kv;
   n: number;
   wallMs: number;
   ttft: { p50: number; p90: number; p99: number; mean: number };
@@ -84,6 +91,8 @@ interface Setup {
   maxTokens: number;
   seed: number;
   log: (s: string) => void;
+  /** The press of the 'on' runs (null: no --press, only 'off' runs). */
+  press: CompressionOptions | null;
 }
 
 export async function run(_gpu: Gpu, opts: Record<string, string>, log: (s: string) => void): Promise<BenchResult> {
@@ -95,6 +104,7 @@ export async function run(_gpu: Gpu, opts: Record<string, string>, log: (s: stri
   if (!(Number.isInteger(n) && n >= 1 && Number.isInteger(maxTokens) && maxTokens >= 1)) throw new Error(`--n and --max-tokens must be positive integers, got ${opts.n} and ${opts['max-tokens']}`);
   for (const a of arrivalKinds) if (a !== 'even' && a !== 'poisson') throw new Error(`unknown arrival process '${a}'; use even and/or poisson`);
   const scheduler: SchedulerConfig = { ...DEFAULT_SCHEDULER_CONFIG };
+  const press = pressOption(opts);
 
   const t0 = performance.now();
   const engine = WorkerEngine.create();
@@ -103,7 +113,7 @@ export async function run(_gpu: Gpu, opts: Record<string, string>, log: (s: stri
     log(`loaded ${info.modelId} (${info.architecture}, ${info.parameters} params) on ${info.adapter}; ${info.kvPages} KV pages of ${info.pageSize} tokens`);
     const prompts = buildPrompts(await loadTokenizer(resolveSource(model)));
     log(`prompt set: ${prompts.map((p) => p.tokens).join(', ')} tokens; max_tokens ${maxTokens}, greedy, ignore_eos`);
-    const s: Setup = { engine, prompts, maxTokens, seed, log };
+    const s: Setup = { engine, prompts, maxTokens, seed, log, press };
     await warmUp(s);
     const alone = await calibrate(s);
     const mu = 1000 / alone.meanMs;
@@ -117,19 +127,36 @@ export async function run(_gpu: Gpu, opts: Record<string, string>, log: (s: stri
     for (const arrivals of arrivalKinds) {
       const draws = drawRequests(n, prompts.length, seed, arrivals);
       for (const rate of rates) {
-        for (const system of ['baseline', 'scheduler'] as const) {
-          const r = await runOnce(s, system, arrivals, rate, draws);
+        for (const kv of kvModes(s)) for (const system of ['baseline', 'scheduler'] as const) {
+          const r = await runOnce(s, system, kv, arrivals, rate, draws);
           r.summary.rateOverMu = r.summary.rate / mu;
           runs.push(r);
           const m = r.summary;
-          log(`${arrivals} R=${rate} ${system}: TTFT p50 ${m.ttft.p50.toFixed(0)} ms p99 ${m.ttft.p99.toFixed(0)} ms, ${m.tokPerS.toFixed(1)} tok/s, ${m.reqPerS.toFixed(2)} req/s, peak ${m.peakPages} pages, mean decode rows ${m.meanDecodeRows.toFixed(1)} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+          log(`${arrivals} R=${rate} ${system}${kv === 'on' ? ` + ${pressName(s.press)}` : ''}: TTFT p50 ${m.ttft.p50.toFixed(0)} ms p99 ${m.ttft.p99.toFixed(0)} ms, ${m.tokPerS.toFixed(1)} tok/s, ${m.reqPerS.toFixed(2)} req/s, peak ${m.peakPages} pages, mean decode rows ${m.meanDecodeRows.toFixed(1)} (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
         }
       }
     }
-    return report({ model, info, n, maxTokens, seed, scheduler, prompts, alone, mu, probe, rates, arrivalKinds, runs });
+    return report({ model, info, n, maxTokens, seed, scheduler, prompts, alone, mu, probe, rates, arrivalKinds, runs, press });
   } finally {
     engine.terminate();
   }
+}
+
+/** --press / --ratio: the compression of the 'on' runs; checked here, the press name by the engine's first request. */
+function pressOption(opts: Record<string, string>): CompressionOptions | null {
+  if (opts.press === undefined && opts.ratio === undefined) return null;
+  if (!opts.press || opts.press === 'true') throw new Error('--ratio needs --press <name> (e.g. --press snapkv --ratio 0.5)');
+  const ratio = Number(opts.ratio ?? 0.5);
+  if (!(ratio > 0 && ratio < 1)) throw new Error(`--ratio must be in (0, 1), got ${opts.ratio}`);
+  return { press: opts.press, ratio };
+}
+
+function kvModes(s: Setup): Kv[] {
+  return s.press ? ['off', 'on'] : ['off'];
+}
+
+function pressName(p: CompressionOptions | null): string {
+  return p ? `${p.press}@${p.ratio}` : 'none';
 }
 
 // ---------------------------------------------------------------- workload
@@ -212,23 +239,24 @@ async function batchProbe(s: Setup): Promise<{ rows: number; stepMs: number; tok
 
 // ---------------------------------------------------------------- one run
 
-async function runOnce(s: Setup, system: System, arrivals: Arrivals, rate: number, draws: { prompt: number; at: number }[]): Promise<{ summary: RunSummary; samples: Sample[] }> {
+async function runOnce(s: Setup, system: System, kv: Kv, arrivals: Arrivals, rate: number, draws: { prompt: number; at: number }[]): Promise<{ summary: RunSummary; samples: Sample[] }> {
+  const compression = kv === 'on' ? s.press : null;
   await s.engine.resetStats();
   const before = await s.engine.stats();
   const start = performance.now() + 10;
   const arrivalAt = draws.map((d) => start + (d.at * 1000) / rate);
-  const tag = `${system}-${arrivals}-${rate}`;
+  const tag = `${system}-${kv}-${arrivals}-${rate}`;
   const raw: Omit<Sample, 'i' | 'prompt'>[] = [];
   if (system === 'baseline') {
     for (let i = 0; i < draws.length; i++) {
       await sleepUntil(arrivalAt[i]);
-      raw.push(await send(s, draws[i].prompt, `${tag}-${i}`, arrivalAt[i]));
+      raw.push(await send(s, draws[i].prompt, `${tag}-${i}`, arrivalAt[i], compression));
     }
   } else {
     const pending: Promise<Omit<Sample, 'i' | 'prompt'>>[] = [];
     for (let i = 0; i < draws.length; i++) {
       await sleepUntil(arrivalAt[i]);
-      pending.push(send(s, draws[i].prompt, `${tag}-${i}`, arrivalAt[i]));
+      pending.push(send(s, draws[i].prompt, `${tag}-${i}`, arrivalAt[i], compression));
     }
     raw.push(...(await Promise.all(pending)));
   }
@@ -237,15 +265,16 @@ async function runOnce(s: Setup, system: System, arrivals: Arrivals, rate: numbe
   const samples: Sample[] = raw.map((r, i) => ({
     ...r, i, prompt: draws[i].prompt, arrivalMs: rel(r.arrivalMs), sentMs: rel(r.sentMs), firstMs: rel(r.firstMs), doneMs: rel(r.doneMs),
   }));
-  return { summary: summarize(system, arrivals, rate, samples, before, stats), samples };
+  return { summary: summarize(system, kv, arrivals, rate, samples, before, stats), samples };
 }
 
 /** One streamed request; absolute page-clock times, TTFT from `arrival`. */
-async function send(s: Setup, prompt: number, id: string, arrival: number): Promise<Omit<Sample, 'i' | 'prompt'>> {
+async function send(s: Setup, prompt: number, id: string, arrival: number, compression: CompressionOptions | null = null): Promise<Omit<Sample, 'i' | 'prompt'>> {
   const sent = performance.now();
   const stream = await s.engine.chat.completions.create({
     messages: [{ role: 'user', content: s.prompts[prompt].text }],
     stream: true, max_tokens: s.maxTokens, temperature: 0, seed: s.seed, ignore_eos: true, request_id: id,
+    ...(compression ? { kv_compression: compression } : {}),
   });
   let first: number | null = null;
   let usage: { prompt_tokens: number; completion_tokens: number; extra: RequestMetrics } | undefined;
@@ -264,14 +293,14 @@ async function send(s: Setup, prompt: number, id: string, arrival: number): Prom
 }
 
 /** `before`/`after`: engine stats around the run (step counts are cumulative; the page-pool peak was reset). */
-function summarize(system: System, arrivals: Arrivals, rate: number, xs: Sample[], before: EngineStats, after: EngineStats): RunSummary {
+function summarize(system: System, kv: Kv, arrivals: Arrivals, rate: number, xs: Sample[], before: EngineStats, after: EngineStats): RunSummary {
   const wallMs = Math.max(...xs.map((x) => x.doneMs)) - Math.min(...xs.map((x) => x.arrivalMs));
   const ttft = xs.map((x) => x.ttftMs);
   const tokens = xs.reduce((n, x) => n + x.completionTokens, 0);
   const steps = after.steps - before.steps;
   const perStep = (f: (st: EngineStats) => number) => (f(after) * after.steps - f(before) * before.steps) / steps;
   return {
-    arrivals, rate, rateOverMu: 0, system, n: xs.length, wallMs,
+    arrivals, rate, rateOverMu: 0, system, kv, n: xs.length, wallMs,
     ttft: { p50: pct(ttft, 50), p90: pct(ttft, 90), p99: pct(ttft, 99), mean: mean(ttft) },
     prefillTtftP50: pct(xs.map((x) => x.prefillTtftMs), 50),
     workerPrefillTtftP50: pct(xs.map((x) => x.worker.prefillTtftMs), 50),
@@ -310,11 +339,22 @@ interface Report {
   rates: number[];
   arrivalKinds: Arrivals[];
   runs: { summary: RunSummary; samples: Sample[] }[];
+  press: CompressionOptions | null;
+}
+
+/** A system with compression on vs the same system with it off, at one rate. */
+interface KvRatio {
+  arrivals: Arrivals;
+  rate: number;
+  system: System;
+  ttftP50Ratio: number;
+  throughputRatio: number;
+  peakPagesRatio: number;
 }
 
 function report(r: Report): BenchResult {
   const sums = r.runs.map((x) => x.summary);
-  const find = (a: Arrivals, rate: number, sys: System) => sums.find((x) => x.arrivals === a && x.rate === rate && x.system === sys)!;
+  const find = (a: Arrivals, rate: number, sys: System, kv: Kv = 'off') => sums.find((x) => x.arrivals === a && x.rate === rate && x.system === sys && x.kv === kv)!;
   // the saturating rate: the swept rate nearest the baseline's service rate μ, not below 0.95 μ
   const near = r.rates.filter((x) => x >= r.mu * 0.95).sort((a, b) => Math.abs(Math.log(a / r.mu)) - Math.abs(Math.log(b / r.mu)));
   const satRate = near[0] ?? Math.max(...r.rates);
@@ -325,11 +365,16 @@ function report(r: Report): BenchResult {
   };
   const ratios = r.arrivalKinds.map((a) => ratio(a, satRate));
   const topRatios = topRate === satRate ? [] : r.arrivalKinds.map((a) => ratio(a, topRate));
+  const kvRatios: KvRatio[] = !r.press ? [] : r.arrivalKinds.flatMap((a) => [...new Set([satRate, topRate])].flatMap((rate) => (['baseline', 'scheduler'] as const).map((system): KvRatio => {
+    const off = find(a, rate, system), on = find(a, rate, system, 'on');
+    return { arrivals: a, rate, system, ttftP50Ratio: on.ttft.p50 / off.ttft.p50, throughputRatio: on.tokPerS / off.tokPerS, peakPagesRatio: on.peakPages / off.peakPages };
+  })));
   const rows = sums.map((x) => [
-    x.arrivals, x.rate, `${x.rateOverMu.toFixed(2)}`, x.system, x.ttft.p50, x.ttft.p90, x.ttft.p99, x.prefillTtftP50, x.tpotP50, x.tokPerS, x.reqPerS, x.peakPages, x.meanDecodeRows,
+    x.arrivals, x.rate, `${x.rateOverMu.toFixed(2)}`, x.system, x.kv === 'on' ? pressName(r.press) : 'none', x.ttft.p50, x.ttft.p90, x.ttft.p99, x.prefillTtftP50, x.tpotP50, x.tokPerS, x.reqPerS, x.peakPages, x.meanDecodeRows,
   ]);
+  const systems = kvModes({ press: r.press } as Setup).flatMap((kv) => (['baseline', 'scheduler'] as const).map((sys) => ({ sys, kv, name: kv === 'on' ? `${sys} + ${pressName(r.press)}` : sys })));
   const series = (a: Arrivals, f: (x: RunSummary) => number) =>
-    (['baseline', 'scheduler'] as const).map((sys) => ({ name: sys, points: r.rates.map((rate) => ({ x: String(rate), y: f(find(a, rate, sys)) })) }));
+    systems.map(({ sys, kv, name }) => ({ name, points: r.rates.map((rate) => ({ x: String(rate), y: f(find(a, rate, sys, kv)) })) }));
   // one column per arrival process: TTFT on the first row, throughput on the second
   const plots: PlotSpec[] = [
     ...r.arrivalKinds.map((a): PlotSpec => ({ title: `TTFT p50 vs arrival rate (${a} arrivals)`, kind: 'bar', xLabel: `arrival rate R (req/s); baseline service rate μ = ${r.mu.toFixed(2)}`, yLabel: 'TTFT p50 (ms, log scale)', logY: true, series: series(a, (x) => x.ttft.p50) })),
@@ -339,15 +384,15 @@ function report(r: Report): BenchResult {
     name: 'concurrency',
     data: {
       model: r.model, loaded: r.info, n: r.n, maxTokens: r.maxTokens, seed: r.seed, scheduler: r.scheduler,
-      prompts: r.prompts, alone: r.alone, serviceRateMu: r.mu, decodeStepVsBatch: r.probe, rates: r.rates, saturatingRate: satRate, ratios, topRatios,
+      prompts: r.prompts, alone: r.alone, serviceRateMu: r.mu, decodeStepVsBatch: r.probe, rates: r.rates, saturatingRate: satRate, ratios, topRatios, press: r.press, kvRatios,
       runs: r.runs,
     },
     table: {
-      headers: ['arrivals', 'R (req/s)', 'R/μ', 'system', 'TTFT p50 (ms)', 'TTFT p90', 'TTFT p99', 'prefill-TTFT p50 (ms)†', 'TPOT p50 (ms)‡', 'tok/s', 'req/s', 'peak KV pages', 'mean decode rows/step'],
+      headers: ['arrivals', 'R (req/s)', 'R/μ', 'system', 'KV compression', 'TTFT p50 (ms)', 'TTFT p90', 'TTFT p99', 'prefill-TTFT p50 (ms)†', 'TPOT p50 (ms)‡', 'tok/s', 'req/s', 'peak KV pages', 'mean decode rows/step'],
       rows,
     },
     plots,
-    notes: notes(r, [...ratios, ...topRatios]),
+    notes: [...notes(r, [...ratios, ...topRatios]), ...kvNotes(r, kvRatios)],
   };
 }
 
@@ -365,6 +410,14 @@ function notes(r: Report, ratios: Ratio[]): string[] {
     '‡ TPOT: usage.extra.tpotMs, measured in the Worker (mean time per output token after the first)',
     'throughput: output tokens (and requests) over the run\'s wall time, first arrival → last completion on the page; peak KV pages: stats().pool.peakPagesInUse after resetStats() at the start of each run',
     `scheduler knobs (defaults): maxBatchTokens ${c.maxBatchTokens}, maxSampledRows ${c.maxSampledRows}, maxPrefillChunk ${c.maxPrefillChunk}, maxRunning ${c.maxRunning}, maxCompressBatch ${c.maxCompressBatch}, admissionReservePages ${c.admissionReservePages}`,
+  ];
+}
+
+function kvNotes(r: Report, ks: KvRatio[]): string[] {
+  if (!r.press) return [];
+  return [
+    ...ks.map((k) => `${pressName(r.press)} on vs off, ${k.system}, R = ${k.rate} req/s (${(k.rate / r.mu).toFixed(2)} μ), ${k.arrivals}: TTFT p50 ${k.ttftP50Ratio.toFixed(3)} ×, throughput ${k.throughputRatio.toFixed(2)} ×, peak KV pages ${k.peakPagesRatio.toFixed(2)} ×`),
+    `compression runs: kv_compression ${JSON.stringify(r.press)} on every request (the compress stage runs after each prefill), the same arrivals, prompts and seed as the runs without it, in the same session; μ and the rates come from the uncompressed baseline`,
   ];
 }
 
