@@ -17,6 +17,7 @@ const suites: Record<string, () => Promise<Suite>> = {
   strategies: () => import('./suites/strategies.ts'),
   reuse: () => import('./suites/reuse.ts'),
   soak: () => import('./suites/soak.ts'),
+  projection: () => import('./suites/projection.ts'),
 };
 
 const logEl = document.getElementById('log')!;

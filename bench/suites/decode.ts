@@ -66,7 +66,7 @@ export async function run(gpu: Gpu, opts: Record<string, string>, log: (s: strin
   };
 }
 
-async function copyBandwidth(gpu: Gpu, log: (s: string) => void) {
+export async function copyBandwidth(gpu: Gpu, log: (s: string) => void) {
   const bytes = 256 * 2 ** 20;
   const src = storageBuffer(gpu, 'bench:copy_src', bytes);
   const dst = storageBuffer(gpu, 'bench:copy_dst', bytes);
@@ -134,7 +134,7 @@ async function decodeRun(gpu: Gpu, config: typeof PRESETS[string], cpu: ReturnTy
   return { msPerToken, tokPerS, gpuMsPerToken, stepMs, weightBytes: model.weights.bytes, weightBytesRead, kvBytesRead };
 }
 
-async function timedDecodeStep(gpu: Gpu, model: LlamaModel, pool: KvPool, kv: KVCacheManager, config: typeof PRESETS[string], _len: number): Promise<number | null> {
+export async function timedDecodeStep(gpu: Gpu, model: LlamaModel, pool: KvPool, kv: KVCacheManager, config: typeof PRESETS[string], _len: number): Promise<number | null> {
   const timer = GpuTimer.create(gpu);
   if (!timer) return null;
   const seq = 1 << 30;
