@@ -18,6 +18,7 @@ const suites: Record<string, () => Promise<Suite>> = {
   reuse: () => import('./suites/reuse.ts'),
   soak: () => import('./suites/soak.ts'),
   projection: () => import('./suites/projection.ts'),
+  batch: () => import('./suites/batch.ts'),
 };
 
 const logEl = document.getElementById('log')!;

@@ -29,15 +29,12 @@ import { LlamaModel } from '../../src/model/llama.ts';
 import { KvPool } from '../../src/kv/kv-pool.ts';
 import { BlockPool } from '../../src/kv/block-pool.ts';
 import { KVCacheManager } from '../../src/kv/kv-cache-manager.ts';
-import { StepExecutor } from '../../src/engine/step-executor.ts';
-import { PressCompressStage } from '../../src/engine/compress-stage.ts';
-import { Request } from '../../src/scheduler/request.ts';
-import { Scheduler } from '../../src/scheduler/scheduler.ts';
 import { PRESETS, syntheticWeights } from '../synthetic-model.ts';
 import type { BenchResult, PlotSpec } from '../types.ts';
 import { copyBandwidth, timedDecodeStep } from './decode.ts';
 import { stepMs, visionFlops, type DeviceModel, type ModelShape, type StepShape } from '../projection/step-cost.ts';
-import { evenArrivals, percentile, planShape, simulate } from '../projection/simulate.ts';
+import { evenArrivals, percentile, simulate } from '../projection/simulate.ts';
+import { makeRig, timed } from '../engine-rig.ts';
 
 /** stories260K's shapes (the real model's config), with synthetic weights: a model whose step is nearly all fixed cost. */
 const TINY: ModelConfig = { ...PRESETS['llama-20m'], vocabSize: 512, hiddenSize: 64, intermediateSize: 172, numLayers: 5, numHeads: 8, numKvHeads: 4, headDim: 8, maxPositions: 512 };
@@ -156,37 +153,6 @@ async function tinyStep(gpu: Gpu): Promise<{ wallMs: number; gpuMs: number }> {
 
 // ---------------------------------------------------------------- validation
 
-interface Rig {
-  step(): Promise<StepShape>;
-  destroy(): void;
-}
-
-/** `batch` requests of `promptLen` tokens on the engine's own path: Scheduler → StepExecutor → LlamaModel. */
-function makeRig(gpu: Gpu, config: ModelConfig, batch: number, promptLen: number, maxNew = 64): Rig {
-  const pageSize = 16;
-  const model = LlamaModel.create(gpu, config, syntheticWeights(config), { weightDtype: 'f32', maxRows: 64, maxLogitRows: 16 });
-  const pool = KvPool.create(gpu, { numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim, pageSize, dtype: 'f16', numPages: batch * Math.ceil((promptLen + maxNew + 1) / pageSize) + 2 });
-  const kv = new KVCacheManager(new BlockPool(pool.numPages), pageSize);
-  const sched = new Scheduler(kv, { maxBatchTokens: 64, maxPrefillChunk: 64, admissionReservePages: 0 });
-  const executor = new StepExecutor(model, kv, { layers: pool.layers, pageSize, dtype: 'f16' }, new PressCompressStage(gpu, config, pool, kv));
-  const reqs = Array.from({ length: batch }, (_, b) => new Request(`v${b}`, Array.from({ length: promptLen }, (_, i) => (b * 131 + i * 7 + 1) % config.vocabSize), { maxNewTokens: maxNew, sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 } }));
-  reqs.forEach((r) => sched.add(r));
-  const images = new Map<Request, number>(), encoded = new Set<Request>();
-  return {
-    async step() {
-      const plan = sched.schedule();
-      const shape = planShape(plan, images, encoded);
-      sched.update(plan, await executor.execute(plan));
-      return shape;
-    },
-    destroy() {
-      reqs.forEach((r) => sched.abort(r.id));
-      model.destroy();
-      pool.destroy();
-    },
-  };
-}
-
 /** Median wall time of decode steps at each batch, and of the prefill steps that start them. */
 async function measureSteps(gpu: Gpu, config: ModelConfig): Promise<{ kind: string; ms: number; shape: StepShape }[]> {
   const out: { kind: string; ms: number; shape: StepShape }[] = [];
@@ -216,12 +182,6 @@ async function measureSteps(gpu: Gpu, config: ModelConfig): Promise<{ kind: stri
     }
   }
   return out;
-}
-
-async function timed(rig: Rig): Promise<{ ms: number; shape: StepShape }> {
-  const t0 = performance.now();
-  const shape = await rig.step();
-  return { ms: performance.now() - t0, shape };
 }
 
 // ---------------------------------------------------------------- projection
