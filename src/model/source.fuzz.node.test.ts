@@ -168,7 +168,7 @@ describe('source fuzz: urlSource and hubSource fetch only under their base', () 
         try {
           src = hubSource(repoId, { revision: rev, endpoint: 'https://hub.example' });
         } catch (e) {
-          expect((e as Error).message).toMatch(/^Hugging Face (repo id .* is not "name" or "org\/name" |revision .* is not a branch, tag or commit$)/s);
+          expect((e as Error).message).toMatch(/^Hugging Face (repo id .* is not "name" or "org\/name" |revision .* is not a branch, tag or commit: give one like )/s);
           return;
         }
         await rejected(() => src.readFile(path));

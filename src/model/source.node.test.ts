@@ -145,3 +145,24 @@ describe('localFolderSource and resolveSource', () => {
     expect(() => resolveSource('not a model')).toThrow(/cannot resolve model reference "not a model"/);
   });
 });
+
+// Found by src/model/model-ref.fuzz.node.test.ts: each was accepted and then fetched the wrong
+// URL, or crashed with a URIError, before sources checked their base and names.
+describe('references refused before any fetch (fuzz regressions)', () => {
+  const fetchNothing = () => Promise.reject(new Error('nothing may be fetched'));
+  it.each<[string, () => unknown, RegExp]>([
+    ['a base with a query swallows every file name', () => urlSource('https://h.example/m?v=1', { fetch: fetchNothing }), /has a query or fragment/],
+    ['credentials in a base', () => urlSource('https://user:pw@h.example/m', { fetch: fetchNothing }), /has credentials in it/],
+    ['a base that is not http(s)', () => urlSource('javascript:alert(1)/', { fetch: fetchNothing }), /is not http\(s\)/],
+    ['"//host/x" is another host to a page', () => resolveSource('//evil.example/models/x'), /starts with two slashes/],
+    ['an endpoint ending in a bare "#"', () => hubSource('org/name', { endpoint: 'https://hub.example#' }), /no credentials, query or fragment/],
+    ['a revision with a lone surrogate (encodeURIComponent threw a URIError)', () => hubSource('org/name', { revision: '\ud800' }), /is not a branch, tag or commit/],
+  ])('%s', (_, make, message) => {
+    expect(make).toThrow(message);
+  });
+
+  it('a file name with a lone surrogate is refused by name, not by a URIError', async () => {
+    const src = urlSource('https://h.example/m/', { fetch: fetchNothing, cache: false });
+    await expect(src.readFile('model\ud800.safetensors')).rejects.toThrow(/lone surrogate/);
+  });
+});

@@ -29,6 +29,8 @@ export interface ModelSource {
 export function unsafeFilePath(file: string): string | null {
   if (file === '') return 'is empty';
   if (/[\u0000-\u001f\u007f]/.test(file)) return 'contains a control character';
+  // encodeURIComponent throws a URIError on these: refused here, as a name, not as a crash.
+  if (LONE_SURROGATE.test(file)) return 'contains a lone surrogate (not valid Unicode)';
   if (file.includes('\\')) return 'contains a backslash';
   if (file.includes(':')) return 'contains ":" (a URL or a drive letter)';
   if (file.startsWith('/')) return 'is absolute';
@@ -37,6 +39,8 @@ export function unsafeFilePath(file: string): string | null {
   if (segments.some((s) => s === '' || s === '.')) return 'has an empty or "." segment';
   return null;
 }
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /** Cache Storage bucket for downloaded model files. */
 export const MODEL_CACHE_NAME = 'fastcache-models';
@@ -111,7 +115,7 @@ export interface UrlSourceOptions extends DownloadOptions {
 }
 
 export function urlSource(baseUrl: string, opts: UrlSourceOptions = {}): ModelSource {
-  const base = baseUrl.endsWith('/') ? baseUrl : baseUrl + '/';
+  const base = checkedBase(baseUrl);
   const cacheOf = (): Promise<ModelFileCache | null> =>
     typeof opts.cache === 'object' ? Promise.resolve(opts.cache) : opts.cache === false ? Promise.resolve(null) : cacheStorage(MODEL_CACHE_NAME);
   const urlOf = (file: string) => {
@@ -149,6 +153,35 @@ export function urlSource(baseUrl: string, opts: UrlSourceOptions = {}): ModelSo
 }
 
 /**
+ * `baseUrl` normalized, ending in "/", so that base + file is that file inside it; an Error
+ * naming the base when files could not be put under it. A "?" or "#" would swallow the file
+ * names (every file the same request); credentials make fetch throw; a scheme other than
+ * http(s), or one without a host ("https://" + "/config.json" is host config.json), is not a
+ * folder of files. A relative base is left to fetch, which resolves it against the page.
+ */
+function checkedBase(baseUrl: string): string {
+  const what = `model URL ${JSON.stringify(baseUrl)}`;
+  const use = 'use the URL of the model\'s folder, like https://host/models/x, or a path like /models/x';
+  if (/[?#]/.test(baseUrl)) throw new Error(`${what} has a query or fragment ("?", "#"), which the file names would be appended to: ${use}`);
+  if (LONE_SURROGATE.test(baseUrl)) throw new Error(`${what} contains a lone surrogate (not valid Unicode): ${use}`);
+  let url: URL;
+  try {
+    // The URL parser, not a regex, decides what is absolute: it drops tabs and newlines anywhere.
+    url = new URL(baseUrl);
+  } catch {
+    // A relative base fails or carries credentials against any page the same way ("\\\\%" is a
+    // host "%", "//u:p@host" has credentials): checked now, not left to a fetch error per file.
+    const relative = /^[\u0000-\u0020]*[a-z][a-z\d+.\-\t\n\r]*:/i.test(baseUrl) || !URL.canParse(baseUrl, 'https://page.invalid/') ? null : new URL(baseUrl, 'https://page.invalid/');
+    if (!relative) throw new Error(`${what} is not a valid URL: ${use}`);
+    if (relative.username || relative.password) throw new Error(`${what} has credentials in it, which fetch refuses: ${use}, with the credentials in a header`);
+    return baseUrl.endsWith('/') ? baseUrl : baseUrl + '/';
+  }
+  if (!/^https?:$/.test(url.protocol)) throw new Error(`${what} is not http(s): ${use}`);
+  if (url.username || url.password) throw new Error(`${what} has credentials in it, which fetch refuses: ${use}, with the credentials in a header`);
+  return url.href.endsWith('/') ? url.href : url.href + '/';
+}
+
+/**
  * Where Hub repos are fetched from: `endpoint` if given, else (in Node) the
  * HF_ENDPOINT environment variable as huggingface_hub reads it, else
  * https://huggingface.co. Only an http(s) URL without credentials, query or fragment.
@@ -161,10 +194,12 @@ export function hubEndpoint(endpoint?: string): string {
   } catch {
     throw new Error(`Hugging Face endpoint ${JSON.stringify(raw)} is not a URL: give one like https://huggingface.co or http://127.0.0.1:8080`);
   }
-  if (!/^https?:$/.test(url.protocol) || url.username || url.password || url.search || url.hash) {
-    throw new Error(`Hugging Face endpoint ${JSON.stringify(raw)} must be a plain http(s) URL (no credentials, query or fragment)`);
+  // A bare "?" or "#" leaves url.search / url.hash empty, but the repo path would still land in them.
+  if (!/^https?:$/.test(url.protocol) || url.username || url.password || /[?#]/.test(raw)) {
+    throw new Error(`Hugging Face endpoint ${JSON.stringify(raw)} must be a plain http(s) URL (no credentials, query or fragment): give one like https://huggingface.co or http://127.0.0.1:8080`);
   }
-  return raw.replace(/\/+$/, '');
+  // Normalized (whitespace trimmed, dot segments resolved), so `${endpoint}/${id}` is exactly the repo's URL.
+  return url.href.replace(/\/+$/, '');
 }
 
 /** A Hugging Face Hub repo: https://huggingface.co/<id>/resolve/<revision>/<file>, cached. */
@@ -174,10 +209,12 @@ export function hubSource(repoId: string, opts: { revision?: string; endpoint?: 
   // The id goes into the URL unencoded (its "/" is part of the path): anything beyond the Hub's
   // own name characters ("..", "?", "#", "%") could point the requests at another repo or page.
   if (!/^[\w.-]+(\/[\w.-]+)?$/.test(repoId) || repoId.split('/').some((s) => s === '.' || s === '..')) {
-    throw new Error(`Hugging Face repo id ${JSON.stringify(repoId)} is not "name" or "org/name" (letters, digits, "-", "_", ".")`);
+    throw new Error(`Hugging Face repo id ${JSON.stringify(repoId)} is not "name" or "org/name" (letters, digits, "-", "_", "."): give the id as the Hub shows it, like "HuggingFaceTB/SmolVLM-256M-Instruct"`);
   }
   // encodeURIComponent leaves "." and "..": a revision ".." would resolve above resolve/.
-  if (revision === '' || revision === '.' || revision === '..') throw new Error(`Hugging Face revision ${JSON.stringify(revision)} is not a branch, tag or commit`);
+  if (revision === '' || revision === '.' || revision === '..' || LONE_SURROGATE.test(revision)) {
+    throw new Error(`Hugging Face revision ${JSON.stringify(revision)} is not a branch, tag or commit: give one like "main", "v1.0" or a commit hash`);
+  }
   const { revision: _r, endpoint: _e, ...download } = opts;
   const inner = urlSource(`${endpoint}/${repoId}/resolve/${encodeURIComponent(revision)}/`, { cache: true, ...download });
   return { id: `hf:${repoId}@${revision}`, readFile: inner.readFile, has: inner.has };
@@ -201,10 +238,14 @@ export function resolveSource(ref: string | ModelSource, opts: { hubEndpoint?: s
   if (typeof ref !== 'string') return ref;
   if (/^https?:\/\//i.test(ref)) return urlSource(ref);
   if (ref.startsWith('/') || ref.startsWith('./') || ref.startsWith('../')) {
+    // A page reads "//host/x" and "/\\host/x" as another site's URL, not a path: refused in Node too, so a ref means the same everywhere.
+    if (/^[/\\][/\\]/.test(ref)) {
+      throw new Error(`model reference ${JSON.stringify(ref)} starts with two slashes, which a browser reads as another host: write https://host/path for a URL, or a path with one leading "/"`);
+    }
     return isNode ? nodePathSource(ref) : urlSource(ref, { cache: false });
   }
   if (/^[\w.-]+\/[\w.-]+$/.test(ref)) return hubSource(ref, opts.hubEndpoint ? { endpoint: opts.hubEndpoint } : {});
-  throw new Error(`cannot resolve model reference "${ref}": use a path ("/models/x", "./x"), an http(s) URL, or a Hugging Face repo id ("org/name")`);
+  throw new Error(`cannot resolve model reference ${JSON.stringify(ref)}: use a path ("/models/x", "./x"), an http(s) URL, or a Hugging Face repo id ("org/name")`);
 }
 
 /** Node: the first existing folder among the candidates, decided on first use. */
