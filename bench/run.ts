@@ -9,7 +9,9 @@
  *
  * Options the runner itself takes: --browser PATH, --flag ARG (repeatable),
  * --unsafe (adds Dawn's disable_robustness, which users' browsers lack),
- * --out DIR, --timeout SECONDS, --verbose (a failure's stack trace). Everything
+ * --out DIR, --timeout SECONDS, --require-hardware (fail, before the benchmark
+ * runs, when the adapter is a software one: SwiftShader, llvmpipe, lavapipe —
+ * for GPU runners), --verbose (a failure's stack trace). Everything
  * else goes to the benchmark. Errors are one line on stderr
  * (scripts/cli-errors.ts): exit 2 for a bad command line, 1 otherwise (an
  * unknown benchmark, one that fails, a browser that does not start).
@@ -29,6 +31,7 @@ function parse(argv: string[]) {
   let browser = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
   let out = 'bench/results';
   let timeout = 1800;
+  let requireHardware = false;
   for (let i = 0; i < rest.length; i++) {
     const [k, inline] = rest[i].replace(/^--/, '').split(/=(.*)/s);
     const value = () => inline ?? rest[++i];
@@ -37,11 +40,18 @@ function parse(argv: string[]) {
     else if (k === 'unsafe') flags.push('--enable-dawn-features=disable_robustness,allow_unsafe_apis');
     else if (k === 'out') out = value();
     else if (k === 'timeout') timeout = numberFlag('timeout', value() ?? '', 0, 1e7, { above: true });
+    else if (k === 'require-hardware') requireHardware = true;
     else if (k === 'verbose') continue; // read by cli-errors.ts
     else opts[k] = inline ?? (rest[i + 1] && !rest[i + 1].startsWith('--') ? rest[++i] : 'true');
   }
   if (!name || name.startsWith('--')) throw new UsageError('no benchmark named: npm run bench -- <name> [--browser PATH] [--flag ARG]... [benchmark options]');
-  return { name, opts, flags, browser, out, timeout };
+  return { name, opts, flags, browser, out, timeout, requireHardware };
+}
+
+/** The adapter's name when it is a software rasterizer, else null. */
+function softwareAdapter(info: { vendor: string; architecture: string; description: string; device: string }): string | null {
+  const all = `${info.vendor} ${info.architecture} ${info.description} ${info.device}`;
+  return /swiftshader|llvmpipe|lavapipe|softpipe|software|microsoft basic render/i.test(all) ? all.trim() : null;
 }
 
 /** Browser flags a suite needs: the soak samples the JS heap after a forced GC, exactly. */
@@ -57,6 +67,15 @@ async function main(): Promise<void> {
       page.on('console', (m) => m.text().startsWith('[bench]') && console.log(m.text().slice(8)));
       await page.waitForFunction(() => typeof window.runBench === 'function');
       page.setDefaultTimeout(a.timeout * 1000);
+      if (a.requireHardware) {
+        const info = await page.evaluate(async () => {
+          const ad = await navigator.gpu?.requestAdapter({ powerPreference: 'high-performance' });
+          return ad ? { vendor: ad.info.vendor, architecture: ad.info.architecture, description: ad.info.description, device: ad.info.device } : null;
+        });
+        if (!info) throw new Error('--require-hardware: this browser has no WebGPU adapter; pass the flags that enable it (e.g. --flag=--enable-unsafe-webgpu --flag=--enable-features=Vulkan)');
+        const soft = softwareAdapter(info);
+        if (soft) throw new Error(`--require-hardware: the adapter is a software one (${soft}); pass the browser and flags that select the GPU (e.g. --flag=--use-angle=vulkan --flag=--enable-features=Vulkan)`);
+      }
       return (await page.evaluate(([n, o, c]) => window.runBench(n, o, c), [a.name, a.opts, carry] as const)) as (BenchResult | BenchRestart) & { adapter: unknown };
     };
     let step = await runOnce(undefined);
