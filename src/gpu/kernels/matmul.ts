@@ -1,19 +1,28 @@
 import tiles from '../../../shaders/matmul.wgsl?raw';
 import loadF32 from '../../../shaders/matmul_w_f32.wgsl?raw';
 import loadF16 from '../../../shaders/matmul_w_f16.wgsl?raw';
+import loadQ8 from '../../../shaders/matmul_w_q8.wgsl?raw';
+import loadQ4 from '../../../shaders/matmul_w_q4.wgsl?raw';
+import { quantizedBytes, type QuantFormat } from '../quantize.ts';
 import { grid, type CommandRecorder } from '../recorder.ts';
 import { Uniforms } from '../uniforms.ts';
 import { assertFits, assertPositiveInt } from './guards.ts';
 
 /** f16 = IEEE half packed two per u32, element 2i in the low 16 bits, pairs along the last dim. */
 export type WeightDtype = 'f32' | 'f16';
+/** What a matmul's weights may be: WeightDtype, or a block-quantized format (quantize.ts) with its scales. */
+export type MatmulDtype = WeightDtype | QuantFormat;
+
+const LOADERS: Record<MatmulDtype, string> = { f32: loadF32, f16: loadF16, q8: loadQ8, q4: loadQ4 };
 
 export interface MatmulArgs {
   /** Activations [m, k] f32. Must be a buffer other than `out`. */
   x: GPUBuffer;
-  /** Weights [n, k] (HF Linear layout [out, in]), f32 or packed f16. */
+  /** Weights [n, k] (HF Linear layout [out, in]), f32, packed f16, or q8 / q4 codes (quantize.ts). */
   w: GPUBuffer;
-  dtype: WeightDtype;
+  dtype: MatmulDtype;
+  /** q8 / q4: the block scales, f32 [n, ceil(k / 32)]. */
+  scales?: GPUBuffer;
   /** Optional bias [n] f32. */
   bias?: GPUBuffer;
   /** Result [m, n] f32. */
@@ -59,21 +68,26 @@ export function matmulPlan(m: number, n: number, k: number): MatmulPlan {
 
 /** out[m, n] (+)= x[m, k] · W[n, k]^T (+ bias[n]). */
 export function encodeMatmul(rec: CommandRecorder, a: MatmulArgs): void {
-  const { x, w, dtype, bias, out, m, n, k } = a;
+  const { x, w, dtype, bias, out, m, n, k, scales } = a;
   assertPositiveInt('matmul', { m, n, k });
   if (dtype === 'f16' && k % 2 !== 0) throw new RangeError(`matmul: f16 weights need an even k (pairs along k), got k=${k}`);
-  if (out === x || out === w || out === bias) throw new RangeError('matmul: out must not be x, w or bias (WebGPU forbids aliasing a writable binding)');
+  const quant = dtype === 'q8' || dtype === 'q4';
+  if (quant !== (scales !== undefined)) throw new RangeError(`matmul: ${dtype} weights ${quant ? 'need a scales buffer' : 'take no scales buffer'}`);
+  if (out === x || out === w || out === bias || out === scales) throw new RangeError('matmul: out must not be x, w, bias or scales (WebGPU forbids aliasing a writable binding)');
   assertFits('matmul', { x }, m * k * 4);
-  assertFits('matmul', { w }, n * k * (dtype === 'f16' ? 2 : 4));
+  if (quant) {
+    const scaleBytes = n * Math.ceil(k / 32) * 4;
+    assertFits('matmul', { w }, quantizedBytes(dtype, n, k) - scaleBytes);
+    assertFits('matmul', { scales: scales! }, scaleBytes);
+  } else assertFits('matmul', { w }, n * k * (dtype === 'f16' ? 2 : 4));
   assertFits('matmul', { out }, m * n * 4);
   if (bias) assertFits('matmul', { bias }, n * 4);
 
   const plan = matmulPlan(m, n, k);
   if (plan.groups[2] > 65535) throw new RangeError(`matmul: m=${m} needs ${plan.groups[2]} row tiles, more than one dispatch covers (65535)`);
   const constants = { WG: plan.wg, HAS_BIAS: bias ? 1 : 0, ACCUMULATE: a.accumulate ? 1 : 0 };
-  const pipeline = dtype === 'f16'
-    ? rec.gpu.pipelines.get('matmul_f16', tiles + loadF16, constants, plan.entry)
-    : rec.gpu.pipelines.get('matmul_f32', tiles + loadF32, constants, plan.entry);
-  // The shader always binds a bias; without one, x stands in and is never read.
-  rec.dispatch(pipeline, [x, w, bias ?? x, out], new Uniforms().u32(m).u32(n).u32(k), plan.groups);
+  const pipeline = rec.gpu.pipelines.get(`matmul_${dtype}`, tiles + LOADERS[dtype], constants, plan.entry);
+  // The shader always binds a bias; without one, x stands in and is never read. Only the
+  // quantized loaders declare binding 5 (their scales).
+  rec.dispatch(pipeline, [x, w, bias ?? x, out, ...(scales ? [scales] : [])], new Uniforms().u32(m).u32(n).u32(k), plan.groups);
 }
