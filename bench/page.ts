@@ -19,6 +19,7 @@ const suites: Record<string, () => Promise<Suite>> = {
   soak: () => import('./suites/soak.ts'),
   projection: () => import('./suites/projection.ts'),
   batch: () => import('./suites/batch.ts'),
+  quant: () => import('./suites/quant.ts'),
 };
 
 const logEl = document.getElementById('log')!;

@@ -80,7 +80,12 @@ export interface EngineInfo {
   architecture: string;
   /** Parameters of the text decoder (element counts, whatever the dtype). */
   parameters: number;
-  weightDtype: 'f32' | 'f16';
+  /** The decoder layers' matrices: f32, f16, or block-quantized q8 / q4 (embeddings and head then f16). */
+  weightDtype: 'f32' | 'f16' | 'q8' | 'q4';
+  /** GPU bytes of the layers' matrices per parameter (scales included): 4, 2, ~1.13 (q8), ~0.63 (q4). */
+  matrixBytesPerParam?: number;
+  /** GPU bytes of all the decoder's weights. */
+  weightBytes?: number;
   kvDtype: 'f32' | 'f16';
   adapter: string;
   kvPages: number;

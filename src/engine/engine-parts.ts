@@ -4,7 +4,7 @@
  * `Engine.load` builds them once, and again after a lost device.
  */
 import type { Gpu } from '../gpu/context.ts';
-import type { WeightDtype } from '../gpu/kernels/matmul.ts';
+import type { MatmulDtype } from '../gpu/kernels/matmul.ts';
 import { loadModel, type LoadedModel } from '../model/loader.ts';
 import type { ModelSource } from '../model/source.ts';
 import { LlamaModel } from '../model/llama.ts';
@@ -48,7 +48,10 @@ export interface Parts {
 
 /** Reads the model files and builds its parts on `gpu`; the CPU copy of the weights is dropped once they are uploaded. */
 export async function loadParts(gpu: Gpu, source: ModelSource, opts: EngineOptions): Promise<Parts> {
-  const loaded = await loadModel(source, { weightDtype: opts.weightDtype ?? 'auto', ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
+  const w = opts.weightDtype ?? 'auto';
+  if (!['auto', 'f32', 'f16', 'q8', 'q4'].includes(w)) throw new Error(`weightDtype must be 'auto', 'f32', 'f16', 'q8' or 'q4', got ${JSON.stringify(w)}`);
+  // q8 / q4 quantize from the file's own precision, read as it is
+  const loaded = await loadModel(source, { weightDtype: w === 'f32' || w === 'f16' ? w : 'auto', ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
   const parts = await buildParts(gpu, source, loaded, opts);
   loaded.weights.clear();
   return parts;
@@ -58,8 +61,8 @@ export async function loadParts(gpu: Gpu, source: ModelSource, opts: EngineOptio
 async function buildParts(gpu: Gpu, source: ModelSource, loaded: LoadedModel, opts: EngineOptions): Promise<Parts> {
   const c = loaded.config;
   // 'auto' keeps the file's precision: f16 files stay f16 on the GPU, f32/bf16 become f32
-  const weightDtype: WeightDtype =
-    opts.weightDtype === 'f16' || opts.weightDtype === 'f32' ? opts.weightDtype : loaded.weights.get('model.embed_tokens.weight')?.dtype === 'f16' ? 'f16' : 'f32';
+  const weightDtype: MatmulDtype =
+    opts.weightDtype !== undefined && opts.weightDtype !== 'auto' ? opts.weightDtype : loaded.weights.get('model.embed_tokens.weight')?.dtype === 'f16' ? 'f16' : 'f32';
   const kvDtype = opts.kvDtype ?? 'f32';
   const pageSize = opts.pageSize ?? 16;
   const fingerprint = await modelFingerprint(c, loaded.weights);
@@ -93,7 +96,8 @@ async function buildParts(gpu: Gpu, source: ModelSource, loaded: LoadedModel, op
     const scheduler = new Scheduler(kv, sched, { mode: opts.preemption ?? 'auto', costs });
     const vision = loaded.vision ? await loadVision(gpu, source, loaded, opts) : null;
     const info: EngineInfo = {
-      modelId: source.id, architecture: c.architecture, parameters: fingerprint.parameters, weightDtype, kvDtype,
+      modelId: source.id, architecture: c.architecture, parameters: fingerprint.parameters, weightDtype,
+      matrixBytesPerParam: model.weights.matrixBytes / model.weights.matrixParams, weightBytes: model.weights.bytes, kvDtype,
       adapter: `${gpu.adapter.vendor} ${gpu.adapter.architecture}`.trim(), kvPages: pool.numPages, kvPageBytes: pool.bytesPerPage, pageSize,
       maxPositions: c.maxPositions, vision: vision !== null, visionBackend: vision?.encoder.backend ?? null, randomWeights: loaded.randomWeights,
     };

@@ -3,7 +3,7 @@ import { storageBuffer, uploadBuffer, writeBuffer } from '../gpu/buffers.ts';
 import { CommandRecorder } from '../gpu/recorder.ts';
 import type { GpuTimer } from '../gpu/timestamps.ts';
 import { encodeGather } from '../gpu/kernels/embedding.ts';
-import { encodeMatmul, type WeightDtype } from '../gpu/kernels/matmul.ts';
+import { encodeMatmul, type MatmulDtype } from '../gpu/kernels/matmul.ts';
 import { encodeRmsNorm } from '../gpu/kernels/rmsnorm.ts';
 import { encodeRope, ropeCosSinTable, ropeInvFreq } from '../gpu/kernels/rope.ts';
 import { encodeSiluMul } from '../gpu/kernels/silu-mul.ts';
@@ -114,7 +114,7 @@ export class LlamaModel {
     this.state = allocateRunState(gpu, config, sizes);
   }
 
-  static create(gpu: Gpu, config: ModelConfig, cpuWeights: Map<string, CpuTensor>, opts: { weightDtype?: WeightDtype } & Partial<RunStateSizes> = {}): LlamaModel {
+  static create(gpu: Gpu, config: ModelConfig, cpuWeights: Map<string, CpuTensor>, opts: { weightDtype?: MatmulDtype } & Partial<RunStateSizes> = {}): LlamaModel {
     const weights = uploadWeights(gpu, config, cpuWeights, opts.weightDtype ?? 'f32');
     return new LlamaModel(gpu, config, weights, {
       maxRows: opts.maxRows ?? 64,
@@ -173,6 +173,7 @@ export class LlamaModel {
     const qDim = c.numHeads * hd;
     const qkvDim = (c.numHeads + 2 * c.numKvHeads) * hd;
     const F = c.intermediateSize;
+    const mat = (b: GPUBuffer) => ({ w: b, dtype: w.matrixDtype, ...(w.scales.has(b) ? { scales: w.scales.get(b)! } : {}) });
 
     encodeGather(rec, { table: w.embed, dtype: w.dtype, ids: st.tokens, out: st.x, rows: n, dim: D, tableRows: c.vocabSize });
     for (const e of embeds) rec.copy(e.source, e.sourceRow * D * 4, st.x, e.row * D * 4, e.count * D * 4);
@@ -180,7 +181,7 @@ export class LlamaModel {
       const lw = w.layers[l];
       // attention block: x += o(attn(rope(qkv(norm(x)))))
       encodeRmsNorm(rec, { x: st.x, weight: lw.inputNorm, out: st.h, rows: n, dim: D, eps: c.rmsNormEps });
-      encodeMatmul(rec, { x: st.h, w: lw.qkv, dtype: w.dtype, ...(lw.qkvBias ? { bias: lw.qkvBias } : {}), out: st.qkv, m: n, n: qkvDim, k: D });
+      encodeMatmul(rec, { x: st.h, ...mat(lw.qkv), ...(lw.qkvBias ? { bias: lw.qkvBias } : {}), out: st.qkv, m: n, n: qkvDim, k: D });
       const rope = { x: st.qkv, positions: st.positions, cosSin: st.ropeTable, n, headDim: hd, rowStride: qkvDim, maxPositions: this.sizes.maxPositions };
       encodeRope(rec, { ...rope, numHeads: c.numHeads, headOffset: 0 });
       encodeRope(rec, { ...rope, numHeads: c.numKvHeads, headOffset: qDim });
@@ -196,12 +197,12 @@ export class LlamaModel {
         out: st.attn, nq: n, numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: hd, pageSize: kv.pageSize, dtype: kv.dtype,
         ...(this.masked ? { rowMask: st.rowMask } : {}),
       });
-      encodeMatmul(rec, { x: st.attn, w: lw.o, dtype: w.dtype, out: st.x, m: n, n: D, k: qDim, accumulate: true });
+      encodeMatmul(rec, { x: st.attn, ...mat(lw.o), out: st.x, m: n, n: D, k: qDim, accumulate: true });
       // MLP block: x += down(silu(gate(norm(x))) * up(norm(x)))
       encodeRmsNorm(rec, { x: st.x, weight: lw.postNorm, out: st.h, rows: n, dim: D, eps: c.rmsNormEps });
-      encodeMatmul(rec, { x: st.h, w: lw.gateUp, dtype: w.dtype, out: st.gateUp, m: n, n: 2 * F, k: D });
+      encodeMatmul(rec, { x: st.h, ...mat(lw.gateUp), out: st.gateUp, m: n, n: 2 * F, k: D });
       encodeSiluMul(rec, { gateUp: st.gateUp, out: st.act, n, f: F });
-      encodeMatmul(rec, { x: st.act, w: lw.down, dtype: w.dtype, out: st.x, m: n, n: D, k: F, accumulate: true });
+      encodeMatmul(rec, { x: st.act, ...mat(lw.down), out: st.x, m: n, n: D, k: F, accumulate: true });
     }
     if (s === 0) return; // a prefill chunk that is not the prompt's last
     // only the rows that are sampled go through the final norm and the head
