@@ -144,7 +144,7 @@ test('invalid files give a plain message in the page, and the chat keeps working
   const t0 = Date.now();
   const big = png40mp();
   await page.setInputFiles('#file', { name: 'huge.png', mimeType: 'image/png', buffer: big });
-  await expect(error).toContainText('"huge.png" is too large: 8000 × 5000 pixels (40.0 megapixels); this page takes images up to 16 megapixels');
+  await expect(error).toContainText('"huge.png" is too large: 8000 × 5000 pixels (40.0 megapixels); this page takes images up to 16.8 megapixels');
   console.log(`40 MP PNG (${(big.length / 1024).toFixed(0)} KB) made and refused in ${Date.now() - t0} ms`);
   await expect(page.locator('#preview')).toBeHidden();
 

@@ -11,7 +11,7 @@
  * claim", not "no image": the decoder still decides (and refuses non-images).
  */
 
-/** Largest image accepted anywhere (pixels): 16 megapixels, e.g. 4096 × 4096. */
+/** Largest image accepted anywhere (pixels): 4096 × 4096 = 16.8 megapixels. */
 export const MAX_IMAGE_PIXELS = 16 * 2 ** 20;
 
 /**
