@@ -13,7 +13,7 @@ export default defineConfig({
   preview: { host: '127.0.0.1', headers: isolation },
   worker: { format: 'es' },
   // pre-bundled up front: discovering them at first import makes Vite re-optimize and reload the page
-  optimizeDeps: { include: ['@huggingface/transformers', 'comlink', 'onnxruntime-web/webgpu'] },
+  optimizeDeps: { include: ['@huggingface/transformers', 'comlink', 'onnxruntime-web/webgpu', '@wllama/wllama'] },
   build: {
     target: 'es2022',
     rollupOptions: {

@@ -12,7 +12,7 @@ export default defineConfig({
       {
         test: {
           name: 'node',
-          include: ['src/**/*.test.ts', 'test/**/*.test.ts'],
+          include: ['src/**/*.test.ts', 'test/**/*.test.ts', 'bench/**/*.node.test.ts'],
           exclude: ['src/**/*.browser.test.ts'],
           environment: 'node',
           testTimeout: 120_000,
@@ -20,11 +20,11 @@ export default defineConfig({
         },
       },
       {
-        optimizeDeps: { include: ['@huggingface/transformers', 'comlink', 'onnxruntime-web/webgpu'] },
+        optimizeDeps: { include: ['@huggingface/transformers', 'comlink', 'onnxruntime-web/webgpu', '@wllama/wllama'] },
         test: {
           name: 'browser',
           // Kernel and engine tests that do not read the disk run in Chromium too.
-          include: ['src/**/*.test.ts'],
+          include: ['src/**/*.test.ts', 'bench/**/*.browser.test.ts'],
           exclude: ['src/**/*.node.test.ts'],
           testTimeout: 120_000,
           hookTimeout: 120_000,

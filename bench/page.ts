@@ -20,6 +20,7 @@ const suites: Record<string, () => Promise<Suite>> = {
   projection: () => import('./suites/projection.ts'),
   batch: () => import('./suites/batch.ts'),
   quant: () => import('./suites/quant.ts'),
+  peers: () => import('./suites/peers.ts'),
 };
 
 const logEl = document.getElementById('log')!;

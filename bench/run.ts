@@ -57,8 +57,17 @@ function softwareAdapter(info: { vendor: string; architecture: string; descripti
 /** Browser flags a suite needs: the soak samples the JS heap after a forced GC, exactly. */
 const SUITE_FLAGS: Record<string, string[]> = { soak: ['--js-flags=--expose-gc', '--enable-precise-memory-info'] };
 
+/** Work a suite needs done in Node before the browser starts: the peers benchmark's model files (ONNX, GGUF). */
+const SUITE_PREPARE: Record<string, (opts: Record<string, string>) => Promise<void>> = {
+  peers: async (opts) => {
+    const { PEER_MODELS, preparePeerModels } = await import('./peers/prepare.ts');
+    await preparePeerModels(opts.models?.split(',') ?? PEER_MODELS, console.log);
+  },
+};
+
 async function main(): Promise<void> {
   const a = parse(process.argv.slice(2));
+  await SUITE_PREPARE[a.name]?.(a.opts);
   const headless = await openHeadless('bench/page.html', { browser: a.browser, flags: [...(SUITE_FLAGS[a.name] ?? []), ...a.flags] });
   const { args, close, version } = headless;
   let page = headless.page;
