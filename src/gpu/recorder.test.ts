@@ -112,4 +112,30 @@ describe('CommandRecorder', () => {
     }
     [A, B, C, D, E].forEach((x) => gpu.destroyBuffer(x));
   });
+
+  it('a perDispatch timer times each kernel in its own pass, named by its pipeline, and the results are unchanged', async () => {
+    const gpu = await testGpu();
+    const timer = GpuTimer.create(gpu, 8, { perDispatch: true });
+    if (!timer) return; // the adapter has no timestamp queries
+    const n = 517;
+    const a = randomF32(n, rng(3));
+    const A = uploadBuffer(gpu, 'A', a);
+    const [B, C] = ['B', 'C'].map((l) => storageBuffer(gpu, l, n * 4));
+    const rec = new CommandRecorder(gpu, 'profiled', timer);
+    rec.copy(A, 0, B, 0, n * 4);
+    encodeAdd(rec, { a: B, b: A, out: C, n });
+    encodeAdd(rec, { a: C, b: A, n });
+    encodeAdd(rec, { a: C, b: B, n });
+    await rec.submit();
+    const passes = await timer.readPasses();
+    expect(passes).toHaveLength(3);
+    for (const p of passes) {
+      expect(p.label).toMatch(/^add/);
+      expect(p.ms).toBeGreaterThanOrEqual(0);
+    }
+    expect(await readF32(gpu, C)).toEqual(sum(sum(sum(a, a), a), a)); // B = a
+    expect(await timer.read()).toBe(0); // read everything already
+    timer.destroy();
+    [A, B, C].forEach((x) => gpu.destroyBuffer(x));
+  });
 });

@@ -19,7 +19,8 @@ import type { GpuTimer } from './timestamps.ts';
  * @binding(1), (2), ... in the order the wrapper lists them.
  *
  * Each run of dispatches between copies is one compute pass (one timestamp
- * pair with a `timer`); each dispatch is its own usage scope inside it, so a
+ * pair with a `timer`; one pass per dispatch with a `perDispatch` timer, to
+ * time each kernel); each dispatch is its own usage scope inside it, so a
  * kernel reads what the previous one wrote without extra barriers.
  */
 export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
@@ -124,9 +125,13 @@ export class CommandRecorder {
         encoder.copyBufferToBuffer(c.src, c.srcOffset, c.dst, c.dstOffset, c.size);
         continue;
       }
+      if (pass && this.timer?.perDispatch) {
+        pass.end();
+        pass = null;
+      }
       if (!pass) {
         const desc: GPUComputePassDescriptor = { label: this.label };
-        const timestampWrites = this.timer?.passWrites();
+        const timestampWrites = this.timer?.passWrites(this.timer.perDispatch ? c.pipeline.label : this.label);
         if (timestampWrites) desc.timestampWrites = timestampWrites; // dawn.node misreads an explicit undefined
         pass = encoder.beginComputePass(desc);
       }
