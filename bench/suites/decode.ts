@@ -10,7 +10,7 @@
 import type { Gpu } from '../../src/gpu/context.ts';
 import { storageBuffer } from '../../src/gpu/buffers.ts';
 import { CommandRecorder } from '../../src/gpu/recorder.ts';
-import { GpuTimer } from '../../src/gpu/timestamps.ts';
+import { GpuTimer, type PassTime } from '../../src/gpu/timestamps.ts';
 import { encodeCopy } from '../../src/gpu/kernels/copy.ts';
 import type { WeightDtype } from '../../src/gpu/kernels/matmul.ts';
 import { LlamaModel } from '../../src/model/llama.ts';
@@ -22,7 +22,7 @@ import { PressCompressStage } from '../../src/engine/compress-stage.ts';
 import { Request } from '../../src/scheduler/request.ts';
 import { Scheduler } from '../../src/scheduler/scheduler.ts';
 import { PRESETS, parameterCount, syntheticWeights } from '../synthetic-model.ts';
-import type { BenchResult } from '../types.ts';
+import type { BenchResult, PlotSpec } from '../types.ts';
 
 export async function run(gpu: Gpu, opts: Record<string, string>, log: (s: string) => void): Promise<BenchResult> {
   const presetName = opts.preset ?? 'smollm2-135m';
@@ -51,19 +51,37 @@ export async function run(gpu: Gpu, opts: Record<string, string>, log: (s: strin
     name: 'decode',
     data,
     table: { headers: ['weights', 'decode tok/s', 'ms/token (wall)', 'GPU ms/token', 'MB read/token', 'roofline tok/s', 'of roofline'], rows },
-    plot: {
+    plots: [{
       title: `Decode at batch 1, ${presetName} (${(parameterCount(config) / 1e6).toFixed(0)}M), vs bandwidth roofline`,
       kind: 'bar', xLabel: 'weight dtype', yLabel: 'tokens / s',
       series: [
         { name: 'measured', points: runs.map((r) => ({ x: String(r.dtype), y: Number(r.tokPerS) })) },
         { name: 'roofline', points: runs.map((r) => ({ x: String(r.dtype), y: Number(r.rooflineTokPerS) })) },
       ],
-    },
+    }, ...profilePlot(runs)],
     notes: [
       `copy kernel bandwidth: ${bw.gbps.toFixed(2)} GB/s (${bw.source}; ${(bw.bytes / 2 ** 20).toFixed(0)} MiB read + written per pass)`,
       `roofline = bandwidth / (weight bytes + KV bytes read per token); prompt ${promptLen} tokens, ${steps} decode steps, KV ${kvDtype}`,
+      ...runs.flatMap((r) => (r.kernels ? [profileNote(String(r.dtype), r.kernels as KernelTime[])] : [])),
     ],
   };
+}
+
+/** One line per weight dtype: each kernel's share of a decode step's GPU time (one pass per kernel). */
+function profileNote(dtype: string, kernels: KernelTime[]): string {
+  const total = kernels.reduce((s, k) => s + k.ms, 0);
+  const parts = kernels.map((k) => `${k.kernel} ${k.ms.toFixed(1)} ms (${((100 * k.ms) / total).toFixed(0)} %, ${k.dispatches}×)`);
+  return `GPU time by kernel, ${dtype} weights (one timestamped pass per dispatch, best of 3; ${total.toFixed(1)} ms in all): ${parts.join(' · ')}`;
+}
+
+function profilePlot(runs: Record<string, unknown>[]): PlotSpec[] {
+  const withProfile = runs.filter((r) => r.kernels);
+  if (withProfile.length === 0) return [];
+  const top = [...new Set(withProfile.flatMap((r) => (r.kernels as KernelTime[]).slice(0, 6).map((k) => k.kernel)))];
+  return [{
+    title: 'Decode step GPU time by kernel', kind: 'bar', xLabel: 'kernel (pipeline#entry)', yLabel: 'GPU ms per step',
+    series: withProfile.map((r) => ({ name: `${r.dtype} weights`, points: top.map((kernel) => ({ x: kernel, y: (r.kernels as KernelTime[]).find((k) => k.kernel === kernel)?.ms ?? 0 })) })),
+  }];
 }
 
 export async function copyBandwidth(gpu: Gpu, log: (s: string) => void) {
@@ -121,6 +139,7 @@ async function decodeRun(gpu: Gpu, config: typeof PRESETS[string], cpu: ReturnTy
   const msPerToken = stepMs[Math.floor(stepMs.length / 2)];
   // GPU time of one more decode step, measured with timestamps where the adapter has them
   const gpuMsPerToken = await timedDecodeStep(gpu, model, pool, kv, config, prompt.length + steps + 1);
+  const kernels = await decodeKernelProfile(gpu, model, pool, kv, config);
   const tokPerS = 1000 / msPerToken;
   log(`${dtype} weights: ${tokPerS.toFixed(2)} tok/s (${msPerToken.toFixed(1)} ms/token)`);
   const wbytes = dtype === 'f16' ? 2 : 4;
@@ -131,12 +150,52 @@ async function decodeRun(gpu: Gpu, config: typeof PRESETS[string], cpu: ReturnTy
   const kvBytesRead = ctx * config.numLayers * config.numKvHeads * config.headDim * 2 * (kvDtype === 'f16' ? 2 : 4);
   model.destroy();
   pool.destroy();
-  return { msPerToken, tokPerS, gpuMsPerToken, stepMs, weightBytes: model.weights.bytes, weightBytesRead, kvBytesRead };
+  return { msPerToken, tokPerS, gpuMsPerToken, kernels, stepMs, weightBytes: model.weights.bytes, weightBytesRead, kvBytesRead };
 }
 
+/** GPU time of one more decode step (best of 3), measured with timestamps where the adapter has them. */
 export async function timedDecodeStep(gpu: Gpu, model: LlamaModel, pool: KvPool, kv: KVCacheManager, config: typeof PRESETS[string], _len: number): Promise<number | null> {
   const timer = GpuTimer.create(gpu);
   if (!timer) return null;
+  const runs = await timedSteps(model, pool, kv, config, timer, 3);
+  return runs === null ? null : Math.min(...runs.map((r) => r.reduce((s, p) => s + p.ms, 0)));
+}
+
+/** One kernel's share of a decode step: its pipeline name and entry point, dispatches, GPU ms. */
+export interface KernelTime {
+  kernel: string;
+  dispatches: number;
+  ms: number;
+}
+
+/**
+ * Where a decode step's GPU time goes: one timestamped pass per dispatch
+ * (GpuTimer perDispatch), summed by kernel (pipeline name and entry point;
+ * the constants, e.g. a workgroup size, are folded together). Best of 3
+ * steps per kernel. Null without timestamps.
+ */
+export async function decodeKernelProfile(gpu: Gpu, model: LlamaModel, pool: KvPool, kv: KVCacheManager, config: typeof PRESETS[string]): Promise<KernelTime[] | null> {
+  const timer = GpuTimer.create(gpu, 2048, { perDispatch: true }) // 4096 queries, WebGPU's largest query set;
+  if (!timer) return null;
+  const runs = await timedSteps(model, pool, kv, config, timer, 3);
+  if (runs === null) return null;
+  const byKernel = new Map<string, KernelTime>();
+  for (const [i, run] of runs.entries()) {
+    const sums = new Map<string, { n: number; ms: number }>();
+    for (const p of run) {
+      const kernel = p.label.split('|')[0];
+      const s = sums.get(kernel) ?? { n: 0, ms: 0 };
+      sums.set(kernel, { n: s.n + 1, ms: s.ms + p.ms });
+    }
+    for (const [kernel, s] of sums) {
+      const prev = byKernel.get(kernel);
+      if (i === 0 || !prev || s.ms < prev.ms) byKernel.set(kernel, { kernel, dispatches: s.n, ms: s.ms });
+    }
+  }
+  return [...byKernel.values()].sort((a, b) => b.ms - a.ms);
+}
+
+async function timedSteps(model: LlamaModel, pool: KvPool, kv: KVCacheManager, config: typeof PRESETS[string], timer: GpuTimer, times: number): Promise<PassTime[][] | null> {
   const seq = 1 << 30;
   const n = 16;
   if (!kv.allocateSlots(seq, n)) return null;
@@ -150,13 +209,16 @@ export async function timedDecodeStep(gpu: Gpu, model: LlamaModel, pool: KvPool,
     sampling: [{ params: { temperature: 0, topK: 0, topP: 1, seed: 0 }, step: 0 }],
   };
   const view = { layers: pool.layers, pageSize: pool.pageSize, dtype: pool.dtype };
-  await model.step(input, view);
-  const ms: number[] = [];
-  for (let i = 0; i < 3; i++) {
-    await model.step(input, view, { timer });
-    ms.push(await timer.read());
+  try {
+    await model.step(input, view);
+    const runs: PassTime[][] = [];
+    for (let i = 0; i < times; i++) {
+      await model.step(input, view, { timer });
+      runs.push(await timer.readPasses());
+    }
+    return runs;
+  } finally {
+    kv.free(seq);
+    timer.destroy();
   }
-  kv.free(seq);
-  timer.destroy();
-  return Math.min(...ms);
 }
