@@ -175,12 +175,13 @@ export interface KernelTime {
  * steps per kernel. Null without timestamps.
  */
 export async function decodeKernelProfile(gpu: Gpu, model: LlamaModel, pool: KvPool, kv: KVCacheManager, config: typeof PRESETS[string]): Promise<KernelTime[] | null> {
-  const timer = GpuTimer.create(gpu, 2048, { perDispatch: true }) // 4096 queries, WebGPU's largest query set;
+  // 2048 passes = 4096 queries, WebGPU's largest query set
+  const timer = GpuTimer.create(gpu, 2048, { perDispatch: true });
   if (!timer) return null;
   const runs = await timedSteps(model, pool, kv, config, timer, 3);
   if (runs === null) return null;
   const byKernel = new Map<string, KernelTime>();
-  for (const [i, run] of runs.entries()) {
+  for (const run of runs) {
     const sums = new Map<string, { n: number; ms: number }>();
     for (const p of run) {
       const kernel = p.label.split('|')[0];
@@ -189,16 +190,20 @@ export async function decodeKernelProfile(gpu: Gpu, model: LlamaModel, pool: KvP
     }
     for (const [kernel, s] of sums) {
       const prev = byKernel.get(kernel);
-      if (i === 0 || !prev || s.ms < prev.ms) byKernel.set(kernel, { kernel, dispatches: s.n, ms: s.ms });
+      if (!prev || s.ms < prev.ms) byKernel.set(kernel, { kernel, dispatches: s.n, ms: s.ms });
     }
   }
   return [...byKernel.values()].sort((a, b) => b.ms - a.ms);
 }
 
+/** `times` timed decode steps of one token at position 15, after an untimed warm-up; destroys the timer. */
 async function timedSteps(model: LlamaModel, pool: KvPool, kv: KVCacheManager, config: typeof PRESETS[string], timer: GpuTimer, times: number): Promise<PassTime[][] | null> {
   const seq = 1 << 30;
   const n = 16;
-  if (!kv.allocateSlots(seq, n)) return null;
+  if (!kv.allocateSlots(seq, n)) {
+    timer.destroy();
+    return null;
+  }
   const input = {
     tokens: Uint32Array.from({ length: 1 }, () => 1 % config.vocabSize),
     positions: Uint32Array.of(n - 1),
