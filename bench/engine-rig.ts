@@ -26,6 +26,8 @@ export interface Rig {
   /** The last step's CPU time in the scheduler (schedule + update) and in execute, ms. */
   lastMs: { schedule: number; execute: number; update: number };
   readonly model: LlamaModel;
+  /** Its `profile` times the forward steps (bench/suites/batch.ts). */
+  readonly executor: StepExecutor;
   destroy(): void;
 }
 
@@ -44,6 +46,7 @@ export function makeRig(gpu: Gpu, config: ModelConfig, batch: number, promptLen:
   const lastMs = { schedule: 0, execute: 0, update: 0 };
   return {
     model,
+    executor,
     lastMs,
     async step() {
       const t0 = performance.now();

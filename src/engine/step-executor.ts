@@ -1,4 +1,4 @@
-import type { EmbedRows, KvCacheView, LlamaModel, StepInput } from '../model/llama.ts';
+import type { EmbedRows, KvCacheView, LlamaModel, StepInput, StepOptions } from '../model/llama.ts';
 import type { KVCacheManager } from '../kv/kv-cache-manager.ts';
 import { packAttentionBatch, type BatchRows } from '../kv/attention-batch.ts';
 import type { StepOutcome, StepPlan } from '../scheduler/step-plan.ts';
@@ -17,6 +17,9 @@ export class StepExecutor {
   private readonly inflight = new Set<Promise<void>>();
   /** Pages the last step copied to and from the CPU tier. */
   lastMoves = { down: 0, up: 0 };
+
+  /** Set by benchmarks (bench/suites/batch.ts): the forward step fills in `phases` and is timed by `timer`. */
+  profile: Pick<StepOptions, 'phases' | 'timer'> | null = null;
 
   /** `transfer`: moves pages between the pool and the CPU tier (null when the engine has no CPU tier). */
   constructor(
@@ -100,7 +103,7 @@ export class StepExecutor {
     const out = await this.model.step(
       { tokens, positions, slots: packed.slots, rowInfo: packed.rowInfo, blockTables: packed.blockTables, logitRows: Uint32Array.from(logitRows), sampling, ...(capture.length ? { capture } : {}), ...(embeds.length ? { embeds } : {}), ...(rowMask ? { rowMask } : {}) },
       this.view,
-      { returnLogits: sampledBy.some((r) => r.wantsLogits) },
+      { ...this.profile, returnLogits: sampledBy.some((r) => r.wantsLogits) },
     );
     const vocab = this.model.config.vocabSize;
     return sampledBy.map((request, s) => {

@@ -6,6 +6,7 @@ import { readF32, storageBuffer, uploadBuffer } from './buffers.ts';
 import { CommandRecorder } from './recorder.ts';
 import { GpuTimer } from './timestamps.ts';
 import { Uniforms } from './uniforms.ts';
+import { EncodeCache } from './encode-cache.ts';
 import { encodeAdd } from './kernels/add.ts';
 
 /**
@@ -136,6 +137,41 @@ describe('CommandRecorder', () => {
     expect(await readF32(gpu, C)).toEqual(sum(sum(sum(a, a), a), a)); // B = a
     expect(await timer.read()).toBe(0); // read everything already
     timer.destroy();
+    [A, B, C].forEach((x) => gpu.destroyBuffer(x));
+  });
+  it('with an EncodeCache reuses one uniform buffer and its bind groups across submits, grows it when a submit needs more, and computes the same values', async () => {
+    const gpu = await testGpu();
+    const uniformBytes = () => gpu.memory.snapshot().byLabel.uniforms ?? 0;
+    const before = uniformBytes();
+    const cache = new EncodeCache(gpu, 'test');
+    const rand = rng(4);
+    const a = randomF32(1003, rand), b = randomF32(1003, rand);
+    const A = uploadBuffer(gpu, 'A', a), B = uploadBuffer(gpu, 'B', b), C = storageBuffer(gpu, 'C', 1003 * 4);
+    // the same bindings with different uniforms (n) and workgroup counts: the bind groups are reused, the values follow n
+    for (const n of [1003, 517, 1003]) {
+      const rec = new CommandRecorder(gpu, 'cached', undefined, cache);
+      encodeAdd(rec, { a: A, b: B, out: C, n }); // C = a + b
+      encodeAdd(rec, { a: C, b: A, n }); //         C += a
+      await rec.submit({ awaitGpu: false }); // the read below waits for the GPU
+      expect((await readF32(gpu, C)).subarray(0, n)).toEqual(sum(sum(a, b), a).subarray(0, n));
+      expect(cache.cachedGroups).toBe(2);
+      expect(uniformBytes() - before).toBe(4096);
+    }
+    // 40 dispatches need 40 × 256 uniform bytes: the buffer grows to 16 KiB, the old bind groups go with the old buffer
+    const rec = new CommandRecorder(gpu, 'grown', undefined, cache);
+    encodeAdd(rec, { a: A, b: B, out: C, n: 1003 });
+    let want = sum(a, b);
+    for (let i = 1; i < 40; i++) {
+      encodeAdd(rec, { a: C, b: A, n: 1003 });
+      want = sum(want, a);
+    }
+    await rec.submit();
+    expect(await readF32(gpu, C)).toEqual(want);
+    expect(uniformBytes() - before).toBe(16384);
+    expect(cache.cachedGroups).toBe(40); // one per uniform slice; the first two went with the 4 KiB buffer
+    cache.destroy();
+    expect(uniformBytes()).toBe(before);
+    await expectNoOpenErrorScope(gpu);
     [A, B, C].forEach((x) => gpu.destroyBuffer(x));
   });
 });

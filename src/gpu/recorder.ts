@@ -1,6 +1,7 @@
 import type { Gpu } from './context.ts';
 import type { Uniforms } from './uniforms.ts';
 import type { GpuTimer } from './timestamps.ts';
+import type { EncodeCache } from './encode-cache.ts';
 
 /**
  * Records many kernel dispatches and copies and submits them together: a
@@ -25,6 +26,22 @@ import type { GpuTimer } from './timestamps.ts';
  */
 export type Binding = GPUBuffer | { buffer: GPUBuffer; offset?: number; size?: number };
 
+/** Where a submit's host time went, ms: encoding up to and including queue.submit, then the wait (for the GPU, or for validation only when not `awaitGpu`). */
+export interface SubmitPhases {
+  encode: number;
+  wait: number;
+}
+
+export interface SubmitOptions {
+  phases?: SubmitPhases;
+  /**
+   * Wait for the GPU to finish (default true). A caller that maps a buffer
+   * written by this submit right after can skip it: the map waits for the
+   * same work, and a second wait costs a round trip per step.
+   */
+  awaitGpu?: boolean;
+}
+
 /** Uniform slices start on this (WebGPU's largest minUniformBufferOffsetAlignment). */
 const UNIFORM_ALIGN = 256;
 
@@ -43,6 +60,8 @@ export class CommandRecorder {
     readonly gpu: Gpu,
     private readonly label = 'step',
     private readonly timer?: GpuTimer,
+    /** Reused uniform buffer and bind groups (the model's forward step); without one, each submit creates its own. */
+    private readonly cache?: EncodeCache,
   ) {}
 
   /**
@@ -72,27 +91,31 @@ export class CommandRecorder {
   }
 
   /**
-   * Encodes everything and submits. Resolves when the GPU is done; rejects
+   * Encodes everything and submits. Resolves when the GPU is done (or, with
+   * `awaitGpu: false`, when the submit is validated); rejects
    * with the validation message if any command was invalid, so a bad
    * dispatch is an error at its call site, not a silent no-op. Everything up
    * to the queue submit runs before the first await, so queue writes made
    * after calling submit() land after this work.
    */
-  async submit(): Promise<void> {
+  async submit(opts: SubmitOptions = {}): Promise<void> {
     this.assertOpen();
     this.submitted = true;
+    const t0 = performance.now();
     const device = this.gpu.device;
-    let uniformBuffer: GPUBuffer | null = null;
+    let ownUniforms: GPUBuffer | null = null; // created for this submit (no cache): destroyed after it
     let error: Promise<GPUError | null>;
     device.pushErrorScope('validation');
     try {
-      uniformBuffer = this.writeUniforms();
+      const uniformBuffer = this.writeUniforms();
+      if (uniformBuffer && !this.cache) ownUniforms = uniformBuffer;
       const encoder = device.createCommandEncoder({ label: this.label });
       this.encode(encoder, uniformBuffer);
       if (this.timer) this.timer.resolve(encoder);
       device.queue.submit([encoder.finish()]);
+      if (opts.phases) opts.phases.encode = performance.now() - t0;
     } catch (e) {
-      if (uniformBuffer) this.gpu.destroyBuffer(uniformBuffer);
+      if (ownUniforms) this.gpu.destroyBuffer(ownUniforms);
       throw e;
     } finally {
       error = device.popErrorScope();
@@ -100,12 +123,12 @@ export class CommandRecorder {
       this.commands = [];
       this.uniformChunks = [];
     }
-    try {
-      await device.queue.onSubmittedWorkDone();
-    } finally {
-      if (uniformBuffer) this.gpu.destroyBuffer(uniformBuffer);
-    }
+    const t1 = performance.now();
+    // destroy() after the submit is safe: the implementation keeps the buffer until the work using it is done
+    if (ownUniforms) this.gpu.destroyBuffer(ownUniforms);
+    if (opts.awaitGpu ?? true) await device.queue.onSubmittedWorkDone();
     const e = await error;
+    if (opts.phases) opts.phases.wait = performance.now() - t1;
     if (e) throw new Error(`WebGPU rejected '${this.label}': ${e.message}`);
   }
 
@@ -135,11 +158,11 @@ export class CommandRecorder {
         if (timestampWrites) desc.timestampWrites = timestampWrites; // dawn.node misreads an explicit undefined
         pass = encoder.beginComputePass(desc);
       }
-      const entries: GPUBindGroupEntry[] = [];
+      const entries: { binding: number; resource: GPUBufferBinding }[] = [];
       if (c.uniforms) entries.push({ binding: 0, resource: { buffer: uniformBuffer!, offset: c.uniforms.offset, size: c.uniforms.size } });
       c.bindings.forEach((b, i) => entries.push({ binding: i + 1, resource: bufferBinding(b) }));
       pass.setPipeline(c.pipeline);
-      pass.setBindGroup(0, this.gpu.device.createBindGroup({ layout: c.pipeline.getBindGroupLayout(0), entries }));
+      pass.setBindGroup(0, this.cache ? this.cache.bindGroup(c.pipeline, entries) : this.gpu.device.createBindGroup({ layout: c.pipeline.getBindGroupLayout(0), entries }));
       pass.dispatchWorkgroups(...c.groups);
     }
     pass?.end();
@@ -154,6 +177,7 @@ export class CommandRecorder {
       bytes.set(new Uint8Array(c), offset);
       offset += Math.ceil(c.byteLength / UNIFORM_ALIGN) * UNIFORM_ALIGN;
     }
+    if (this.cache) return this.cache.uniforms(bytes);
     const buf = this.gpu.createBuffer(`uniforms:${this.label}`, bytes.byteLength, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST);
     this.gpu.device.queue.writeBuffer(buf, 0, bytes);
     return buf;

@@ -1,6 +1,7 @@
 import type { Gpu } from '../gpu/context.ts';
 import { storageBuffer, uploadBuffer, writeBuffer } from '../gpu/buffers.ts';
-import { CommandRecorder } from '../gpu/recorder.ts';
+import { CommandRecorder, type SubmitPhases } from '../gpu/recorder.ts';
+import { EncodeCache } from '../gpu/encode-cache.ts';
 import type { GpuTimer } from '../gpu/timestamps.ts';
 import { encodeGather } from '../gpu/kernels/embedding.ts';
 import { encodeMatmul, type MatmulDtype } from '../gpu/kernels/matmul.ts';
@@ -64,6 +65,15 @@ export interface StepOutput {
 export interface StepOptions {
   returnLogits?: boolean;
   timer?: GpuTimer;
+  /** Filled in with where the step's host time went (bench/suites/batch.ts). */
+  phases?: StepPhases;
+}
+
+/** One step's host time by phase, ms: input upload, recording the dispatches, encoding + submit, the submit's wait (validation; also the GPU when no ids are read back), the map of the sampled ids (which waits for the GPU). */
+export interface StepPhases extends SubmitPhases {
+  upload: number;
+  record: number;
+  readback: number;
 }
 
 export interface RunStateSizes {
@@ -101,6 +111,8 @@ interface RunState {
 export class LlamaModel {
   readonly sizes: RunStateSizes;
   private state: RunState;
+  /** The forward step's uniform buffer and bind groups, reused from step to step. */
+  private readonly encodeCache: EncodeCache;
   /** The step being encoded has a rowMask (some row runs in a rolling window). */
   private masked = false;
 
@@ -112,6 +124,7 @@ export class LlamaModel {
   ) {
     this.sizes = sizes;
     this.state = allocateRunState(gpu, config, sizes);
+    this.encodeCache = new EncodeCache(gpu, 'forward');
   }
 
   static create(gpu: Gpu, config: ModelConfig, cpuWeights: Map<string, CpuTensor>, opts: { weightDtype?: MatmulDtype } & Partial<RunStateSizes> = {}): LlamaModel {
@@ -126,16 +139,20 @@ export class LlamaModel {
 
   /** Runs one forward step and samples the logit rows. */
   async step(input: StepInput, kv: KvCacheView, opts: StepOptions = {}): Promise<StepOutput> {
+    const ph = opts.phases;
+    const t0 = performance.now();
     this.upload(input); // validates first: nothing is recorded for a step that would be refused
-    const rec = new CommandRecorder(this.gpu, 'forward', opts.timer);
+    const t1 = performance.now();
+    const rec = new CommandRecorder(this.gpu, 'forward', opts.timer, this.encodeCache);
     // capture windows are rare (once per compressed prompt): small id buffers per step are fine
     const captureIds = (input.capture ?? []).map((c) => uploadBuffer(this.gpu, 'act:capture_rows', c.rows));
     this.encodeForward(rec, input.tokens.length, input.logitRows.length, kv, input.capture, captureIds, input.embeds ?? []);
     const freeCaptureIds = () => captureIds.forEach((b) => this.gpu.destroyBuffer(b));
     const s = input.logitRows.length;
     const st = this.state;
+    if (ph) Object.assign(ph, { upload: t1 - t0, record: performance.now() - t1, readback: 0 });
     if (s === 0) {
-      await rec.submit().finally(freeCaptureIds);
+      await rec.submit({ phases: ph }).finally(freeCaptureIds);
       return { tokens: new Uint32Array(0) };
     }
     rec.copy(st.sampled, 0, st.readback, 0, s * 4);
@@ -144,10 +161,12 @@ export class LlamaModel {
       logitsCopy = this.gpu.device.createBuffer({ size: s * this.config.vocabSize * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
       rec.copy(st.logits, 0, logitsCopy, 0, logitsCopy.size);
     }
-    await rec.submit().finally(freeCaptureIds);
+    await rec.submit({ phases: ph, awaitGpu: false }).finally(freeCaptureIds); // the map below waits for the GPU
+    const t2 = performance.now();
     await st.readback.mapAsync(GPUMapMode.READ, 0, s * 4);
     const tokens = new Uint32Array(st.readback.getMappedRange(0, s * 4).slice(0));
     st.readback.unmap();
+    if (ph) ph.readback = performance.now() - t2;
     const out: StepOutput = { tokens };
     if (logitsCopy) {
       await logitsCopy.mapAsync(GPUMapMode.READ);
@@ -159,6 +178,7 @@ export class LlamaModel {
 
   destroy(): void {
     destroyWeights(this.gpu, this.weights);
+    this.encodeCache.destroy();
     for (const b of Object.values(this.state)) this.gpu.destroyBuffer(b);
   }
 
