@@ -28,14 +28,16 @@ export interface Rig {
   readonly model: LlamaModel;
   /** Its `profile` times the forward steps (bench/suites/batch.ts). */
   readonly executor: StepExecutor;
+  /** Each request's generated ids so far. */
+  outputs(): number[][];
   destroy(): void;
 }
 
 /** `batch` requests of `promptLen` tokens on the engine's own path: Scheduler → StepExecutor → LlamaModel. */
-export function makeRig(gpu: Gpu, config: ModelConfig, batch: number, promptLen: number, o: { maxNew?: number; weights?: Map<string, CpuTensor>; dtype?: WeightDtype } = {}): Rig {
+export function makeRig(gpu: Gpu, config: ModelConfig, batch: number, promptLen: number, o: { maxNew?: number; weights?: Map<string, CpuTensor>; dtype?: WeightDtype; reuseEncoding?: boolean } = {}): Rig {
   const maxNew = o.maxNew ?? 64;
   const pageSize = 16;
-  const model = LlamaModel.create(gpu, config, o.weights ?? syntheticWeights(config), { weightDtype: o.dtype ?? 'f32', maxRows: 64, maxLogitRows: 16 });
+  const model = LlamaModel.create(gpu, config, o.weights ?? syntheticWeights(config), { weightDtype: o.dtype ?? 'f32', maxRows: 64, maxLogitRows: 16, reuseEncoding: o.reuseEncoding ?? true });
   const pool = KvPool.create(gpu, { numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim, pageSize, dtype: 'f16', numPages: batch * Math.ceil((promptLen + maxNew + 1) / pageSize) + 2 });
   const kv = new KVCacheManager(new BlockPool(pool.numPages), pageSize);
   const sched = new Scheduler(kv, { maxBatchTokens: 64, maxPrefillChunk: 64, admissionReservePages: 0 });
@@ -48,6 +50,7 @@ export function makeRig(gpu: Gpu, config: ModelConfig, batch: number, promptLen:
     model,
     executor,
     lastMs,
+    outputs: () => reqs.map((r) => [...r.outputIds]),
     async step() {
       const t0 = performance.now();
       const plan: StepPlan = sched.schedule();

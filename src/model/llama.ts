@@ -69,11 +69,10 @@ export interface StepOptions {
   phases?: StepPhases;
 }
 
-/** One step's host time by phase, ms: input upload, recording the dispatches, encoding + submit, the submit's wait (validation; also the GPU when no ids are read back), the map of the sampled ids (which waits for the GPU). */
+/** One step's host time by phase, ms: input upload, recording the dispatches, encoding + submit, then the wait until the sampled ids are read back (validation and the GPU's work included). */
 export interface StepPhases extends SubmitPhases {
   upload: number;
   record: number;
-  readback: number;
 }
 
 export interface RunStateSizes {
@@ -111,8 +110,8 @@ interface RunState {
 export class LlamaModel {
   readonly sizes: RunStateSizes;
   private state: RunState;
-  /** The forward step's uniform buffer and bind groups, reused from step to step. */
-  private readonly encodeCache: EncodeCache;
+  /** The forward step's uniform buffer and bind groups, reused from step to step (null: created per step, the batch benchmark's baseline). */
+  private readonly encodeCache: EncodeCache | null;
   /** The step being encoded has a rowMask (some row runs in a rolling window). */
   private masked = false;
 
@@ -121,20 +120,28 @@ export class LlamaModel {
     readonly config: ModelConfig,
     readonly weights: ModelWeights,
     sizes: RunStateSizes,
+    reuseEncoding: boolean,
   ) {
     this.sizes = sizes;
     this.state = allocateRunState(gpu, config, sizes);
-    this.encodeCache = new EncodeCache(gpu, 'forward');
+    this.encodeCache = reuseEncoding ? new EncodeCache(gpu, 'forward') : null;
   }
 
-  static create(gpu: Gpu, config: ModelConfig, cpuWeights: Map<string, CpuTensor>, opts: { weightDtype?: MatmulDtype } & Partial<RunStateSizes> = {}): LlamaModel {
+  /**
+   * `reuseEncoding: false` creates the step's uniform buffer and bind groups
+   * every step and waits for the GPU before mapping the sampled ids — the
+   * path before issue 17's overhead cut, kept as the batch benchmark's
+   * baseline; outputs are the same either way.
+   */
+  static create(gpu: Gpu, config: ModelConfig, cpuWeights: Map<string, CpuTensor>, opts: { weightDtype?: MatmulDtype; reuseEncoding?: boolean } & Partial<RunStateSizes> = {}): LlamaModel {
     const weights = uploadWeights(gpu, config, cpuWeights, opts.weightDtype ?? 'f32');
-    return new LlamaModel(gpu, config, weights, {
+    const sizes = {
       maxRows: opts.maxRows ?? 64,
       maxLogitRows: opts.maxLogitRows ?? 16,
       maxBlockTableEntries: opts.maxBlockTableEntries ?? 4096,
       maxPositions: opts.maxPositions ?? config.maxPositions,
-    });
+    };
+    return new LlamaModel(gpu, config, weights, sizes, opts.reuseEncoding ?? true);
   }
 
   /** Runs one forward step and samples the logit rows. */
@@ -143,16 +150,18 @@ export class LlamaModel {
     const t0 = performance.now();
     this.upload(input); // validates first: nothing is recorded for a step that would be refused
     const t1 = performance.now();
-    const rec = new CommandRecorder(this.gpu, 'forward', opts.timer, this.encodeCache);
+    const rec = new CommandRecorder(this.gpu, 'forward', opts.timer, this.encodeCache ?? undefined);
     // capture windows are rare (once per compressed prompt): small id buffers per step are fine
     const captureIds = (input.capture ?? []).map((c) => uploadBuffer(this.gpu, 'act:capture_rows', c.rows));
     this.encodeForward(rec, input.tokens.length, input.logitRows.length, kv, input.capture, captureIds, input.embeds ?? []);
     const freeCaptureIds = () => captureIds.forEach((b) => this.gpu.destroyBuffer(b));
     const s = input.logitRows.length;
     const st = this.state;
-    if (ph) Object.assign(ph, { upload: t1 - t0, record: performance.now() - t1, readback: 0 });
+    if (ph) Object.assign(ph, { upload: t1 - t0, record: performance.now() - t1 });
+    const sp: SubmitPhases = { encode: 0, wait: 0 };
     if (s === 0) {
-      await rec.submit({ phases: ph }).finally(freeCaptureIds);
+      await rec.submit({ phases: sp }).finally(freeCaptureIds);
+      if (ph) Object.assign(ph, sp);
       return { tokens: new Uint32Array(0) };
     }
     rec.copy(st.sampled, 0, st.readback, 0, s * 4);
@@ -161,12 +170,13 @@ export class LlamaModel {
       logitsCopy = this.gpu.device.createBuffer({ size: s * this.config.vocabSize * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
       rec.copy(st.logits, 0, logitsCopy, 0, logitsCopy.size);
     }
-    await rec.submit({ phases: ph, awaitGpu: false }).finally(freeCaptureIds); // the map below waits for the GPU
+    const submitted = rec.submit({ phases: sp, awaitGpu: !this.encodeCache }).finally(freeCaptureIds);
     const t2 = performance.now();
-    await st.readback.mapAsync(GPUMapMode.READ, 0, s * 4);
-    const tokens = new Uint32Array(st.readback.getMappedRange(0, s * 4).slice(0));
-    st.readback.unmap();
-    if (ph) ph.readback = performance.now() - t2;
+    const tokens = await this.readSampled(submitted, s).catch((e: unknown) => {
+      logitsCopy?.destroy();
+      throw e;
+    });
+    if (ph) Object.assign(ph, { encode: sp.encode, wait: performance.now() - t2 });
     const out: StepOutput = { tokens };
     if (logitsCopy) {
       await logitsCopy.mapAsync(GPUMapMode.READ);
@@ -176,9 +186,29 @@ export class LlamaModel {
     return out;
   }
 
+  /**
+   * The sampled ids once `submitted` has written them. With reused encoding
+   * the map is requested at once, so the submit's validation and the map's
+   * wait for the GPU overlap (one round trip, not two); without, the submit
+   * has already waited for the GPU (the baseline path).
+   */
+  private async readSampled(submitted: Promise<void>, s: number): Promise<Uint32Array> {
+    const readback = this.state.readback;
+    if (!this.encodeCache) await submitted;
+    const [sub, map] = await Promise.allSettled([submitted, readback.mapAsync(GPUMapMode.READ, 0, s * 4)]);
+    if (sub.status === 'rejected') {
+      if (map.status === 'fulfilled') readback.unmap();
+      throw sub.reason;
+    }
+    if (map.status === 'rejected') throw map.reason;
+    const tokens = new Uint32Array(readback.getMappedRange(0, s * 4).slice(0));
+    readback.unmap();
+    return tokens;
+  }
+
   destroy(): void {
     destroyWeights(this.gpu, this.weights);
-    this.encodeCache.destroy();
+    this.encodeCache?.destroy();
     for (const b of Object.values(this.state)) this.gpu.destroyBuffer(b);
   }
 
