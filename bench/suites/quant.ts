@@ -22,17 +22,21 @@ import { klDivergence } from './compression.ts';
 import { loadShapesItems, matchesReference, sameIds, type Item } from './shapes-items.ts';
 import { storyPrompts } from './stories.ts';
 
-type Dtype = 'f32' | 'q8' | 'q4';
+type Dtype = 'f32' | 'f16' | 'q8' | 'q4';
 
-interface TextRow { dtype: Dtype; bytesPerParam: number; weightMB: number; freeAgreement: number; forcedTop1: number; meanKl: number; decodeTokPerS: number }
+interface TextRow {
+  dtype: Dtype; bytesPerParam: number; weightMB: number; freeAgreement: number; forcedTop1: number; meanKl: number; decodeTokPerS: number;
+  /** Where each prompt's free run first parts from f32's, with f32's own top-1 − top-2 logit margin there and that margin's rank among all of f32's positions (0: the smallest). */
+  divergences: { prompt: number; at: number; f32Margin: number; marginPercentile: number }[];
+}
 interface VqaRow { dtype: Dtype; items: number; accuracy: number; sameAsF32: number }
 
 export async function run(gpu: Gpu, opts: Record<string, string>, log: (s: string) => void): Promise<BenchResult> {
   const text = opts.text ?? '/models/stories260K';
   const vlm = opts.vlm ?? '/models/tiny-vlm-shapes';
   const n = int(opts.n ?? '6', 'n'), tokens = int(opts.tokens ?? '48', 'tokens'), vqaN = Number(opts['vqa-n'] ?? 48);
-  const formats = (opts.formats ?? 'q8,q4').split(',') as Dtype[];
-  for (const f of formats) if (f !== 'q8' && f !== 'q4') throw new Error(`--formats: unknown format '${f}' (use q8, q4)`);
+  const formats = (opts.formats ?? 'f16,q8,q4').split(',') as Dtype[];
+  for (const f of formats) if (f !== 'f16' && f !== 'q8' && f !== 'q4') throw new Error(`--formats: unknown format '${f}' (use f16, q8, q4)`);
   const textRows = await textPart(gpu, text, ['f32', ...formats], n, tokens, log);
   const vqaRows = vqaN > 0 ? await vqaPart(gpu, vlm, ['f32', ...formats], vqaN, log) : [];
   return report(textRows, vqaRows, { text, vlm, n, tokens });
@@ -61,7 +65,15 @@ async function textPart(gpu: Gpu, model: string, dtypes: Dtype[], n: number, tok
         }
       });
       const info = await engine.info();
+      const margins = base.flatMap((b) => b.logits!.map(margin)).sort((x, y) => x - y);
+      const divergences = prompts.flatMap((_, k) => {
+        const at = free[k].tokens.findIndex((t, i) => t !== base[k].tokens[i]);
+        if (at < 0) return [];
+        const f32Margin = margin(base[k].logits![at]);
+        return [{ prompt: k, at, f32Margin, marginPercentile: (100 * margins.filter((x) => x < f32Margin).length) / margins.length }];
+      });
       const row: TextRow = {
+        divergences,
         dtype, bytesPerParam: info.matrixBytesPerParam ?? 0, weightMB: (info.weightBytes ?? 0) / 2 ** 20,
         freeAgreement: agree / positions, forcedTop1: top1 / positions, meanKl: kl / positions,
         decodeTokPerS: free.reduce((a, r) => a + r.timing.tokensPerSecond, 0) / free.length,
@@ -126,9 +138,21 @@ function report(text: TextRow[], vqa: VqaRow[], o: { text: string; vlm: string; 
       `text: ${o.text}, ${o.n} story prompts, greedy ${o.tokens} tokens with ignore_eos; free: each model runs on its own; forced: f32's tokens fed back (forceTokens), top-1 and KL(f32 ‖ quantized) per position`,
       `VQA: ${o.vlm}, ${vqa[0]?.items ?? 0} test items; correct = the answer's ids + EOS equal reference_answers.json's expected ids`,
       'q8: int8 codes in blocks of 32 along k, one f32 scale each (max|w| / 127); q4: 4-bit codes, max|w| / 7; embeddings and LM head stay f16; rows padded to 32',
+      'f16: the packed-f16 weights (every matrix, embeddings and head), for comparison',
+      ...text.filter((r) => r.dtype !== 'f32').map((r) => `${r.dtype}: ${r.divergences.length ? `its free run parts from f32's in ${r.divergences.length} of ${o.n} prompts, where f32's own top-1 − top-2 logit margin was ${r.divergences.map((d) => `${d.f32Margin.toFixed(4)} (prompt ${d.prompt + 1}, token ${d.at + 1}; ${d.marginPercentile.toFixed(1)} % of f32's positions are closer)`).join(', ')}` : 'never parts from f32 in these prompts'}`),
       'the baseline in the same run is the f32 load of the same model',
     ],
   };
+}
+
+/** Top-1 minus top-2 logit: how close greedy was to choosing otherwise. */
+function margin(x: Float32Array): number {
+  let a = -Infinity, b = -Infinity;
+  for (const v of x) {
+    if (v > a) [a, b] = [v, a];
+    else if (v > b) b = v;
+  }
+  return a - b;
 }
 
 function argmax(x: Float32Array): number {
