@@ -6,12 +6,16 @@
 // packed two per u32). They declare binding 2 and define
 //   w_row(c) -> u32                 base of weight row c for the vec4 path (k % 4 == 0)
 //   w_vec(base, j) -> vec4<f32>     elements 4j..4j+3 of that row
+//   w_pair(base, j) -> Pair         elements 8j..8j+7 (k % 8 == 0), as two vec4
 //   w_row_any(c) / w_vec_any(base, j) / w_one_any(base, i): the same for any k
 //
 // Register tiling, no barriers, no workgroup memory (a barrier is very
 // costly on SwiftShader): a thread owns TM rows x TN columns of `out` and
 // keeps one vec4 accumulator per output. Entry points by tile (TM x TN):
-// mm_1x4, mm_2x4, mm_4x4, mm_4x8 read x and w as vec4 (k % 4 == 0); mm_any
+// mm_1x4, mm_2x4, mm_4x4, mm_4x8 read x and w as vec4 (k % 4 == 0); mm_1x8
+// is 1x4 stepping 8 along k with one w_pair per weight row (k % 8 == 0: f16
+// weights then take one 16-byte load per 8 values, and the loop half the
+// iterations, on the m = 1 decode path); mm_any
 // is 1x4 with scalar loads for any k (k even for f16). The wrapper picks the
 // tile from m alone, and mm_any for every m when k % 4 != 0.
 //
@@ -27,7 +31,8 @@
 // is loads per multiply-add: 1x4 is best at m = 1 (~0.4-0.6 GFLOP/s at
 // 2048^2 here), 4x8 for m >= 8 (~0.6-1 GFLOP/s); tiles held in arrays or
 // workgroup memory for x measured 2-5x slower. f16 weights halve the bytes
-// but run ~1.3x slower here (unpack costs more than the loads it saves).
+// but unpack2x16float made them ~1.3x slower here; the f16 loader decodes with
+// integer ops instead (matmul_w_f16.wgsl).
 // Real GPUs would want a k-split, coalesced variant (not written yet).
 //
 // Dispatch: workgroups (x, y, z) with x*y >= ceil(n / (TN*WG)) column tiles
@@ -50,6 +55,9 @@ override ACCUMULATE: bool = false;
 struct Acc { a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32> }
 // One 4-chunk of four weight rows.
 struct W4 { c0: vec4<f32>, c1: vec4<f32>, c2: vec4<f32>, c3: vec4<f32> }
+// One 8-chunk of a weight row (w_pair), and of four rows: lo = chunk 2j, hi = chunk 2j + 1.
+struct Pair { lo: vec4<f32>, hi: vec4<f32> }
+struct W8 { lo: W4, hi: W4 }
 
 fn mac(a: Acc, xv: vec4<f32>, w: W4) -> Acc {
   return Acc(a.a0 + xv * w.c0, a.a1 + xv * w.c1, a.a2 + xv * w.c2, a.a3 + xv * w.c3);
@@ -81,6 +89,13 @@ fn xrow(r: u32) -> u32 { return min(r, p.m - 1u) * (p.k / 4u); }
 struct Bases { b0: u32, b1: u32, b2: u32, b3: u32 }
 fn bases(c0: u32) -> Bases { return Bases(w_row(col(c0)), w_row(col(c0 + 1u)), w_row(col(c0 + 2u)), w_row(col(c0 + 3u))); }
 fn load4(b: Bases, j: u32) -> W4 { return W4(w_vec(b.b0, j), w_vec(b.b1, j), w_vec(b.b2, j), w_vec(b.b3, j)); }
+fn load8(b: Bases, j: u32) -> W8 {
+  let p0 = w_pair(b.b0, j);
+  let p1 = w_pair(b.b1, j);
+  let p2 = w_pair(b.b2, j);
+  let p3 = w_pair(b.b3, j);
+  return W8(W4(p0.lo, p1.lo, p2.lo, p3.lo), W4(p0.hi, p1.hi, p2.hi, p3.hi));
+}
 
 fn first_col(wid: vec3<u32>, nwg: vec3<u32>, lid: u32, tn: u32) -> u32 {
   return ((wid.x + wid.y * nwg.x) * WG + lid) * tn;
@@ -97,6 +112,24 @@ fn mm_1x4(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
   var a0: Acc;
   for (var j = 0u; j < p.k / 4u; j++) {
     a0 = mac(a0, x4[xb + j], load4(wb, j));
+  }
+  put4(r0, c0, a0);
+}
+
+// mm_1x4's operations in mm_1x4's order (chunk 2j, then 2j + 1), two chunks per iteration.
+@compute @workgroup_size(WG)
+fn mm_1x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+          @builtin(local_invocation_index) lid: u32) {
+  let c0 = first_col(wid, nwg, lid, 4u);
+  if (c0 >= p.n) { return; }
+  let r0 = wid.z;
+  let xb = xrow(r0);
+  let wb = bases(c0);
+  var a0: Acc;
+  for (var j = 0u; j < p.k / 8u; j++) {
+    let w = load8(wb, j);
+    a0 = mac(a0, x4[xb + 2u * j], w.lo);
+    a0 = mac(a0, x4[xb + 2u * j + 1u], w.hi);
   }
   put4(r0, c0, a0);
 }

@@ -84,3 +84,23 @@ export function unpackF16(p: Uint32Array, n = p.length * 2): Float32Array {
 export function roundToF16(a: Float32Array): Float32Array {
   return unpackF16(packF16(a), a.length);
 }
+
+/**
+ * Flushes f16 subnormals (|x| < 2^-14 ≈ 6.1e-5) to zero of the same sign,
+ * in place; returns `bits`. f16 weight matrices are stored this way: the
+ * matmul's f16 loader decodes halves with integer shifts (no
+ * unpack2x16float, see shaders/matmul_w_f16.wgsl), which is exact for
+ * normals and zero on any GPU but would meet f32 denormals — flushed by
+ * many GPUs — for subnormal halves.
+ */
+export function flushF16Subnormals(bits: Uint16Array): Uint16Array {
+  for (let i = 0; i < bits.length; i++) if ((bits[i] & 0x7c00) === 0) bits[i] &= 0x8000;
+  return bits;
+}
+
+/** packF16 for weight matrices: subnormals flushed (flushF16Subnormals). */
+export function packF16Weights(a: ArrayLike<number>): Uint32Array {
+  const p = packF16(a);
+  flushF16Subnormals(new Uint16Array(p.buffer));
+  return p;
+}

@@ -1,6 +1,6 @@
 import type { Gpu } from '../gpu/context.ts';
 import { uploadBuffer } from '../gpu/buffers.ts';
-import { packF16, f16BitsToF32 } from '../gpu/f16.ts';
+import { packF16, f16BitsToF32, flushF16Subnormals } from '../gpu/f16.ts';
 import type { MatmulDtype, WeightDtype } from '../gpu/kernels/matmul.ts';
 import { quantize, type QuantFormat } from '../gpu/quantize.ts';
 import type { ModelConfig } from './config.ts';
@@ -131,6 +131,7 @@ function upload(gpu: Gpu, label: string, parts: CpuTensor[], dtype: WeightDtype)
       bits.set(t.dtype === 'f16' ? (t.data as Uint16Array) : f16Bits(t.data as Float32Array), off);
       off += t.data.length;
     }
+    flushF16Subnormals(bits); // the matmul's f16 loader expects it (src/gpu/f16.ts); a no-op on what the loader flushed
     return uploadBuffer(gpu, label, new Uint32Array(bits.buffer));
   }
   const f32 = new Float32Array(total);

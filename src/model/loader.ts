@@ -15,6 +15,7 @@ import { unsafeFilePath, type FileProgress, type ModelSource } from './source.ts
 import { parseJsonObject } from './model-json.ts';
 import { loadTokenizer, type Tokenizer } from './tokenizer.ts';
 import { LM_HEAD, expectedTensorShapes, type CpuTensor } from './weights-cpu.ts';
+import { flushF16Subnormals } from '../gpu/f16.ts';
 
 export interface LoadedModel {
   /** eosTokenIds: generation_config.json's, then config.json's (tokenizer.eosTokenIds adds its eos_token first). */
@@ -32,7 +33,8 @@ export interface LoadedModel {
 
 export interface LoadOptions {
   /**
-   * 'f32': every tensor as f32. 'f16': every tensor as f16 bits (F32/BF16 rounded to nearest even).
+   * 'f32': every tensor as f32. 'f16': every tensor as f16 bits (F32/BF16 rounded to nearest even,
+   * subnormals flushed to zero as the GPU's f16 weights are: src/gpu/f16.ts flushF16Subnormals).
    * 'auto' (default): F16 tensors stay f16, F32 and BF16 become f32.
    */
   weightDtype?: 'f32' | 'f16' | 'auto';
@@ -147,7 +149,7 @@ function missingError(where: string, missing: string[], expected: Map<string, nu
 function convert(bytes: Uint8Array, info: TensorInfo, dataOffset: number, want: 'f32' | 'f16' | 'auto'): CpuTensor {
   const f16 = want === 'f16' || (want === 'auto' && info.dtype === 'F16');
   return f16
-    ? { dtype: 'f16', shape: info.shape, data: tensorToF16Bits(bytes, info, dataOffset) }
+    ? { dtype: 'f16', shape: info.shape, data: flushF16Subnormals(tensorToF16Bits(bytes, info, dataOffset)) }
     : { dtype: 'f32', shape: info.shape, data: tensorToF32(bytes, info, dataOffset) };
 }
 

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { testGpu, rng, randomF32 } from '../../../test/gpu.ts';
 import { uploadBuffer, storageBuffer, readF32 } from '../buffers.ts';
 import { CommandRecorder } from '../recorder.ts';
-import { packF16, roundToF16 } from '../f16.ts';
+import { f16BitsToF32, packF16, packF16Weights, unpackF16 } from '../f16.ts';
 import type { Gpu } from '../context.ts';
 import { encodeMatmul, matmulPlan, type WeightDtype } from './matmul.ts';
 import { matmulAbsRef, matmulRef } from './matmul.ref.ts';
@@ -30,7 +30,8 @@ interface Case { m: number; n: number; k: number; dtype: WeightDtype; bias: bool
 
 function weights(gpu: Gpu, w: Float32Array, dtype: WeightDtype): { buf: GPUBuffer; values: Float32Array } {
   if (dtype === 'f32') return { buf: uploadBuffer(gpu, 'w', w), values: w };
-  return { buf: uploadBuffer(gpu, 'w', packF16(w)), values: roundToF16(w) };
+  const packed = packF16Weights(w); // as the model's uploader stores them: subnormals flushed
+  return { buf: uploadBuffer(gpu, 'w', packed), values: unpackF16(packed, w.length) };
 }
 
 async function runCase(c: Case, seed: number): Promise<number> {
@@ -53,9 +54,9 @@ async function runCase(c: Case, seed: number): Promise<number> {
 }
 
 describe('matmul kernel', () => {
-  // (n, k): odd n everywhere; odd k (scalar path) and k % 4 == 0 (vec4 tiles) for f32,
-  // k % 4 == 2 (scalar path) and k % 4 == 0 for f16.
-  const shapes: Record<WeightDtype, [number, number][]> = { f32: [[37, 29], [45, 52]], f16: [[33, 30], [41, 64]] };
+  // (n, k): odd n everywhere; odd k (scalar path), k % 8 == 4 (vec4 tiles) and k % 8 == 0
+  // (mm_1x8 at m = 1) for f32; k % 4 == 2 (scalar path), k % 8 == 4 and k % 8 == 0 for f16.
+  const shapes: Record<WeightDtype, [number, number][]> = { f32: [[37, 29], [45, 52], [43, 56]], f16: [[33, 30], [39, 44], [41, 64]] };
   let seed = 1;
   for (const dtype of ['f32', 'f16'] as const) {
     for (const [n, k] of shapes[dtype]) {
@@ -73,6 +74,45 @@ describe('matmul kernel', () => {
   it('matches the reference on a larger shape with several workgroups (f32 and f16)', async () => {
     expect(await runCase({ m: 20, n: 301, k: 256, dtype: 'f32', bias: true, accumulate: false }, 99)).toBeLessThanOrEqual(1);
     expect(await runCase({ m: 9, n: 257, k: 128, dtype: 'f16', bias: false, accumulate: true }, 98)).toBeLessThanOrEqual(1);
+  });
+
+  it('decodes every normal f16 weight and ±0 exactly, on the vec4 path (m = 64) and the 8-chunk path (m = 1)', async () => {
+    const gpu = await testGpu();
+    const k = 64;
+    const bits: number[] = [0, 0x8000];
+    for (let e = 1; e <= 30; e++) for (let m = 0; m < 1024; m++) bits.push((e << 10) | m, 0x8000 | (e << 10) | m);
+    while (bits.length % k) bits.push(0x3c00);
+    const n = bits.length / k;
+    const words = new Uint32Array(bits.length / 2).map((_, i) => (bits[2 * i] | (bits[2 * i + 1] << 16)) >>> 0);
+    const gw = uploadBuffer(gpu, 'w', words);
+    // x = the identity: out[r, c] = 1 · w[c, r] + exact zeros = w[c, r]
+    const eye = new Float32Array(k * k).map((_, i) => (i % (k + 1) === 0 ? 1 : 0));
+    const gx = uploadBuffer(gpu, 'x', eye);
+    const out64 = storageBuffer(gpu, 'out64', k * n * 4);
+    const rows = Array.from({ length: k }, (_, r) => uploadBuffer(gpu, `e${r}`, eye.subarray(r * k, (r + 1) * k)));
+    const outs1 = rows.map((_, r) => storageBuffer(gpu, `out1_${r}`, n * 4));
+    const rec = new CommandRecorder(gpu);
+    encodeMatmul(rec, { x: gx, w: gw, dtype: 'f16', out: out64, m: k, n, k });
+    rows.forEach((row, r) => encodeMatmul(rec, { x: row, w: gw, dtype: 'f16', out: outs1[r], m: 1, n, k }));
+    await rec.submit();
+    expect([matmulPlan(k, n, k).entry, matmulPlan(1, n, k).entry]).toEqual(['mm_4x8', 'mm_1x8']);
+    const got64 = await readF32(gpu, out64);
+    const got1 = await Promise.all(outs1.map((o) => readF32(gpu, o)));
+    let wrong = 0;
+    for (let r = 0; r < k; r++) {
+      for (let c = 0; c < n; c++) {
+        const want = f16BitsToF32(bits[c * k + r]);
+        if (!Object.is(got64[r * n + c], want + 0) || !Object.is(got1[r][c], want + 0)) wrong++; // a sum starting at +0 turns -0 into +0
+      }
+    }
+    expect(wrong).toBe(0);
+    [gw, gx, out64, ...rows, ...outs1].forEach((b) => gpu.destroyBuffer(b));
+  });
+
+  it('stores f16 weights with subnormals flushed to signed zero (packF16Weights)', () => {
+    const tiny = new Float32Array([3e-5, -3e-5, 6.2e-5, -1, 0, 1e-8]);
+    expect(Array.from(new Uint16Array(packF16(tiny).buffer)).slice(0, 6)).toEqual([0x01f7, 0x81f7, 0x0410, 0xbc00, 0, 0]);
+    expect(Array.from(new Uint16Array(packF16Weights(tiny).buffer)).slice(0, 6)).toEqual([0, 0x8000, 0x0410, 0xbc00, 0, 0]);
   });
 
   it('computes a hand-checked case exactly', async () => {

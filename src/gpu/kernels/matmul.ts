@@ -36,7 +36,7 @@ export interface MatmulArgs {
 
 /** Which entry point of shaders/matmul.wgsl runs and how it is laid out. */
 export interface MatmulPlan {
-  entry: 'mm_1x4' | 'mm_2x4' | 'mm_4x4' | 'mm_4x8' | 'mm_any';
+  entry: 'mm_1x4' | 'mm_1x8' | 'mm_2x4' | 'mm_4x4' | 'mm_4x8' | 'mm_any';
   /** Rows and columns of out per thread. */
   tm: number;
   tn: number;
@@ -55,7 +55,7 @@ export interface MatmulPlan {
 export function matmulPlan(m: number, n: number, k: number): MatmulPlan {
   const [entry, tm, tn] =
     k % 4 !== 0 ? (['mm_any', 1, 4] as const)
-    : m === 1 ? (['mm_1x4', 1, 4] as const)
+    : m === 1 ? (k % 8 === 0 ? (['mm_1x8', 1, 4] as const) : (['mm_1x4', 1, 4] as const))
     : m <= 3 ? (['mm_2x4', 2, 4] as const)
     : m <= 7 ? (['mm_4x4', 4, 4] as const)
     : (['mm_4x8', 4, 8] as const);
