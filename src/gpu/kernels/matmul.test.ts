@@ -109,6 +109,31 @@ describe('matmul kernel', () => {
     [gw, gx, out64, ...rows, ...outs1].forEach((b) => gpu.destroyBuffer(b));
   });
 
+  it("reads f16 weights as f16 (shader-f16) with the same bits as the integer decode, on every entry point (where the adapter has shader-f16)", async (ctx) => {
+    const gpu = await testGpu();
+    if (!gpu.hasF16) ctx.skip(); // SwiftShader has none; a GPU runner runs this
+    const r = rng(11);
+    for (const [m, n, k] of [[1, 41, 64], [1, 39, 44], [3, 33, 30], [5, 70, 96], [17, 70, 96]] as const) {
+      const x = uploadBuffer(gpu, 'x', randomF32(m * k, r));
+      const w = weights(gpu, randomF32(n * k, r, 0.5), 'f16');
+      const outs = [storageBuffer(gpu, 'native', m * n * 4), storageBuffer(gpu, 'emulated', m * n * 4)];
+      const rec = new CommandRecorder(gpu);
+      (['native', 'emulated'] as const).forEach((f16Path, i) => encodeMatmul(rec, { x, w: w.buf, dtype: 'f16', out: outs[i], m, n, k, f16Path }));
+      await rec.submit();
+      const [native, emulated] = await Promise.all(outs.map((o) => readF32(gpu, o)));
+      expect(native, `m=${m} n=${n} k=${k} (${matmulPlan(m, n, k).entry})`).toEqual(emulated);
+      [x, w.buf, ...outs].forEach((b) => gpu.destroyBuffer(b));
+    }
+  });
+
+  it("refuses f16Path 'native' on an adapter without shader-f16, naming the way out", async (ctx) => {
+    const gpu = await testGpu();
+    if (gpu.hasF16) ctx.skip();
+    const b = storageBuffer(gpu, 'b', 64), o = storageBuffer(gpu, 'o', 16);
+    expect(() => encodeMatmul(new CommandRecorder(gpu), { x: b, w: b, dtype: 'f16', out: o, m: 1, n: 2, k: 4, f16Path: 'native' })).toThrow(/'shader-f16' feature.*use 'emulated'/);
+    [b, o].forEach((x) => gpu.destroyBuffer(x));
+  });
+
   it('stores f16 weights with subnormals flushed to signed zero (packF16Weights)', () => {
     const tiny = new Float32Array([3e-5, -3e-5, 6.2e-5, -1, 0, 1e-8]);
     expect(Array.from(new Uint16Array(packF16(tiny).buffer)).slice(0, 6)).toEqual([0x01f7, 0x81f7, 0x0410, 0xbc00, 0, 0]);

@@ -1,11 +1,13 @@
 import tiles from '../../../shaders/matmul.wgsl?raw';
 import loadF32 from '../../../shaders/matmul_w_f32.wgsl?raw';
 import loadF16 from '../../../shaders/matmul_w_f16.wgsl?raw';
+import loadF16Native from '../../../shaders/matmul_w_f16_native.wgsl?raw';
 import loadQ8 from '../../../shaders/matmul_w_q8.wgsl?raw';
 import loadQ4 from '../../../shaders/matmul_w_q4.wgsl?raw';
 import { quantizedBytes, type QuantFormat } from '../quantize.ts';
 import { grid, type CommandRecorder } from '../recorder.ts';
 import { Uniforms } from '../uniforms.ts';
+import type { Gpu } from '../context.ts';
 import { assertFits, assertPositiveInt } from './guards.ts';
 
 /** f16 = IEEE half packed two per u32, element 2i in the low 16 bits, pairs along the last dim. */
@@ -32,6 +34,12 @@ export interface MatmulArgs {
   k: number;
   /** Add into `out` instead of overwriting it (e.g. a residual). */
   accumulate?: boolean;
+  /**
+   * f16 weights: read them as f16 (`shader-f16`, the default where the
+   * adapter has it) or decode them with integer ops (everywhere else). Both
+   * give the same bits; tests and benchmarks pick one to compare.
+   */
+  f16Path?: 'native' | 'emulated';
 }
 
 /** Which entry point of shaders/matmul.wgsl runs and how it is laid out. */
@@ -86,8 +94,14 @@ export function encodeMatmul(rec: CommandRecorder, a: MatmulArgs): void {
   const plan = matmulPlan(m, n, k);
   if (plan.groups[2] > 65535) throw new RangeError(`matmul: m=${m} needs ${plan.groups[2]} row tiles, more than one dispatch covers (65535)`);
   const constants = { WG: plan.wg, HAS_BIAS: bias ? 1 : 0, ACCUMULATE: a.accumulate ? 1 : 0 };
-  const pipeline = rec.gpu.pipelines.get(`matmul_${dtype}`, tiles + LOADERS[dtype], constants, plan.entry);
+  const pipeline = matmulPipeline(rec.gpu, dtype, a.f16Path ?? (rec.gpu.hasF16 ? 'native' : 'emulated'), constants, plan.entry);
   // The shader always binds a bias; without one, x stands in and is never read. Only the
   // quantized loaders declare binding 5 (their scales).
   rec.dispatch(pipeline, [x, w, bias ?? x, out, ...(scales ? [scales] : [])], new Uniforms().u32(m).u32(n).u32(k), plan.groups);
+}
+
+function matmulPipeline(gpu: Gpu, dtype: MatmulDtype, f16Path: 'native' | 'emulated', constants: Record<string, number>, entry: MatmulPlan['entry']): GPUComputePipeline {
+  if (dtype !== 'f16' || f16Path === 'emulated') return gpu.pipelines.get(`matmul_${dtype}`, tiles + LOADERS[dtype], constants, entry);
+  if (!gpu.hasF16) throw new Error("matmul: f16Path 'native' needs an adapter with the 'shader-f16' feature; this one has none (use 'emulated')");
+  return gpu.pipelines.get('matmul_f16_native', `enable f16;\n${tiles}${loadF16Native}`, constants, entry);
 }
