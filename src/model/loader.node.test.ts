@@ -9,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TINY_MODELS, makeTinyModels } from '../../scripts/make-tiny-models.ts';
 import { loadModel } from './loader.ts';
 import { ReferenceModel } from './reference.ts';
+import { f32ToF16Bits } from '../gpu/f16.ts';
+import type { CpuTensor } from './weights-cpu.ts';
 import { parseSafetensors, serializeSafetensors, type TensorDtype, type TensorToWrite } from './safetensors.ts';
 import { localFolderSource, type FileProgress } from './source.ts';
 
@@ -77,14 +79,30 @@ describe('tiny models', () => {
     for (const [name, t] of single.weights) expect(sharded.weights.get(name)!.data).toEqual(t.data);
   });
 
-  it('weightDtype: f16 rounds F32/BF16, f32 widens F16; F16 files give identical logits either way', async () => {
+  it('weightDtype: f16 rounds F32/BF16 and flushes subnormals, f32 widens F16 exactly; an F16 file gives identical logits either way but for that flush', async () => {
     const stories16 = await loadModel(localFolderSource(join(models, 'stories260K')), { weightDtype: 'f16' });
     expect([...stories16.weights.values()].every((t) => t.dtype === 'f16' && t.data instanceof Uint16Array)).toBe(true);
     const gqa16 = await loadModel(localFolderSource(join(models, 'tiny-llama-gqa')), { weightDtype: 'f16' });
     const gqa32 = await loadModel(localFolderSource(join(models, 'tiny-llama-gqa')), { weightDtype: 'f32' });
     expect([...gqa32.weights.values()].every((t) => t.dtype === 'f32')).toBe(true);
+    // the f16 load holds the file's bits except subnormals (|x| < 2^-14), flushed to a zero of their sign
+    let flushed = 0, differ = 0;
+    const gqa32Flushed = new Map<string, CpuTensor>();
+    for (const [name, t] of gqa32.weights) {
+      const bits = gqa16.weights.get(name)!.data as Uint16Array;
+      const values = (t.data as Float32Array).map((v, i) => {
+        const sub = v !== 0 && Math.abs(v) < 2 ** -14;
+        if (sub) flushed++;
+        const want = sub ? v * 0 : v; // a zero of v's sign
+        if (f32ToF16Bits(want) !== bits[i]) differ++;
+        return want;
+      });
+      gqa32Flushed.set(name, { ...t, data: values });
+    }
+    expect(differ).toBe(0);
+    expect(flushed).toBeGreaterThan(0); // the file has some: the flush is exercised
     const prompt = [1, 403, 407];
-    expect(new ReferenceModel(gqa16.config, gqa16.weights).forward(prompt)).toEqual(new ReferenceModel(gqa32.config, gqa32.weights).forward(prompt));
+    expect(new ReferenceModel(gqa16.config, gqa16.weights).forward(prompt)).toEqual(new ReferenceModel(gqa32.config, gqa32Flushed).forward(prompt));
   });
 
   it('reads a VLM-style checkpoint (model.text_model.* names, extra I64 tensor) under canonical names', async () => {
