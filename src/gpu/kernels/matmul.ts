@@ -15,7 +15,11 @@ export type WeightDtype = 'f32' | 'f16';
 /** What a matmul's weights may be: WeightDtype, or a block-quantized format (quantize.ts) with its scales. */
 export type MatmulDtype = WeightDtype | QuantFormat;
 
-const LOADERS: Record<MatmulDtype, string> = { f32: loadF32, f16: loadF16, q8: loadQ8, q4: loadQ4 };
+/** Each pipeline's module: the tiles with one weight loader appended (built once, not per dispatch). */
+const SOURCES: Record<MatmulDtype | 'f16_native', string> = {
+  f32: tiles + loadF32, f16: tiles + loadF16, q8: tiles + loadQ8, q4: tiles + loadQ4,
+  f16_native: `enable f16;\n${tiles}${loadF16Native}`, // `enable` must open the module
+};
 
 export interface MatmulArgs {
   /** Activations [m, k] f32. Must be a buffer other than `out`. */
@@ -101,7 +105,7 @@ export function encodeMatmul(rec: CommandRecorder, a: MatmulArgs): void {
 }
 
 function matmulPipeline(gpu: Gpu, dtype: MatmulDtype, f16Path: 'native' | 'emulated', constants: Record<string, number>, entry: MatmulPlan['entry']): GPUComputePipeline {
-  if (dtype !== 'f16' || f16Path === 'emulated') return gpu.pipelines.get(`matmul_${dtype}`, tiles + LOADERS[dtype], constants, entry);
+  if (dtype !== 'f16' || f16Path === 'emulated') return gpu.pipelines.get(`matmul_${dtype}`, SOURCES[dtype], constants, entry);
   if (!gpu.hasF16) throw new Error("matmul: f16Path 'native' needs an adapter with the 'shader-f16' feature; this one has none (use 'emulated')");
-  return gpu.pipelines.get('matmul_f16_native', `enable f16;\n${tiles}${loadF16Native}`, constants, entry);
+  return gpu.pipelines.get('matmul_f16_native', SOURCES.f16_native, constants, entry);
 }
