@@ -20,7 +20,6 @@ Writes:
   manifest.sha256
 """
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -38,6 +37,7 @@ import shapes_data as D  # noqa: E402
 import train as T  # noqa: E402
 from model import Cfg, TinyVLM  # noqa: E402
 from safetensors_write import write_safetensors  # noqa: E402
+from manifest import write_manifest  # noqa: E402
 
 REAL = "/work/shared/models/smolvlm-256m-instruct-files"
 
@@ -282,15 +282,7 @@ def main():
     print(f"accuracy on {a.n_wide} test items (teacher-forced)", wide[0])
     write_readme(a, ck, cfg, m, acc, accb, items, wide)
 
-    lines = []
-    for root, _, files in os.walk(a.dst):
-        for fn in sorted(files):
-            p = os.path.join(root, fn)
-            rel = os.path.relpath(p, a.dst)
-            if rel == "manifest.sha256":
-                continue
-            lines.append(f"{hashlib.sha256(open(p, 'rb').read()).hexdigest()}  {rel}")
-    open(os.path.join(a.dst, "manifest.sha256"), "w").write("\n".join(sorted(lines, key=lambda l: l[66:])) + "\n")
+    write_manifest(a.dst)
     print("exported to", a.dst)
 
 

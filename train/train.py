@@ -166,6 +166,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shapes_data as D  # noqa: E402
+import drawn_data as DD  # noqa: E402
+import ood_data as OOD  # noqa: E402
 import model as M  # noqa: E402
 from model import Cfg, TinyVLM, END_OF_UTTERANCE_ID, IMAGE_TOKEN_ID  # noqa: E402
 
@@ -226,6 +228,16 @@ def pixels(img_u8):
     return torch.from_numpy(img_u8).permute(2, 0, 1).float().div(255.0).sub(0.5).div(0.5)
 
 
+def scene_pixels(scene):
+    """The model's [3, 128, 128] input for a scene of any generator: drawn and out-of-distribution scenes
+    go through the processor's resize path (drawn_data.processor_pixels), first-generation ones are 128 px."""
+    if scene.get("kind") == "drawn":
+        return DD.processor_pixels(DD.render(scene))
+    if scene.get("kind") == "ood":
+        return DD.processor_pixels(np.asarray(OOD.draw(scene)))
+    return pixels(D.render(scene))
+
+
 def make_batch(tok, items, render=True):
     seqs, starts = [], []
     for it in items:
@@ -244,7 +256,7 @@ def make_batch(tok, items, render=True):
             bi.append(i)
             pi.append(p)
             tgt.append(s[p + 1])
-    px = torch.stack([pixels(D.render(it["scene"])) for it in items]) if render else None
+    px = torch.stack([scene_pixels(it["scene"]) for it in items]) if render else None
     return ids, px, torch.tensor(bi), torch.tensor(pi), torch.tensor(tgt)
 
 
@@ -254,7 +266,7 @@ def evaluate(model, tok, items, max_new=64, return_details=False):
     per = {}
     details = []
     for it in items:
-        px = pixels(D.render(it["scene"]))[None]
+        px = scene_pixels(it["scene"])[None]
         out, first = model.generate(tok.prompt(it["question"]), px, max_new=max_new)
         ok = out == tok.answer(it["answer"])
         per.setdefault(it["qtype"], []).append(ok)
@@ -664,7 +676,7 @@ def main():
                 g["lr"] = lr
             lo = step * a.aux_batch
             batch = [imgs[order1[(lo + j) % len(order1)]] for j in range(a.aux_batch)]
-            px = torch.stack([pixels(D.render(it["scene"])) for it in batch])
+            px = torch.stack([scene_pixels(it["scene"]) for it in batch])
             lab, cnt = aux_labels(cfg, batch)
             loss, accs = aux(model.image_features(px), lab, cnt, objects_only=step < a.aux_object_steps)
             opt1.zero_grad(set_to_none=True)
@@ -679,7 +691,7 @@ def main():
         with torch.no_grad():
             tb = test_items[:128]
             lab, cnt = aux_labels(cfg, tb)
-            _, accs = aux(model.image_features(torch.stack([pixels(D.render(it["scene"])) for it in tb])), lab, cnt)
+            _, accs = aux(model.image_features(torch.stack([scene_pixels(it["scene"]) for it in tb])), lab, cnt)
         P(f"aux phase done {time.time() - t_start:.0f}s; held-out token acc shape {accs[0]:.3f} colour {accs[1]:.3f} "
           f"count {accs[2]:.3f}")
         save(0, "ckpt_aux.pt")
@@ -718,7 +730,7 @@ def main():
         img_batch = [order[(lo + j) % len(order)] for j in range(bi_img)]
         batch = [train_items[g * K + k] for g in img_batch for k in range(K)]
         ids, _, bi, pi, tgt = make_batch(tok, batch, render=False)
-        px = torch.stack([pixels(D.render(train_items[g * K]["scene"])) for g in img_batch])
+        px = torch.stack([scene_pixels(train_items[g * K]["scene"]) for g in img_batch])
         for g in opt.param_groups:
             g["lr"] = lr_at(step) * g["mult"]
         e = model.model.text_model.embed_tokens(ids)
