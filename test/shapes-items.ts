@@ -14,7 +14,18 @@ export interface ShapesItem {
   image: string;
   question: string;
   answer: string;
+  type: string;
+  /** testset-ood only: the picture's size and its ground's RGB */
+  width?: number;
+  height?: number;
+  background?: [number, number, number];
 }
+
+/** The shipped test splits: testset/ (first generation, 128 px) and testset-ood/ (never trained on). */
+const SPLITS = {
+  old: { dir: 'testset', reference: 'reference_answers.json' },
+  ood: { dir: 'testset-ood', reference: 'reference_answers_ood.json' },
+} as const;
 
 interface RefItem {
   index: number;
@@ -22,11 +33,18 @@ interface RefItem {
   first_top20_logits: number[];
 }
 
-export function sureShapesItem(model = SHAPES_MODEL): { item: ShapesItem; imagePath: string; sure: boolean } {
-  const items = (JSON.parse(readFileSync(`${model}/testset/items.json`, 'utf8')) as { items: ShapesItem[] }).items;
-  const reference = (JSON.parse(readFileSync(`${model}/reference_answers.json`, 'utf8')) as { items: RefItem[] }).items;
+/** `which` narrows the candidates (e.g. white-background pictures); the first candidate stands in when none is sure. */
+export function sureShapesItem(
+  model = SHAPES_MODEL,
+  split: keyof typeof SPLITS = 'old',
+  which: (it: ShapesItem) => boolean = () => true,
+): { item: ShapesItem; imagePath: string; sure: boolean } {
+  const { dir, reference: refFile } = SPLITS[split];
+  const items = (JSON.parse(readFileSync(`${model}/${dir}/items.json`, 'utf8')) as { items: ShapesItem[] }).items;
+  const reference = (JSON.parse(readFileSync(`${model}/${refFile}`, 'utf8')) as { items: RefItem[] }).items;
   const margin = (r: RefItem) => r.first_top20_logits[0] - r.first_top20_logits[1];
-  const best = reference.filter((r) => r.match && margin(r) > 1).sort((a, b) => margin(b) - margin(a))[0];
-  const item = items[best?.index ?? 0];
-  return { item, imagePath: `${model}/testset/${item.image}`, sure: best !== undefined };
+  const candidates = reference.filter((r) => which(items[r.index]));
+  const best = candidates.filter((r) => r.match && margin(r) > 1).sort((a, b) => margin(b) - margin(a))[0];
+  const item = items[best?.index ?? candidates[0]?.index ?? 0];
+  return { item, imagePath: `${model}/${dir}/${item.image}`, sure: best !== undefined };
 }

@@ -10,7 +10,8 @@ centre well inside it, so the position answers stay checkable.
 
 Usage (from the repo root; Debian's python with PIL):
   /usr/bin/python3 train/ood_data.py --out public/models/tiny-vlm-shapes/testset-ood --n 420
-writes ood_0000.png .. and items.json (the same schema as testset/items.json, plus width and height).
+writes ood_0000.png .. and items.json (the same schema as testset/items.json, plus width, height and the
+ground's RGB as background).
 """
 import argparse
 import io
@@ -109,6 +110,7 @@ def write_split(out_dir, n):
         with open(os.path.join(out_dir, fn), "wb") as f:
             f.write(buf.getvalue())
         items.append(dict(index=i, image=fn, width=it["scene"]["width"], height=it["scene"]["height"],
+                          background=list(it["scene"]["background"]["rgb"]),
                           type=it["qtype"], question=it["question"], answer=it["answer"],
                           messages=[{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": it["question"]}]}],
                           prompt=D.chat_prompt(it["question"])))

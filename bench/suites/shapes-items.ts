@@ -13,21 +13,41 @@ export interface RefItem {
 }
 
 export interface Item extends RefItem {
+  /** The split it is from ('old', 'ood'): indices repeat across splits. */
+  split: ShapesSplit;
   image: Blob;
 }
 
+/**
+ * The test splits a shapes model ships: 'old' = testset/ (the first generation's 128-px pictures),
+ * 'ood' = testset-ood/ (pictures of several sizes by another renderer, never trained on).
+ */
+export type ShapesSplit = 'old' | 'ood';
+export const SHAPES_SPLITS: Record<ShapesSplit, { reference: string; dir: string }> = {
+  old: { reference: 'reference_answers.json', dir: 'testset' },
+  ood: { reference: 'reference_answers_ood.json', dir: 'testset-ood' },
+};
+
+/** Parses a comma-separated list of splits (--split old,ood). */
+export function parseSplits(s: string): ShapesSplit[] {
+  const out = s.split(',').map((x) => x.trim());
+  for (const x of out) if (!(x in SHAPES_SPLITS)) throw new Error(`--split takes ${Object.keys(SHAPES_SPLITS).join(' and/or ')}, got '${x}'`);
+  return out as ShapesSplit[];
+}
+
 /** The first `n` items (all without n) of `model`'s test split, images fetched; and the reference file's other fields. */
-export async function loadShapesItems(model: string, n?: number): Promise<{ items: Item[]; accuracyByType?: Record<string, number>; total: number }> {
-  const ref = (await fetchJson(`${model}/reference_answers.json`)) as { items: RefItem[]; accuracy_by_type?: Record<string, number> };
-  const files = (await fetchJson(`${model}/testset/items.json`)) as { items: { index: number; image: string }[] };
+export async function loadShapesItems(model: string, n?: number, split: ShapesSplit = 'old'): Promise<{ items: Item[]; accuracyByType?: Record<string, number>; total: number }> {
+  const { reference, dir } = SHAPES_SPLITS[split];
+  const ref = (await fetchJson(`${model}/${reference}`)) as { items: RefItem[]; accuracy_by_type?: Record<string, number> };
+  const files = (await fetchJson(`${model}/${dir}/items.json`)) as { items: { index: number; image: string }[] };
   const fileOf = new Map(files.items.map((f) => [f.index, f.image]));
   const items = await Promise.all(
     ref.items.slice(0, n ?? ref.items.length).map(async (r) => {
       const name = fileOf.get(r.index);
-      if (!name) throw new Error(`testset/items.json has no item ${r.index}`);
-      const res = await fetch(`${model}/testset/${name}`);
-      if (!res.ok) throw new Error(`${model}/testset/${name}: HTTP ${res.status}`);
-      return { ...r, image: await res.blob() };
+      if (!name) throw new Error(`${dir}/items.json has no item ${r.index}`);
+      const res = await fetch(`${model}/${dir}/${name}`);
+      if (!res.ok) throw new Error(`${model}/${dir}/${name}: HTTP ${res.status}`);
+      return { ...r, split, image: await res.blob() };
     }),
   );
   return { items, ...(ref.accuracy_by_type ? { accuracyByType: ref.accuracy_by_type } : {}), total: ref.items.length };

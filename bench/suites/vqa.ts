@@ -9,9 +9,11 @@
  * too). Results come from reference_answers.json (ids, expected answer,
  * PyTorch's greedy ids) and testset/items.json (image file names).
  *
- *   1. Baseline, no compression, on the first --n items (default: all): accuracy
- *      per question type, agreement with PyTorch (answer ids + EOS ==
- *      greedy_ids) and the prompt ids against the reference's prompt_ids.
+ *   1. Baseline, no compression, on the first --n items (default: all) of each
+ *      split (--split: 'old' = testset/ with reference_answers.json, 'ood' =
+ *      testset-ood/ with reference_answers_ood.json): accuracy per question
+ *      type, agreement with PyTorch (answer ids + EOS == greedy_ids) and the
+ *      prompt ids against the reference's prompt_ids.
  *   2. Grid on a subset (the first --grid-n / #types items of each type among
  *      those n): every press except 'none' × --ratios × --regions ('image':
  *      only the image tokens' span is compressible; 'all': the whole prompt).
@@ -30,7 +32,7 @@
  * The prefix cache is off (--prefix-cache true turns it on), so every row
  * computes every prompt and peak pages are the requests' own.
  *
- * options: --model /models/tiny-vlm-shapes  --n (all)  --grid-n 35  --ratios 0.25,0.5,0.75,0.9
+ * options: --model /models/tiny-vlm-shapes  --split old,ood (baselines; the grid uses the first)  --n (all, per split)  --grid-n 35  --ratios 0.25,0.5,0.75,0.9
  *          --regions image,all  --presses knorm,...  --window 16  --max-tokens 64
  *          --kv-pages 384  --wave 100  --max-running 16  --prefill-chunk 64
  *          --vision wasm|webgpu|auto  --prefix-cache false
@@ -41,12 +43,14 @@ import { PRESSES } from '../../src/kv/presses/index.ts';
 import type { Gpu } from '../../src/gpu/context.ts';
 import type { BenchResult, PlotSpec } from '../types.ts';
 
-import { loadShapesItems, matchesReference, sameIds, type Item } from './shapes-items.ts';
+import { loadShapesItems, matchesReference, parseSplits, sameIds, type Item, type ShapesSplit } from './shapes-items.ts';
 
 type Region = 'image' | 'all';
 
 /** One item's outcome under one configuration. */
 interface Answer {
+  /** split:index (indices repeat across splits) */
+  key: string;
   index: number;
   type: string;
   tokens: number[];
@@ -62,6 +66,8 @@ interface Answer {
 }
 
 interface Row {
+  /** the split(s) of the row's items */
+  split: string;
   press: string;
   region: Region | '-';
   ratio: number;
@@ -109,19 +115,22 @@ export async function run(gpu: Gpu, opts: Record<string, string>, log: (s: strin
   const vision = opts.vision ?? 'wasm';
   if (vision !== 'wasm' && vision !== 'webgpu' && vision !== 'auto') throw new Error(`--vision takes wasm, webgpu or auto, got '${vision}'`);
 
-  const loaded = await loadShapesItems(model, opts.n ? int(opts.n, 'n') : undefined);
-  const items: Item[] = loaded.items;
+  const splits = parseSplits(opts.split ?? 'old,ood');
+  const loadedSplits = await Promise.all(splits.map((sp) => loadShapesItems(model, opts.n ? int(opts.n, 'n') : undefined, sp)));
+  const items: Item[] = loadedSplits.flatMap((l) => l.items);
   const n = items.length;
   const gridN = int(opts['grid-n'] ?? '35', 'grid-n');
   const types = [...new Set(items.map((i) => i.type))];
   const perType = Math.max(1, Math.floor(gridN / types.length));
-  const grid = types.flatMap((t) => items.filter((i) => i.type === t).slice(0, perType)).sort((a, b) => a.index - b.index);
+  // the grid is drawn from the first split named (--split): the old split by default, as in earlier runs
+  const gridPool = items.filter((i) => i.split === splits[0]);
+  const grid = types.flatMap((t) => gridPool.filter((i) => i.type === t).slice(0, perType)).sort((a, b) => a.index - b.index);
 
   const engine = await Engine.load(gpu, model, { kvPages, pageSize: 16, prefixCache, prefillChunk, vision: { backend: vision }, scheduler: { maxRunning, maxSampledRows: maxRunning } });
   try {
     const cfg: Config = { maxTokens, wave: int(opts.wave ?? '100', 'wave'), window: int(opts.window ?? '16', 'window'), eos: engine.tokenizer.eosTokenIds, pageSize: engine.snapshot().pool.pageSize, log };
     const c = engine.config;
-    log(`${model}: ${c.numLayers} layers, ${c.numKvHeads} kv heads × ${c.headDim}; ${n} items (${types.map((t) => `${t} ${items.filter((i) => i.type === t).length}`).join(', ')}); grid ${grid.length} items × ${presses.length} presses × ${ratios.length} ratios × ${regions.length} regions; kvPages ${kvPages}, maxRunning ${maxRunning}, prefill chunk ${prefillChunk}, vision ${vision}`);
+    log(`${model}: ${c.numLayers} layers, ${c.numKvHeads} kv heads × ${c.headDim}; ${n} items in ${splits.join(' + ')} (${types.map((t) => `${t} ${items.filter((i) => i.type === t).length}`).join(', ')}); grid ${grid.length} items × ${presses.length} presses × ${ratios.length} ratios × ${regions.length} regions; kvPages ${kvPages}, maxRunning ${maxRunning}, prefill chunk ${prefillChunk}, vision ${vision}`);
 
     // warm-up: compile the plain and the compress paths (both regions) before anything is timed; the first
     // request encodes the image alone (see measure), the others find its features cached
@@ -133,39 +142,49 @@ export async function run(gpu: Gpu, opts: Record<string, string>, log: (s: strin
     ]);
     log(`warm-up done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
 
-    // 1. baseline on the whole split: prepare() here to check the prompt ids against PyTorch's
-    const promptMismatches: { index: number; engine: number[]; reference: number[] }[] = [];
-    const base = await measure(engine, items, null, cfg, async (it) => {
-      const p = await engine.prepare(messages(it));
-      if (!sameIds(p.ids, it.prompt_ids)) promptMismatches.push({ index: it.index, engine: p.ids, reference: it.prompt_ids });
-      return p;
-    });
-    const baseRow = summarize('none', '-', 0, items, base.answers, null, base, cfg.pageSize);
-    const baseByIndex = new Map(base.answers.map((a) => [a.index, a]));
-    const pytorchMismatches = base.answers.filter((a) => !a.pytorch).map((a) => {
-      const it = items.find((i) => i.index === a.index)!;
-      return { index: a.index, type: a.type, engine: withEos(a, cfg), pytorch: it.greedy_ids, engineText: a.text };
-    });
-    log(`baseline: accuracy ${baseRow.accuracy.toFixed(3)} on ${n} items, PyTorch agreement ${base.answers.length - pytorchMismatches.length}/${n}, prompt-id mismatches ${promptMismatches.length}, ${baseRow.seconds.toFixed(1)} s (preparing prompts ${base.prepareSeconds.toFixed(1)} s)`);
-    for (const m of pytorchMismatches.slice(0, 3)) log(`  item ${m.index} (${m.type}): engine ${JSON.stringify(m.engine)} vs PyTorch ${JSON.stringify(m.pytorch)}`);
+    // 1. baseline on each whole split: prepare() here to check the prompt ids against PyTorch's
+    const promptMismatches: { split: ShapesSplit; index: number; engine: number[]; reference: number[] }[] = [];
+    const pytorchMismatches: ReportInput['pytorchMismatches'] = [];
+    const rows: Row[] = [];
+    const baseAnswers: Answer[] = [];
+    for (const sp of splits) {
+      const its = items.filter((i) => i.split === sp);
+      const base = await measure(engine, its, null, cfg, async (it) => {
+        const p = await engine.prepare(messages(it));
+        if (!sameIds(p.ids, it.prompt_ids)) promptMismatches.push({ split: sp, index: it.index, engine: p.ids, reference: it.prompt_ids });
+        return p;
+      });
+      const row = summarize(sp, 'none', '-', 0, its, base.answers, null, base, cfg.pageSize);
+      rows.push(row);
+      baseAnswers.push(...base.answers);
+      const pm = base.answers.filter((a) => !a.pytorch).map((a) => {
+        const it = its.find((i) => i.index === a.index)!;
+        return { split: sp, index: a.index, type: a.type, engine: withEos(a, cfg), pytorch: it.greedy_ids, engineText: a.text };
+      });
+      pytorchMismatches.push(...pm);
+      log(`baseline, ${sp} split: accuracy ${row.accuracy.toFixed(3)} on ${its.length} items, PyTorch agreement ${its.length - pm.length}/${its.length}, prompt-id mismatches ${promptMismatches.filter((m) => m.split === sp).length}, ${row.seconds.toFixed(1)} s (preparing prompts ${base.prepareSeconds.toFixed(1)} s)`);
+      for (const m of pm.slice(0, 3)) log(`  item ${m.index} (${m.type}): engine ${JSON.stringify(m.engine)} vs PyTorch ${JSON.stringify(m.pytorch)}`);
+    }
+    const baseByKey = new Map(baseAnswers.map((a) => [a.key, a]));
 
     // 2. the grid: its own uncompressed row first (same items, cached features), then every press × region × ratio
-    const rows: Row[] = [baseRow];
+    const gridSplit = splits[0];
     const gridBase = await measure(engine, grid, null, cfg);
-    rows.push(summarize('none', '-', 0, grid, gridBase.answers, baseByIndex, gridBase, cfg.pageSize));
-    const rerunDiffers = gridBase.answers.filter((a) => !sameIds(a.tokens, baseByIndex.get(a.index)!.tokens)).length;
+    rows.push(summarize(gridSplit, 'none', '-', 0, grid, gridBase.answers, baseByKey, gridBase, cfg.pageSize));
+    const rerunDiffers = gridBase.answers.filter((a) => !sameIds(a.tokens, baseByKey.get(a.key)!.tokens)).length;
     for (const region of regions) {
       for (const press of presses) {
         for (const ratio of ratios) {
           const m = await measure(engine, grid, { press, ratio, region, window: cfg.window }, cfg);
-          const row = summarize(press, region, ratio, grid, m.answers, baseByIndex, m, cfg.pageSize);
+          const row = summarize(gridSplit, press, region, ratio, grid, m.answers, baseByKey, m, cfg.pageSize);
           rows.push(row);
           log(`${press} ${region} @${ratio}: accuracy ${row.accuracy.toFixed(3)}, same as uncompressed ${row.sameAsBaseline.toFixed(3)}, evicted ${(100 * row.evictedFraction).toFixed(0)} % of prompt, pages saved ${(100 * row.pagesSaved).toFixed(0)} %, ${row.answersPerS.toFixed(1)} answers/s (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
         }
       }
     }
     const seconds = (performance.now() - t0) / 1000;
-    return report({ model, n, grid, types, rows, presses, ratios, regions, cfg, seconds, promptMismatches, pytorchMismatches, rerunDiffers, baseline: base.answers, reference: loaded.accuracyByType ?? null, kvPages, maxRunning, prefixCache, vision, prefillChunk });
+    const reference = Object.fromEntries(splits.map((sp, k) => [sp, loadedSplits[k].accuracyByType ?? null]));
+    return report({ model, n, splits, grid, types, rows, presses, ratios, regions, cfg, seconds, promptMismatches, pytorchMismatches, rerunDiffers, baseline: baseAnswers, reference, kvPages, maxRunning, prefixCache, vision, prefillChunk });
   } finally {
     await engine.destroy();
   }
@@ -221,12 +240,12 @@ function matches(a: Pick<Answer, 'tokens' | 'finishReason'>, ref: number[], cfg:
 function grade(it: Item, r: GenerationResult, cfg: Config): Answer {
   const a = { tokens: r.tokens, finishReason: r.finishReason };
   return {
-    index: it.index, type: it.type, tokens: r.tokens, text: r.text, finishReason: r.finishReason, promptTokens: r.promptTokens,
+    key: `${it.split}:${it.index}`, index: it.index, type: it.type, tokens: r.tokens, text: r.text, finishReason: r.finishReason, promptTokens: r.promptTokens,
     correct: matches(a, it.expected_ids, cfg), textCorrect: r.text.trim() === it.expected.trim(), pytorch: matches(a, it.greedy_ids, cfg),
   };
 }
 
-function summarize(press: string, region: Region | '-', ratio: number, items: Item[], answers: Answer[], base: Map<number, Answer> | null, m: Measured, pageSize: number): Row {
+function summarize(split: string, press: string, region: Region | '-', ratio: number, items: Item[], answers: Answer[], base: Map<string, Answer> | null, m: Measured, pageSize: number): Row {
   const byType: Row['byType'] = {};
   for (const a of answers) {
     const t = (byType[a.type] ??= { items: 0, correct: 0 });
@@ -237,9 +256,9 @@ function summarize(press: string, region: Region | '-', ratio: number, items: It
   const promptPages = answers.reduce((s, a) => s + Math.ceil(a.promptTokens / pageSize), 0);
   const count = (f: (a: Answer) => boolean) => answers.filter(f).length / answers.length;
   return {
-    press, region, ratio, items: items.length,
+    split, press, region, ratio, items: items.length,
     accuracy: count((a) => a.correct), textAccuracy: count((a) => a.textCorrect), byType,
-    sameAsBaseline: base ? count((a) => sameIds(a.tokens, base.get(a.index)!.tokens)) : 1,
+    sameAsBaseline: base ? count((a) => sameIds(a.tokens, base.get(a.key)!.tokens)) : 1,
     pytorchAgreement: count((a) => a.pytorch),
     evictedFraction: m.evicted / promptTokens, meanEvicted: m.evicted / answers.length,
     pagesSaved: m.freedPages / promptPages, peakPages: m.peakPages,
@@ -252,6 +271,7 @@ function summarize(press: string, region: Region | '-', ratio: number, items: It
 interface ReportInput {
   model: string;
   n: number;
+  splits: ShapesSplit[];
   grid: Item[];
   types: string[];
   rows: Row[];
@@ -260,12 +280,13 @@ interface ReportInput {
   regions: Region[];
   cfg: Config;
   seconds: number;
-  promptMismatches: { index: number; engine: number[]; reference: number[] }[];
-  pytorchMismatches: { index: number; type: string; engine: number[]; pytorch: number[]; engineText: string }[];
+  promptMismatches: { split: ShapesSplit; index: number; engine: number[]; reference: number[] }[];
+  pytorchMismatches: { split: ShapesSplit; index: number; type: string; engine: number[]; pytorch: number[]; engineText: string }[];
   rerunDiffers: number;
   /** The uncompressed engine's answers on every item. */
   baseline: Answer[];
-  reference: Record<string, number> | null;
+  /** per split: PyTorch's own accuracy by type, from the reference file */
+  reference: Record<string, Record<string, number> | null>;
   kvPages: number;
   maxRunning: number;
   prefixCache: boolean;
@@ -279,7 +300,8 @@ function report(r: ReportInput): BenchResult {
     const x = row.byType[t];
     return x ? (x.correct / x.items).toFixed(2) : '–';
   };
-  const [full, gridBase] = rows;
+  const baseRows = rows.slice(0, r.splits.length);
+  const gridBase = rows[r.splits.length];
   const plots: PlotSpec[] = r.regions.map((region) => ({
     title: `VQA exact-match accuracy vs ratio (${region === 'image' ? 'image tokens compressed' : 'whole prompt compressed'}, ${r.grid.length} items)`,
     kind: 'line',
@@ -291,30 +313,37 @@ function report(r: ReportInput): BenchResult {
     })),
   }));
   const pm = r.pytorchMismatches;
-  const baseAgree = full.items - pm.length;
+  const baseItems = baseRows.reduce((n, x) => n + x.items, 0);
+  const baseAgree = baseItems - pm.length;
+  const perSplit = baseRows.map((x) => {
+    const m = pm.filter((y) => y.split === x.split);
+    const prompts = r.promptMismatches.filter((y) => y.split === x.split).length;
+    return `${x.split} split: ${x.items} items in ${x.seconds.toFixed(0)} s (of which ${x.prepareSeconds.toFixed(0)} s preparing the prompts: encoding each image once, one at a time), text-exact accuracy ${x.textAccuracy.toFixed(3)}; agreement with PyTorch's greedy answers (ids + EOS == greedy_ids): ${x.items - m.length}/${x.items}${m.length ? `; first mismatches: ${m.slice(0, 3).map((y) => `item ${y.index} (${y.type}) engine ${JSON.stringify(y.engine)} vs PyTorch ${JSON.stringify(y.pytorch)}`).join('; ')}` : ''}; prompt ids equal to the reference's prompt_ids on ${x.items - prompts}/${x.items} items`;
+  });
+  const refNote = Object.entries(r.reference).map(([sp, acc]) => (acc ? `${sp}: ${Object.entries(acc).map(([t, a]) => `${t} ${a.toFixed(2)}`).join(', ')}` : `${sp}: no accuracy_by_type`)).join('; ');
   return {
     name: 'vqa',
     data: {
       model: r.model, items: r.n, gridItems: r.grid.map((i) => i.index), types, presses: r.presses, ratios: r.ratios, regions: r.regions,
       window: cfg.window, maxTokens: cfg.maxTokens, wave: cfg.wave, kvPages: r.kvPages, maxRunning: r.maxRunning, prefixCache: r.prefixCache, vision: r.vision, prefillChunk: r.prefillChunk, seconds: r.seconds,
-      pytorchAgreement: { agree: baseAgree, items: full.items, mismatches: pm },
+      splits: r.splits, pytorchAgreement: { agree: baseAgree, items: baseItems, mismatches: pm },
       promptIdMismatches: r.promptMismatches, gridRerunDiffers: r.rerunDiffers, referenceAccuracyByType: r.reference,
       rows, baselineAnswers: r.baseline,
     },
     table: {
-      headers: ['press', 'region', 'ratio', 'items', 'accuracy', ...types, 'same as uncompressed', 'evicted / prompt tokens', 'evicted tokens / item', 'KV pages saved', 'peak pages', 'answers/s'],
+      headers: ['split', 'press', 'region', 'ratio', 'items', 'accuracy', ...types, 'same as uncompressed', 'evicted / prompt tokens', 'evicted tokens / item', 'KV pages saved', 'peak pages', 'answers/s'],
       rows: rows.map((x) => [
-        x.press, x.region, String(x.ratio), String(x.items), x.accuracy.toFixed(3), ...types.map((t) => acc(x, t)), x.sameAsBaseline.toFixed(3),
+        x.split, x.press, x.region, String(x.ratio), String(x.items), x.accuracy.toFixed(3), ...types.map((t) => acc(x, t)), x.sameAsBaseline.toFixed(3),
         `${(100 * x.evictedFraction).toFixed(1)} %`, x.meanEvicted.toFixed(1), `${(100 * x.pagesSaved).toFixed(1)} %`, String(x.peakPages), x.answersPerS.toFixed(2),
       ]),
     },
     plots,
     notes: [
       `model ${r.model}; greedy, up to ${cfg.maxTokens} tokens, ending at the EOS; one user turn [image, question] per item, the model's own chat template and processor`,
-      `accuracy = exact match of ids: the answer's ids followed by the EOS equal the reference's expected_ids (decoded text == expected gives ${full.textAccuracy.toFixed(3)} on the baseline); per-type columns are accuracies on that row's items`,
-      `baseline (row 1): no compression on ${full.items} items in ${full.seconds.toFixed(0)} s (of which ${full.prepareSeconds.toFixed(0)} s preparing the prompts: encoding each image once, one at a time); agreement with PyTorch's greedy answers (ids + EOS == greedy_ids): ${baseAgree}/${full.items}${pm.length ? `; first mismatches: ${pm.slice(0, 3).map((m) => `item ${m.index} (${m.type}) engine ${JSON.stringify(m.engine)} vs PyTorch ${JSON.stringify(m.pytorch)}`).join('; ')}` : ''}; prompt ids equal to the reference's prompt_ids on ${full.items - r.promptMismatches.length}/${full.items} items`,
-      r.reference ? `PyTorch's own held-out accuracy (reference_answers.json): ${Object.entries(r.reference).map(([t, a]) => `${t} ${a.toFixed(2)}`).join(', ')}` : 'reference_answers.json has no accuracy_by_type',
-      `grid: ${r.grid.length} items (the first ${Math.max(1, Math.floor(r.grid.length / types.length))} of each type); row 2 runs them again uncompressed on cached image features (the grid's baseline and its timing reference): ${r.rerunDiffers} answers differ from row 1 (must be 0: batching and caching never change tokens)`,
+      `accuracy = exact match of ids: the answer's ids followed by the EOS equal the reference's expected_ids; per-type columns are accuracies on that row's items`,
+      `baseline (the first ${baseRows.length} rows, one per split: ${r.splits.map((sp) => (sp === 'old' ? 'old = testset/, the first generation\'s 128-px pictures' : 'ood = testset-ood/, pictures of several sizes by another renderer, never trained on')).join('; ')}), no compression. ${perSplit.join('. ')}`,
+      `PyTorch's own held-out accuracy (reference files): ${refNote}`,
+      `grid: ${r.grid.length} items of the ${r.splits[0]} split (the first ${Math.max(1, Math.floor(r.grid.length / types.length))} of each type); row ${baseRows.length + 1} runs them again uncompressed on cached image features (the grid's baseline and its timing reference): ${r.rerunDiffers} answers differ from the baseline's (must be 0: batching and caching never change tokens)`,
       `region image: only the span of the image tokens is compressible (the rest of the prompt stays), so 'evicted / prompt tokens' is ratio × image tokens / prompt tokens; region all: the whole prompt (question included); attention-based presses use an observation window of the last ${cfg.window} prompt tokens`,
       'same as uncompressed: fraction of answers whose ids equal the uncompressed engine\'s on the same item; KV pages saved = stats().compression.freedPages delta / Σ ceil(prompt tokens / pageSize); peak pages = stats().pool.peakPagesInUse during the row',
       `answers/s: items / wall time of the row, all items submitted together (${cfg.wave} at a time; the engine runs up to ${r.maxRunning} at once, kvPages ${r.kvPages}, pageSize ${cfg.pageSize}, prefix cache ${r.prefixCache ? 'on' : 'off'}, so every row computes every prompt); SwiftShader (CPU WebGPU) unless the adapter above says otherwise`,
