@@ -23,6 +23,16 @@ async function nodeGpu(): Promise<Gpu> {
 /** Seeded PRNG (mulberry32) so random test inputs are reproducible. */
 export { mulberry32 as rng } from '../bench/rng.ts';
 
+/** 0..n-1 in a random order (Fisher–Yates on `rand`): e.g. a sequence's pages scattered over the pool. */
+export function shuffled(n: number, rand: () => number): number[] {
+  const a = Array.from({ length: n }, (_, i) => i);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rand() * (i + 1));
+    [a[i], a[j]] = [a[j], a[i]];
+  }
+  return a;
+}
+
 export function randomF32(n: number, rand: () => number, scale = 1): Float32Array {
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = (rand() * 2 - 1) * scale;

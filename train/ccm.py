@@ -90,7 +90,7 @@ def forward(model, e, start, n_prompt, ccm=None, capture=None):
     """Final hidden states of embeddings e [B, T, D] (same prompt layout in every row: the image span is
     [start, start + 64), the prompt n_prompt tokens). With ccm: positions >= n_prompt attend to the prompt's
     KV with the image span compressed (per layer), positions < n_prompt to the full prompt (the prefill).
-    capture: a list receiving per layer the compressed (k, v) of the image span."""
+    capture: a list receiving per layer the image span's (k, v) and their compressed rows (kc, vc)."""
     c = model.cfg
     tm = model.model.text_model
     B, T_, _ = e.shape
@@ -106,7 +106,7 @@ def forward(model, e, start, n_prompt, ccm=None, capture=None):
         else:
             kc, vc = ccm.compress(li, k[:, :, start:start + N_IMAGE], v[:, :, start:start + N_IMAGE])
             if capture is not None:
-                capture.append((kc, vc))
+                capture.append((k[:, :, start:start + N_IMAGE], v[:, :, start:start + N_IMAGE], kc, vc))
             end = start + N_IMAGE
             ks = torch.cat([k[:, :, :start], kc, k[:, :, end:]], dim=2)
             vs = torch.cat([v[:, :, :start], vc, v[:, :, end:]], dim=2)

@@ -9,8 +9,8 @@ Writes into dst:
   ccm_config.json        factor, the region it was trained on ("image"), the ratio it gives there, shapes
   reference_ccm.json     per CI-subset item (the first 2 of each type of testset/ and testset-ood/): PyTorch's
                          greedy answer ids with the image span compressed after prefill; per-type CCM accuracy
-                         on both whole splits; the compressed K/V of old-split item 0 in reference_ccm_kv.f32
-                         (f32 LE, [layers][K|V][kv_heads][rows][head_dim])
+                         on both whole splits; for old-split item 0, reference_ccm_kv.f32 (f32 LE): per layer the
+                         image span's K and V [kv_heads][64][head_dim] and the merged K and V [kv_heads][rows][head_dim]
 and rewrites manifest.sha256. The old split's pixels are the 128-px PNGs (the engine's pixels, checked equal);
 the OOD split's come from the engine's own resize path (scripts/processor-pixels.ts), as in export.py.
 """
@@ -54,6 +54,44 @@ def generate_ccm(model, ccm, prompt_ids, px, max_new=64, capture=None):
         if nxt == END_OF_UTTERANCE_ID:
             break
     return out
+
+
+SECTION = "## Learned KV compressor (CCM)"
+
+
+def write_readme_section(a, cc, rows, accuracy):
+    """Replaces (or appends) the model README's CCM section."""
+    path = os.path.join(a.dst, "README.md")
+    txt = open(path).read()
+    if SECTION in txt:
+        txt = txt[:txt.index(SECTION)].rstrip() + "\n"
+    info = cc.get("train_info") or {}
+    f = cc["factor"]
+    table = "\n".join(f"| {k} | {accuracy['old'].get(k, float('nan')):.3f} | {accuracy['ood'].get(k, float('nan')):.3f} |" for k in D.QTYPES)
+    txt += f"""
+{SECTION}
+
+`ccm.safetensors` + `ccm_config.json`: FastCache's learned compressor for this model's image tokens (the engine's
+press `'ccm'`, `compression: {{ press: 'ccm', ratio: {1 - rows / C.N_IMAGE:g}, region: 'image' }}`): per decoder layer, each
+group of {f} consecutive image tokens becomes one K row and one V row per KV head through a 3-layer MLP (one for
+keys, one for values), so the 64 image tokens take {rows} rows. Trained by distillation (`train/ccm.py`: the VLM
+frozen, KL between the compressed and the uncompressed model's answer distributions, compressed after prefill as
+the engine does), seed {info.get("seed")}, {info.get("steps")} steps x {info.get("batch")} questions,
+{info.get("train_seconds", float("nan")):.0f} s on 2 CPU cores:
+
+```
+{info.get("command")}
+/usr/bin/python3 train/export_ccm.py --vlm {a.vlm} --ccm {a.ccm} --dst {a.dst}
+```
+
+PyTorch exact match with the image tokens compressed by it (the first answer token from the uncompressed
+prefill, every later one reading the compressed cache; `reference_ccm.json`, `reference_ccm_kv.f32`):
+
+| type | old split ({a.n} items) | out-of-distribution split ({a.n_ood} items) |
+|---|---|---|
+{table}
+"""
+    open(path, "w").write(txt)
 
 
 def ci_subset(items, per_type=2):
@@ -118,10 +156,14 @@ def main():
                              greedy_ids=generate_ccm(model, ccm, tok.prompt(it["question"]), px)))
     cap = []
     generate_ccm(model, ccm, tok.prompt(old[0]["question"]), pix[("old", 0)][None], max_new=1, capture=cap)
-    kv = np.stack([np.stack([k[0].numpy(), v[0].numpy()]) for k, v in cap]).astype("<f4")  # [L][2][H][rows][hd]
-    kv.tofile(os.path.join(a.dst, "reference_ccm_kv.f32"))
-    json.dump(dict(factor=cc["factor"], merged_rows=rows, accuracy_by_type=accuracy, kv_item=dict(split="old", index=0, shape=list(kv.shape)),
+    # per layer: the image span's K and V (kv_heads x 64 x hd each), then the merged K and V (kv_heads x rows x hd)
+    flat = [t[0].numpy().astype("<f4").ravel() for layer in cap for t in layer]
+    np.concatenate(flat).tofile(os.path.join(a.dst, "reference_ccm_kv.f32"))
+    layout = dict(per_layer=["k_in", "v_in", "k_out", "v_out"], k_in=[c.kv_heads, C.N_IMAGE, c.head_dim],
+                  k_out=[c.kv_heads, rows, c.head_dim], dtype="f32 little-endian")
+    json.dump(dict(factor=cc["factor"], merged_rows=rows, accuracy_by_type=accuracy, kv_item=dict(split="old", index=0, **layout),
                    items=refs), open(os.path.join(a.dst, "reference_ccm.json"), "w"))
+    write_readme_section(a, cc, rows, accuracy)
     write_manifest(a.dst)
     print(f"exported CCM (factor {cc['factor']}, {rows} rows for {C.N_IMAGE} image tokens) to {a.dst}")
 

@@ -105,8 +105,11 @@ export async function run(gpu: Gpu, opts: Record<string, string>, log: (s: strin
   if (ratios.some((r) => !(r > 0 && r < 1))) throw new Error(`--ratios must be in (0, 1), got '${opts.ratios}'`);
   const regions = (opts.regions ?? 'image,all').split(',') as Region[];
   for (const r of regions) if (r !== 'image' && r !== 'all') throw new Error(`--regions takes 'image' and/or 'all', got '${r}'`);
-  const presses = opts.presses ? opts.presses.split(',') : Object.keys(PRESSES).filter((p) => p !== 'none');
-  for (const p of presses) if (!PRESSES[p]) throw new Error(`unknown press '${p}'; known: ${Object.keys(PRESSES).join(', ')}`);
+  // the model's own CCM (FastCache's learned compressor) joins the grid at its trained ratio, on image tokens
+  const ccmRatio = await ccmTrainedRatio(model);
+  const known = [...Object.keys(PRESSES), ...(ccmRatio !== null ? ['ccm'] : [])];
+  const presses = opts.presses ? opts.presses.split(',') : known.filter((p) => p !== 'none');
+  for (const p of presses) if (!known.includes(p)) throw new Error(`unknown press '${p}'; known: ${known.join(', ')}`);
   const maxTokens = int(opts['max-tokens'] ?? '64', 'max-tokens');
   const kvPages = int(opts['kv-pages'] ?? '384', 'kv-pages');
   const maxRunning = int(opts['max-running'] ?? '16', 'max-running');
@@ -175,6 +178,7 @@ export async function run(gpu: Gpu, opts: Record<string, string>, log: (s: strin
     for (const region of regions) {
       for (const press of presses) {
         for (const ratio of ratios) {
+          if (press === 'ccm' && (region !== 'image' || Math.abs(ratio - ccmRatio!) > 1e-9)) continue; // trained for one setting
           const m = await measure(engine, grid, { press, ratio, region, window: cfg.window }, cfg);
           const row = summarize(gridSplit, press, region, ratio, grid, m.answers, baseByKey, m, cfg.pageSize);
           rows.push(row);
@@ -354,6 +358,18 @@ function report(r: ReportInput): BenchResult {
 }
 
 // ---------------------------------------------------------------- helpers
+
+/** The ratio the model's CCM was trained for (1 − 1/factor), or null when it ships none (a dev server may answer a missing file with HTML). */
+async function ccmTrainedRatio(model: string): Promise<number | null> {
+  const res = await fetch(`${model}/ccm_config.json`);
+  if (!res.ok) return null;
+  try {
+    const factor = ((await res.json()) as { factor?: unknown }).factor;
+    return typeof factor === 'number' && factor >= 2 ? 1 - 1 / factor : null;
+  } catch {
+    return null;
+  }
+}
 
 function int(s: string, name: string): number {
   const v = Number(s);

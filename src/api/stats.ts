@@ -100,4 +100,6 @@ export interface EngineInfo {
   visionBackend: 'webgpu' | 'wasm' | null;
   /** The weights are random (a generated test model): its answers mean nothing. */
   randomWeights: boolean;
+  /** The ratio of the model's learned compressor (press 'ccm', image tokens only), absent when it ships none. */
+  ccmRatio?: number;
 }

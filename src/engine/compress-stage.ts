@@ -46,7 +46,14 @@ export class PressCompressStage implements CompressStage {
     private readonly config: ModelConfig,
     private readonly pool: KvPool,
     private readonly kv: KVCacheManager,
+    /** Presses the model brings beyond the built-in ones (its CCM), by name. */
+    private readonly modelPresses: Readonly<Record<string, () => Press>> = {},
   ) {}
+
+  /** Throws when press `name` cannot take this request (unknown, or a press with its own constraints: ccm). */
+  check(name: string, ratio: number, region: 'image' | 'all' | 'range', imageRuns: number): void {
+    this.press(name).check?.(ratio, region, imageRuns);
+  }
 
   /** Whether `name` scores with the observation window's queries (throws for an unknown press). */
   needsQueries(name: string): boolean {
@@ -107,7 +114,10 @@ export class PressCompressStage implements CompressStage {
     const n = this.kv.numTokens(r.id);
     const start = Math.min(spec.region?.start ?? 0, n);
     const end = Math.min(spec.region?.end ?? n, n);
-    if (!spec.prefix) return { n, start, end, evict: Math.floor((end - start) * spec.ratio) };
+    if (!spec.prefix) {
+      const press = this.press(spec.press);
+      return { n, start, end, evict: press.evictions ? press.evictions(end - start, spec.ratio) : Math.floor((end - start) * spec.ratio) };
+    }
     return { n, start, end, evict: n - keptPrefixSlots(n, spec.ratio, this.pool.pageSize) }; // the region is the whole prefix: n = end
   }
 
@@ -126,6 +136,7 @@ export class PressCompressStage implements CompressStage {
       press.encodeScores({
         rec, layer: l, pool: this.pool.layer(l), blockTable, numTokens: n, numKvHeads: c.numKvHeads, numHeads: c.numHeads,
         headDim: c.headDim, pageSize: this.pool.pageSize, dtype: this.pool.dtype, out: scores[l],
+        region: { start, end }, blockTableIds: this.kv.blockTable(r.id), scratch,
         ...(press.needsQueries && window ? { queries: { buffer: window.buffers[l], window: window.rows, rowStride: qkvDim, offset: 0 } } : {}),
       });
       if (start > 0 || end < n) encodeKvScoreProtect(rec, { scores: scores[l], numKvHeads: c.numKvHeads, numTokens: n, start, end });
@@ -147,7 +158,8 @@ export class PressCompressStage implements CompressStage {
   private press(name: string): Press {
     let p = this.presses.get(name);
     if (!p) {
-      p = createPress(name);
+      const own = this.modelPresses[name];
+      p = own ? own() : createPress(name);
       this.presses.set(name, p);
     }
     return p;

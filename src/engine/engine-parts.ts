@@ -3,6 +3,7 @@
  * KV pool and its manager, the tiers, the scheduler and the vision parts.
  * `Engine.load` builds them once, and again after a lost device.
  */
+import { type CcmWeights, loadCcmWeights } from '../model/ccm-weights.ts';
 import type { Gpu } from '../gpu/context.ts';
 import type { MatmulDtype } from '../gpu/kernels/matmul.ts';
 import { loadModel, type LoadedModel } from '../model/loader.ts';
@@ -44,6 +45,8 @@ export interface Parts {
   costs: MeasuredCosts;
   scheduler: Scheduler;
   vision: { processor: MultimodalProcessor; encoder: VisionEncoder } | null;
+  /** The model's learned KV compressor (FastCache's CCM, press 'ccm'), null when it ships none. */
+  ccm: CcmWeights | null;
 }
 
 /** Reads the model files and builds its parts on `gpu`; the CPU copy of the weights is dropped once they are uploaded. */
@@ -95,13 +98,15 @@ async function buildParts(gpu: Gpu, source: ModelSource, loaded: LoadedModel, op
     const costs = new MeasuredCosts();
     const scheduler = new Scheduler(kv, sched, { mode: opts.preemption ?? 'auto', costs });
     const vision = loaded.vision ? await loadVision(gpu, source, loaded, opts) : null;
+    const ccm = await loadCcmWeights(source, c);
     const info: EngineInfo = {
       modelId: source.id, architecture: c.architecture, parameters: fingerprint.parameters, weightDtype,
       matrixBytesPerParam: model.weights.matrixBytes / model.weights.matrixParams, weightBytes: model.weights.bytes, kvDtype,
       adapter: `${gpu.adapter.vendor} ${gpu.adapter.architecture}`.trim(), kvPages: pool.numPages, kvPageBytes: pool.bytesPerPage, pageSize,
       maxPositions: c.maxPositions, vision: vision !== null, visionBackend: vision?.encoder.backend ?? null, randomWeights: loaded.randomWeights,
+      ...(ccm ? { ccmRatio: ccm.ratio } : {}),
     };
-    return { gpu, modelId: source.id, config: c, tokenizer: loaded.tokenizer, info, model, pool, kv, transfer, stored, costs, scheduler, vision };
+    return { gpu, modelId: source.id, config: c, tokenizer: loaded.tokenizer, info, model, pool, kv, transfer, stored, costs, scheduler, vision, ccm };
   } catch (e) {
     model?.destroy(); // a failed load leaves no GPU memory behind
     pool.destroy();

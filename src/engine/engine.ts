@@ -11,6 +11,7 @@ import type { ChatEngine } from '../api/chat-engine.ts';
 import type { EngineInfo, EngineStats, RequestMetrics } from '../api/stats.ts';
 import type { AsyncQueue } from './async-queue.ts';
 import { ChatCompletions } from './chat-completions.ts';
+import { CcmPress } from '../kv/presses/ccm.ts';
 import { PressCompressStage } from './compress-stage.ts';
 import { StepExecutor } from './step-executor.ts';
 import { checkGenerateOptions } from './option-checks.ts';
@@ -106,7 +107,8 @@ export class Engine implements ChatEngine {
       this.output.fail(r, e);
       this.released(r);
     });
-    this.presses = new PressCompressStage(p.gpu, p.config, p.pool, p.kv);
+    const ccm = p.ccm;
+    this.presses = new PressCompressStage(p.gpu, p.config, p.pool, p.kv, ccm ? { ccm: () => new CcmPress(p.gpu, ccm.layers, ccm.factor) } : {});
     this.executor = new StepExecutor(p.model, p.kv, { layers: p.pool.layers, pageSize: p.pool.pageSize, dtype: p.pool.dtype }, this.presses, p.transfer);
     const vision = p.vision;
     const turns = this.turns, imageCache = this.imageCache, presses = this.presses;
@@ -114,6 +116,7 @@ export class Engine implements ChatEngine {
       modelId: p.modelId, config: p.config, tokenizer: p.tokenizer, kv: p.kv,
       maxPrefillChunk: p.scheduler.config.maxPrefillChunk,
       pressNeedsQueries: (press) => presses.needsQueries(press),
+      checkPress: (press, ratio, region, runs) => presses.check(press, ratio, region, runs),
       images: vision ? { processor: vision.processor, features: imageCache, encode: (img) => turns.run(() => vision.encoder.encode(img)) } : null,
       cachedTokens: (prompt, compressed) => this.cachedTokens(prompt, compressed),
       defaultCompression: opts.compression ?? null,

@@ -40,6 +40,8 @@ export interface InputDeps {
   maxPrefillChunk: number;
   /** Throws for an unknown press (listing the known ones); true when it scores with the window's queries. */
   pressNeedsQueries(press: string): boolean;
+  /** Throws when a press cannot take a request as asked (its trained ratio / region: ccm). */
+  checkPress?(press: string, ratio: number, region: 'image' | 'all' | 'range', imageRuns: number): void;
   /** The image path of a vision model, null for a text model. */
   images: ImagePromptDeps | null;
   defaultCompression: CompressionOptions | null;
@@ -221,6 +223,10 @@ export class EngineInput {
       throw new RangeError(`compression window ${window} exceeds the prefill chunk (${this.d.maxPrefillChunk}); use a smaller window`);
     }
     const region = compressionRegion(o.region, images);
+    if (o.ratio > 0) {
+      const kind = o.region === 'image' ? 'image' : o.region === undefined || o.region === 'all' ? 'all' : 'range';
+      this.d.checkPress?.(o.press, o.ratio, kind, images.reduce((n, i) => n + i.runs.length, 0));
+    }
     return { press: o.press, ratio: o.ratio, window, ...(region ? { region } : {}) };
   }
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { testGpu, rng } from '../../test/gpu.ts';
+import { rng, shuffled, testGpu } from '../../test/gpu.ts';
 import { readBuffer, uploadBuffer, writeBuffer } from '../gpu/buffers.ts';
 import { CommandRecorder } from '../gpu/recorder.ts';
 import type { KvDtype } from '../gpu/kv-layout.ts';
@@ -33,15 +33,6 @@ class FakeKv implements CompactableKv {
     gone.forEach((p) => this.refs.set(p, this.refs.get(p)! - 1));
     s.tokens = numTokens;
   }
-}
-
-function shuffled(n: number, rand: () => number): number[] {
-  const a = Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [a[i], a[j]] = [a[j], a[i]];
-  }
-  return a;
 }
 
 describe('compactSequence', () => {

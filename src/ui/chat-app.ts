@@ -214,6 +214,7 @@ export class ChatApp {
       const where = remote ? `the server at ${remote.baseURL}${info.adapter && !info.adapter.includes(remote.baseURL) ? ` (${info.adapter})` : ''}` : info.adapter || 'WebGPU';
       this.status.textContent = `Ready: ${info.modelId} (${info.architecture}, ${params}${info.vision ? 'reads images' : 'text only'}) on ${where}`;
       this.randomLabel.hidden = !info.randomWeights;
+      this.settings.setCcm(info.ccmRatio ?? null);
       this.view.setHint(info.vision ? 'Pick, drop or paste an image, then ask about it.' : `${info.modelId} reads text only: type a message.`);
       this.prompt.placeholder = `${info.vision ? 'Ask about the image…' : 'Type a message…'} (Enter sends, Shift+Enter for a new line)`;
       this.opts.host.dataset.model = info.modelId;

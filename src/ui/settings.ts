@@ -2,7 +2,7 @@
 import { h, labelled } from './dom.ts';
 import type { CachePrefixOptions, CompressionOptions } from '../api/index.ts';
 
-export const PRESSES = ['none', 'knorm', 'streaming-llm', 'sliding-window', 'snapkv', 'tova', 'observed-attention', 'expected-attention'] as const;
+export const PRESSES = ['none', 'knorm', 'streaming-llm', 'sliding-window', 'snapkv', 'tova', 'observed-attention', 'expected-attention', 'ccm'] as const;
 
 export interface ChatSettings {
   press: string;
@@ -18,7 +18,9 @@ export const DEFAULT_SETTINGS: ChatSettings = { press: 'none', ratio: 0.5, regio
 
 export class SettingsPanel {
   readonly el = h('fieldset', { class: 'fc-settings', id: 'settings' });
-  private readonly press = h('select', { id: 'press' }, ...PRESSES.map((p) => h('option', { value: p }, p)));
+  private readonly press = h('select', { id: 'press' }, ...PRESSES.map((p) => h('option', { value: p, ...(p === 'ccm' ? { hidden: true, disabled: true } : {}) }, p === 'ccm' ? "ccm (the model's learned compressor)" : p)));
+  /** The model's CCM ratio (press 'ccm' is offered only then, at that ratio, on image tokens). */
+  private ccmRatio: number | null = null;
   private readonly ratio = h('input', { id: 'ratio', type: 'number', min: 0, max: 0.95, step: 0.05 });
   private readonly region = h('select', { id: 'region' }, h('option', { value: 'all' }, 'whole prompt'), h('option', { value: 'image' }, 'image tokens only'), h('option', { value: 'image-cached' }, 'image, compressed once and kept'));
   private readonly maxTokens = h('input', { id: 'max-tokens', type: 'number', min: 1, max: 1024 });
@@ -38,7 +40,7 @@ export class SettingsPanel {
   }
 
   set(s: Partial<ChatSettings>): void {
-    if (s.press !== undefined) this.press.value = (PRESSES as readonly string[]).includes(s.press) ? s.press : 'none';
+    if (s.press !== undefined) this.press.value = (PRESSES as readonly string[]).includes(s.press) && (s.press !== 'ccm' || this.ccmRatio !== null) ? s.press : 'none';
     if (s.ratio !== undefined && Number.isFinite(s.ratio)) this.ratio.value = String(clamp(s.ratio, 0, 0.95));
     if (s.region !== undefined) this.region.value = s.region === 'image' || s.region === 'image-cached' ? s.region : 'all';
     if (s.maxTokens !== undefined) this.maxTokens.value = String(s.maxTokens);
@@ -70,10 +72,24 @@ export class SettingsPanel {
     return { until: 'image', press: s.press, ratio: s.ratio };
   }
 
+  /** Offers press 'ccm' when the loaded model ships one (its trained ratio), and withdraws it otherwise. */
+  setCcm(ratio: number | null): void {
+    this.ccmRatio = ratio;
+    const opt = this.press.querySelector<HTMLOptionElement>('option[value=ccm]')!;
+    opt.hidden = opt.disabled = ratio === null;
+    if (ratio === null && this.press.value === 'ccm') this.press.value = 'none';
+    this.syncEnabled();
+  }
+
   private syncEnabled(): void {
     const off = this.press.value === 'none';
-    this.ratio.disabled = off;
-    this.region.disabled = off;
+    const ccm = this.press.value === 'ccm' && this.ccmRatio !== null;
+    if (ccm) { // trained for one setting: its ratio, on the image tokens
+      this.ratio.value = String(this.ccmRatio);
+      this.region.value = 'image';
+    }
+    this.ratio.disabled = off || ccm;
+    this.region.disabled = off || ccm;
   }
 }
 

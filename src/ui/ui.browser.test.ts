@@ -23,6 +23,20 @@ describe('SettingsPanel', () => {
     s.set({ press: 'none' });
     expect(s.cachePrefix()).toBeUndefined();
   });
+  test("press 'ccm' is offered only for a model that ships one, at its trained ratio on image tokens", () => {
+    const s = new SettingsPanel();
+    const option = s.el.querySelector<HTMLOptionElement>('#press option[value=ccm]')!;
+    expect(option.disabled).toBe(true);
+    s.set({ press: 'ccm', ratio: 0.5 });
+    expect(s.get().press).toBe('none'); // not without a CCM
+    s.setCcm(0.75);
+    expect(option.disabled).toBe(false);
+    s.set({ press: 'ccm', ratio: 0.5, region: 'all' });
+    expect(s.compression()).toEqual({ press: 'ccm', ratio: 0.75, region: 'image' });
+    expect(s.el.querySelector<HTMLInputElement>('#ratio')!.disabled).toBe(true);
+    s.setCcm(null); // another model
+    expect(s.get().press).toBe('none');
+  });
   test('out-of-range values are clamped; unknown presses fall back to none', () => {
     const s = new SettingsPanel({ press: 'bogus', ratio: 3, maxTokens: 10 });
     expect(s.get()).toMatchObject({ press: 'none', ratio: 0.95, maxTokens: 10 });

@@ -1,20 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { testGpu, rng } from '../../../test/gpu.ts';
+import { rng, shuffled, testGpu } from '../../../test/gpu.ts';
 import { uploadBuffer, readBuffer, storageBuffer } from '../buffers.ts';
 import { CommandRecorder } from '../recorder.ts';
 import { encodeKvCompact } from './kv-compact.ts';
 import { kvCompactRef, kvWordIndex } from './kv-compact.ref.ts';
 import { kvSelectRef } from './kv-select.ref.ts';
 import { type KvGeometry, kvPageBytes } from '../kv-layout.ts';
-
-function shuffled(n: number, rand: () => number): number[] {
-  const a = Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [a[i], a[j]] = [a[j], a[i]];
-  }
-  return a;
-}
 
 function randomWords(n: number, rand: () => number): Uint32Array {
   return Uint32Array.from({ length: n }, () => Math.floor(rand() * 2 ** 32)); // any bits: NaN payloads, subnormals, packed f16 pairs

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { rng, testGpu } from '../../../test/gpu.ts';
+import { rng, shuffled, testGpu } from '../../../test/gpu.ts';
 import { readBuffer, storageBuffer, uploadBuffer } from '../buffers.ts';
 import { CommandRecorder } from '../recorder.ts';
 import { decodeKvPage, encodeKvPage, type KvGeometry, kvPageElems } from '../kv-layout.ts';
@@ -11,15 +11,6 @@ interface Case extends KvGeometry {
   factor: number;
   groups: number;
   start: number;
-}
-
-function shuffled(n: number, rand: () => number): number[] {
-  const a = Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    [a[i], a[j]] = [a[j], a[i]];
-  }
-  return a;
 }
 
 describe('kv_merge_mlp kernel (CCM)', () => {

@@ -32,6 +32,12 @@ export interface ScoreContext {
   queries?: { buffer: GPUBuffer; window: number; rowStride: number; offset: number };
   /** f32 [numKvHeads][numTokens] scores, higher = keep. */
   out: GPUBuffer;
+  /** The compressible span of the sequence (tokens outside it are kept whatever the scores say); all of it when absent. */
+  region?: { start: number; end: number };
+  /** The block table's page ids (CPU copy), for presses that write rows (ccm). */
+  blockTableIds?: readonly number[];
+  /** Buffers the caller destroys once the submit has run, for per-call uploads. */
+  scratch?: GPUBuffer[];
 }
 
 export interface Press {
@@ -40,6 +46,17 @@ export interface Press {
   readonly needsQueries: boolean;
   /** Records the dispatches that write ctx.out. */
   encodeScores(ctx: ScoreContext): void;
+  /**
+   * Tokens it evicts from a region of `length` tokens at `ratio`, for a press
+   * whose count is its own (ccm: fixed by its factor); floor(length · ratio) when absent.
+   */
+  evictions?(length: number, ratio: number): number;
+  /**
+   * Throws a RangeError naming what does not fit, for a press that takes only
+   * some requests (ccm: its trained ratio, one image's tokens). `imageRuns`:
+   * the runs of image tokens in the compressible region.
+   */
+  check?(ratio: number, region: 'image' | 'all' | 'range', imageRuns: number): void;
   /** Frees the press's scratch buffers (after the last submit that used them). */
   destroy?(): void;
 }
