@@ -47,13 +47,11 @@ config.json. F16 is used only for the two vocab-sized matrices, to keep the fold
 """
 import argparse
 import filecmp
-import hashlib
 import io
 import json
 import math
 import os
 import shutil
-import struct
 import sys
 import tempfile
 
@@ -67,6 +65,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "train"))
 from model import Cfg, TinyVLM, VisionModel  # noqa: E402
 from safetensors_write import write_safetensors  # noqa: E402
+from manifest import write_manifest  # noqa: E402
 
 REAL = "/work/shared/models/smolvlm-256m-instruct-files"
 TOKENIZER_FILES = ["tokenizer.json", "special_tokens_map.json", "added_tokens.json", "vocab.json", "merges.txt",
@@ -155,20 +154,6 @@ def export_onnx(module, args, path, input_names, output_names, dynamic_axes, out
 def copy_tokenizer(dst):
     for fn in TOKENIZER_FILES:
         shutil.copyfile(os.path.join(REAL, fn), os.path.join(dst, fn))
-
-
-def write_manifest(dst):
-    lines = []
-    for root, _, files in os.walk(dst):
-        for fn in files:
-            p = os.path.join(root, fn)
-            rel = os.path.relpath(p, dst)
-            if rel == "manifest.sha256":
-                continue
-            with open(p, "rb") as f:
-                lines.append(f"{hashlib.sha256(f.read()).hexdigest()}  {rel}")
-    with open(os.path.join(dst, "manifest.sha256"), "w") as f:
-        f.write("\n".join(sorted(lines, key=lambda l: l[66:])) + "\n")
 
 
 def fresh_dir(dst):

@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import drawn_data as DD  # noqa: E402
 import shapes_data as D  # noqa: E402
 import train as T  # noqa: E402
-from model import Cfg, TinyVLM, IMAGE_TOKEN_ID, attention, rotate_half, rope_cos_sin  # noqa: E402
+from model import IMAGE_TOKEN_ID, attention, load_vlm, rotate_half, rope_cos_sin  # noqa: E402
 
 N_IMAGE = D.IMAGE_SEQ_LEN
 
@@ -231,20 +231,11 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     os.makedirs(a.out, exist_ok=True)
-    log = open(os.path.join(a.out, "train_log.txt"), "a")
-
-    def P(*s):
-        msg = " ".join(str(x) for x in s)
-        print(msg, flush=True)
-        log.write(msg + "\n")
-        log.flush()
+    P = T.run_logger(a.out)
 
     cmd = "/usr/bin/python3 train/ccm.py " + " ".join(sys.argv[1:])
     P(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} command: {cmd}")
-    ck = torch.load(a.ckpt, map_location="cpu")
-    model = TinyVLM(Cfg(**ck["cfg"]))
-    model.load_state_dict(ck["model"])
-    model.eval()
+    model, _ = load_vlm(a.ckpt)
     for p in model.parameters():
         p.requires_grad_(False)
     c = model.cfg

@@ -120,8 +120,7 @@ def sample_scene(rng):
     classic = kind == "classic"
     w, h = sample_canvas(rng, classic)
     n = rng.randint(1, 4)
-    cells = rng.sample(range(9), n)
-    combos = rng.sample([(s, c) for s in D.SHAPES for c in D.COLOUR_NAMES], n)
+    cells, combos = D.cells_and_kinds(rng, n)
     cw, ch = w / 3, h / 3
     objs = []
     for cell, (shape, colour) in zip(cells, combos):

@@ -18,7 +18,7 @@ import drawn_data as DD  # noqa: E402
 import ood_data as OOD  # noqa: E402
 import shapes_data as D  # noqa: E402
 import train as T  # noqa: E402
-from model import Cfg, TinyVLM  # noqa: E402
+from model import load_vlm  # noqa: E402
 
 
 def split_items(old, ood, drawn):
@@ -45,10 +45,7 @@ def main():
     ap.add_argument("--json", default=None, help="also write the figures here")
     a = ap.parse_args()
     torch.set_num_threads(2)
-    ck = torch.load(a.ckpt, map_location="cpu")
-    m = TinyVLM(Cfg(**ck["cfg"]))
-    m.load_state_dict(ck["model"])
-    m.eval()
+    m, _ = load_vlm(a.ckpt)
     splits = {k: v for k, v in split_items(a.old, a.ood, a.drawn).items() if v}
     tok = T.Tok(os.path.dirname(os.path.abspath(a.ckpt)), [it for v in splits.values() for it in v])
     results = {k: T.fast_eval(m, tok, v) for k, v in splits.items()}

@@ -39,7 +39,7 @@ import drawn_data as DD  # noqa: E402
 import ood_data as OOD  # noqa: E402
 import shapes_data as D  # noqa: E402
 import train as T  # noqa: E402
-from model import Cfg, TinyVLM  # noqa: E402
+from model import load_vlm  # noqa: E402
 from safetensors_write import write_safetensors  # noqa: E402
 from manifest import write_manifest  # noqa: E402
 
@@ -265,11 +265,8 @@ def main():
     ap.add_argument("--check-dir", default="train/out/onnx_check")
     a = ap.parse_args()
     torch.set_num_threads(2)
-    ck = torch.load(a.ckpt, map_location="cpu")
-    cfg = Cfg(**ck["cfg"])
-    m = TinyVLM(cfg)
-    m.load_state_dict(ck["model"])
-    m.eval()
+    m, ck = load_vlm(a.ckpt)
+    cfg = m.cfg
     os.makedirs(os.path.join(a.dst, "onnx"), exist_ok=True)
 
     sd = m.state_dict()

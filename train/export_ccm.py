@@ -29,7 +29,7 @@ import shapes_data as D  # noqa: E402
 import train as T  # noqa: E402
 from export import engine_pixels  # noqa: E402
 from manifest import write_manifest  # noqa: E402
-from model import Cfg, TinyVLM, IMAGE_TOKEN_ID, END_OF_UTTERANCE_ID  # noqa: E402
+from model import IMAGE_TOKEN_ID, END_OF_UTTERANCE_ID, load_vlm  # noqa: E402
 from safetensors_write import write_safetensors  # noqa: E402
 
 
@@ -111,10 +111,7 @@ def main():
     ap.add_argument("--n-ood", type=int, default=420)
     a = ap.parse_args()
     torch.set_num_threads(2)
-    ck = torch.load(a.vlm, map_location="cpu")
-    model = TinyVLM(Cfg(**ck["cfg"]))
-    model.load_state_dict(ck["model"])
-    model.eval()
+    model, _ = load_vlm(a.vlm)
     cc = torch.load(a.ccm, map_location="cpu")
     c = model.cfg
     ccm = C.CCM(c.layers, c.head_dim, cc["factor"])

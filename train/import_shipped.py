@@ -13,7 +13,6 @@ have its shape. Checked: the rebuilt checkpoint reproduces the model README's ac
 import argparse
 import json
 import os
-import struct
 import sys
 
 import numpy as np
@@ -21,22 +20,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from model import Cfg, TinyVLM  # noqa: E402
+from safetensors_read import read_safetensors  # noqa: E402
 
-DTYPES = {"F32": np.float32, "F16": np.float16, "BF16": None}
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for k, v in header.items():
-        if k == "__metadata__":
-            continue
-        a, b = v["data_offsets"]
-        out[k] = torch.from_numpy(np.frombuffer(data[a:b], dtype=DTYPES[v["dtype"]]).reshape(v["shape"]).copy()).float()
-    return out
+def read_tensors(path):
+    return {k: torch.from_numpy(v) for k, v in read_safetensors(path).items()}
 
 
 def onnx_vision(path):
@@ -68,7 +55,7 @@ def main():
     a = ap.parse_args()
     conf = json.load(open(os.path.join(a.src, "config.json")))
     tc, vc = conf["text_config"], conf["vision_config"]
-    sd = read_safetensors(os.path.join(a.src, "model.safetensors"))
+    sd = read_tensors(os.path.join(a.src, "model.safetensors"))
     sd.update(onnx_vision(os.path.join(a.src, "onnx", "vision_encoder.onnx")))
     stem = sorted({k.split(".")[4] for k in sd if ".embeddings.stem." in k}, key=int)
     # stem: log2(patch) stride-2 convs then v_stem_extra stride-1 convs, with an activation between (index step 2)

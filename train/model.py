@@ -350,3 +350,12 @@ class TinyVLM(nn.Module):
             if nxt == eos:
                 break
         return out, first
+
+
+def load_vlm(path):
+    """A checkpoint (train.py's ckpt.pt) as an eval-mode TinyVLM, and the checkpoint dict."""
+    ck = torch.load(path, map_location="cpu")
+    m = TinyVLM(Cfg(**ck["cfg"]))
+    m.load_state_dict(ck["model"])
+    m.eval()
+    return m, ck

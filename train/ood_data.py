@@ -45,8 +45,7 @@ def sample_scene(rng):
     w, h = rng.choice(CANVASES)
     ground = rng.choices([g for g, _ in GROUNDS], [k for _, k in GROUNDS])[0]
     n = rng.choice([1, 1, 2, 2, 3, 3, 4])
-    cells = rng.sample(range(9), n)
-    combos = rng.sample([(s, c) for s in D.SHAPES for c in D.COLOUR_NAMES], n)
+    cells, combos = D.cells_and_kinds(rng, n)
     cw, ch = w / 3, h / 3
     objs = []
     for cell, (shape, colour) in zip(cells, combos):

@@ -78,10 +78,16 @@ def _rng(split, index):
     return random.Random(SPLIT_SEED[split] * 1_000_003 + index)
 
 
+def cells_and_kinds(rng, n):
+    """n distinct 3x3 cells (0..8, row-major) and n distinct (shape, colour) pairs: every generator's layout."""
+    cells = rng.sample(range(9), n)
+    combos = rng.sample([(s, c) for s in SHAPES for c in COLOUR_NAMES], n)
+    return cells, combos
+
+
 def sample_scene(rng):
     n = rng.randint(1, 4)
-    cells = rng.sample(range(9), n)
-    combos = rng.sample([(s, c) for s in SHAPES for c in COLOUR_NAMES], n)  # distinct (shape, colour)
+    cells, combos = cells_and_kinds(rng, n)
     # bias towards repeated shapes/colours sometimes so colour+shape references get exercised
     objs = []
     for cell, (shape, colour) in zip(cells, combos):

@@ -545,6 +545,19 @@ def attn_sup_loss(cfg, tok, caps, ids, starts, items, layer, centre=False, descr
     return torch.cat(losses).mean() if losses else None
 
 
+def run_logger(out):
+    """print() that also appends to <out>/train_log.txt (flushed per line: runs are read while they go)."""
+    log = open(os.path.join(out, "train_log.txt"), "a")
+
+    def P(*s):
+        msg = " ".join(str(x) for x in s)
+        print(msg, flush=True)
+        log.write(msg + "\n")
+        log.flush()
+
+    return P
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=3000, help="LM steps (phase 2)")
@@ -602,13 +615,7 @@ def main():
     torch.manual_seed(a.seed)
     random.seed(a.seed)
     os.makedirs(a.out, exist_ok=True)
-    log = open(os.path.join(a.out, "train_log.txt"), "a")
-
-    def P(*s):
-        msg = " ".join(str(x) for x in s)
-        print(msg, flush=True)
-        log.write(msg + "\n")
-        log.flush()
+    P = run_logger(a.out)
 
     t0 = time.time()
     cmd = "/usr/bin/python3 train/train.py " + " ".join(sys.argv[1:])

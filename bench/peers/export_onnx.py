@@ -19,37 +19,14 @@ import argparse
 import json
 import os
 import shutil
-import struct
-
-import numpy as np
+import sys
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "train"))
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-
-def read_safetensors(path):
-    """name -> float32 numpy array (F32, F16 and BF16 tensors)."""
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for name, t in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = t["data_offsets"]
-        raw = data[a:b]
-        if t["dtype"] == "F32":
-            v = np.frombuffer(raw, "<f4")
-        elif t["dtype"] == "F16":
-            v = np.frombuffer(raw, "<f2").astype(np.float32)
-        elif t["dtype"] == "BF16":
-            v = (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32)
-        else:
-            raise SystemExit(f"{path}: tensor {name} has dtype {t['dtype']}; this exporter takes F32, F16, BF16")
-        out[name] = v.reshape(t["shape"]).copy()
-    return out
+from safetensors_read import read_safetensors  # noqa: E402
 
 
 class Cfg:

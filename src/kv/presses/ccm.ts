@@ -26,6 +26,7 @@ export class CcmPress implements Press {
   readonly needsQueries = false;
   private readonly weights: GPUBuffer[];
   private readonly merged = new PressScratch('ccm_merged');
+  private last: CcmSequence | null = null;
 
   constructor(
     private readonly gpu: Gpu,
@@ -49,32 +50,56 @@ export class CcmPress implements Press {
   }
 
   encodeScores(ctx: ScoreContext): void {
+    const { rec, numKvHeads, headDim, pageSize, dtype, pool, blockTable } = ctx;
+    const seq = this.sequence(ctx);
+    writeBuffer(this.gpu, ctx.out, seq.scores);
+    if (!seq.slots) return;
+    const rowFloats = 2 * numKvHeads * headDim;
+    const out = this.merged.get(this.gpu, seq.groups * rowFloats * 4);
+    encodeKvMergeMlp(rec, { numKvHeads, headDim, pageSize, dtype, pool, blockTable, weights: this.weights[ctx.layer], out, factor: this.factor, groups: seq.groups, start: seq.start });
+    encodeKvWrite(rec, { numKvHeads, headDim, pageSize, dtype, src: out, slots: seq.slots, pool, n: seq.groups, rowStride: rowFloats, kOffset: 0, vOffset: numKvHeads * headDim });
+  }
+
+  /**
+   * What every layer of one sequence shares (the stage encodes its layers in a row, with one block
+   * table buffer): the keep/evict scores and the slots the merged rows go to. A sequence gets its
+   * own slots buffer: queue writes land before the submit, so one buffer reused across the
+   * sequences of a submit would hold the last one's slots.
+   */
+  private sequence(ctx: ScoreContext): CcmSequence {
+    if (this.last?.blockTable === ctx.blockTable) return this.last;
     const region = ctx.region ?? { start: 0, end: ctx.numTokens };
     const groups = Math.floor((region.end - region.start) / this.factor);
-    const { rec, numKvHeads, headDim, pageSize, dtype, pool, blockTable } = ctx;
-    const scores = new Float32Array(numKvHeads * ctx.numTokens);
+    const n = ctx.numTokens;
     const keepUntil = region.start + groups, evictUntil = region.start + groups * this.factor;
-    for (let h = 0; h < numKvHeads; h++) {
-      for (let t = 0; t < ctx.numTokens; t++) scores[h * ctx.numTokens + t] = t < keepUntil || t >= evictUntil ? 1 : 0;
+    const row = Float32Array.from({ length: n }, (_, t) => (t < keepUntil || t >= evictUntil ? 1 : 0));
+    const scores = new Float32Array(ctx.numKvHeads * n);
+    for (let h = 0; h < ctx.numKvHeads; h++) scores.set(row, h * n);
+    let slots: GPUBuffer | null = null;
+    if (groups > 0) {
+      const table = ctx.blockTableIds, scratch = ctx.scratch;
+      if (!table || !scratch) throw new RangeError("press 'ccm': needs the block table's page ids and a scratch list (ctx.blockTableIds, ctx.scratch)");
+      const P = ctx.pageSize;
+      slots = uploadBuffer(this.gpu, 'ccm:slots', Uint32Array.from({ length: groups }, (_, g) => table[Math.floor((region.start + g) / P)] * P + ((region.start + g) % P)));
+      scratch.push(slots);
     }
-    writeBuffer(this.gpu, ctx.out, scores);
-    if (groups === 0) return;
-    const rowFloats = 2 * numKvHeads * headDim;
-    const out = this.merged.get(this.gpu, groups * rowFloats * 4);
-    encodeKvMergeMlp(rec, { numKvHeads, headDim, pageSize, dtype, pool, blockTable, weights: this.weights[ctx.layer], out, factor: this.factor, groups, start: region.start });
-    const table = ctx.blockTableIds, scratch = ctx.scratch;
-    if (!table || !scratch) throw new RangeError("press 'ccm': needs the block table's page ids and a scratch list (ctx.blockTableIds, ctx.scratch)");
-    // a buffer per call: queue writes land before the submit, so one shared buffer would hold the last request's slots
-    const slots = uploadBuffer(this.gpu, 'ccm:slots', Uint32Array.from({ length: groups }, (_, g) => {
-      const t = region.start + g;
-      return table[Math.floor(t / pageSize)] * pageSize + (t % pageSize);
-    }));
-    scratch.push(slots);
-    encodeKvWrite(rec, { numKvHeads, headDim, pageSize, dtype, src: out, slots, pool, n: groups, rowStride: rowFloats, kOffset: 0, vOffset: numKvHeads * headDim });
+    this.last = { blockTable: ctx.blockTable, start: region.start, groups, scores, slots };
+    return this.last;
   }
 
   destroy(): void {
     this.weights.forEach((b) => this.gpu.destroyBuffer(b));
     this.merged.destroy();
+    this.last = null;
   }
+}
+
+interface CcmSequence {
+  blockTable: GPUBuffer;
+  start: number;
+  groups: number;
+  /** f32 [numKvHeads][numTokens]: 1 = keep (merged rows, remainder, outside the region), 0 = evict. */
+  scores: Float32Array;
+  /** u32 pool slots of the region's first `groups` tokens (null without a whole group). */
+  slots: GPUBuffer | null;
 }
