@@ -1,7 +1,8 @@
 /**
  * The pixel values the engine computes for a folder of test images, for the PyTorch
  * reference (train/export.py): each image goes through the engine's own path in Node
- * (readImage → decodeImage with sharp → the model's transformers.js processor), so the
+ * (readImage → decodeImage with sharp → the model's transformers.js processor, resizing with the
+ * engine's Pillow port src/model/image-resample.ts), so the
  * reference answers are computed on exactly the engine's pixels, resize included.
  *
  *   npx tsx scripts/processor-pixels.ts <model dir> <items.json> <out.f32>

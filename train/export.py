@@ -84,7 +84,7 @@ def reference_answers(m, tok, items, pixels_of=None):
 
 
 def engine_pixels(dst, items_json, n, size):
-    """The engine's pixel values for a split's images (scripts/processor-pixels.ts: sharp + transformers.js)."""
+    """The engine's pixel values for a split's images (scripts/processor-pixels.ts: sharp decode, the transformers.js processor, the engine's Pillow resize)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "pixels.f32")
         subprocess.run(["npx", "tsx", os.path.join(REPO, "scripts", "processor-pixels.ts"), dst, items_json, out],
@@ -197,7 +197,8 @@ prompt: one image = `<fake_token_around_image><global-img>` + 64 x `<image>` + `
   ids (no KV cache, full vocabulary), match flag, first-step top-20 ids and logits;
   `reference_first_logits.f32`: full first-step logits of items 0-7 (little-endian f32, [8, {cfg.vocab}]).
   `reference_answers_ood.json`: the same for `testset-ood/`, computed on the engine's own pixel values
-  (`scripts/processor-pixels.ts`: sharp decode + the transformers.js processor's resize), not on a Python resize.
+  (`scripts/processor-pixels.ts`: sharp decode + the transformers.js processor, which resizes with the engine's
+  port of Pillow, `src/model/image-resample.ts`; equal to training's Pillow pixels within 2e-7).
 - `manifest.sha256`: sha256 of every file above (checked in CI by `src/model/shipped-manifest.node.test.ts`).
 
 ## Sizes

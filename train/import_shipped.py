@@ -52,6 +52,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--src", default="public/models/tiny-vlm-shapes")
     ap.add_argument("--out", default="train/out/shipped/ckpt.pt")
+    ap.add_argument("--ccm-out", help="also rebuild train/ccm.py's checkpoint from ccm.safetensors + ccm_config.json here")
     a = ap.parse_args()
     conf = json.load(open(os.path.join(a.src, "config.json")))
     tc, vc = conf["text_config"], conf["vision_config"]
@@ -77,6 +78,24 @@ def main():
     torch.save(dict(model=m.state_dict(), cfg=cfg.to_dict(), step=0, seed=None,
                     train_info=dict(imported_from=os.path.abspath(a.src))), a.out)
     print(f"cfg {cfg.to_dict()}\nwrote {a.out} ({len(sd)} tensors)")
+    if a.ccm_out:
+        import_ccm(a.src, cfg, a.ccm_out)
+
+
+def import_ccm(src, cfg, out):
+    """ccm.safetensors (export_ccm.py's names: layers.L.{k,v}.{0,2,4}.{weight,bias}) -> ccm.py's checkpoint."""
+    import ccm as C
+    conf = json.load(open(os.path.join(src, "ccm_config.json")))
+    net = C.CCM(cfg.layers, cfg.head_dim, conf["factor"])
+    sd = {}
+    for k, v in read_tensors(os.path.join(src, "ccm.safetensors")).items():
+        layer, half, rest = k.split(".")[1], k.split(".")[2], ".".join(k.split(".")[3:])
+        sd[f"{'ik' if half == 'k' else 'iv'}.{layer}.{rest}"] = v
+    net.load_state_dict(sd)  # strict: every parameter found, shapes checked
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    torch.save(dict(ccm=net.state_dict(), factor=conf["factor"], layers=cfg.layers, head_dim=cfg.head_dim,
+                    train_info=conf.get("train")), out)
+    print(f"wrote {out} (CCM factor {conf['factor']})")
 
 
 if __name__ == "__main__":

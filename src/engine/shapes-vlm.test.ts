@@ -6,12 +6,13 @@
  * processor resizes), the engine's prompt ids equal the training pipeline's,
  * its greedy answer ids equal PyTorch's greedy ids, and its first-step logits
  * agree with PyTorch's (top-20 values, and the whole vocabulary for the items
- * whose full logits are shipped; OOD logits only in Node, where the engine's
- * resize is the references' own). The benchmark (`npm run bench -- vqa`)
+ * whose full logits are shipped), in Node and in browsers alike: the engine
+ * resizes with its own port of Pillow (src/model/image-resample.ts), the
+ * resize PyTorch's pixels come from. The benchmark (`npm run bench -- vqa`)
  * checks the whole splits.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { inBrowser, testGpu } from '../../test/gpu.ts';
+import { testGpu } from '../../test/gpu.ts';
 import { modelRef } from '../../test/models.ts';
 import { Engine } from './engine.ts';
 import { resolveSource } from '../model/source.ts';
@@ -72,9 +73,6 @@ describe('tiny-vlm-shapes = PyTorch on the CI subsets of both splits', () => {
     for (const { it, r } of results) {
       // PyTorch's ids end with the EOS the engine does not return
       expect(r.tokens, `${it.split} item ${it.index} (${it.type}): "${it.question}"`).toEqual(it.greedy_ids.filter((t) => !engine.tokenizer.eosTokenIds.includes(t)));
-      // In a browser, transformers.js resizes with the canvas (not sharp's Lanczos, whose pixels the OOD
-      // references use), so there an OOD picture's logits differ (~0.6) while its greedy answer holds.
-      if (inBrowser && it.split === 'testset-ood') continue;
       const first = r.logits![0];
       it.first_top20_ids.forEach((id, k) => (worst = Math.max(worst, Math.abs(first[id] - it.first_top20_logits[k]))));
       if (it.split === 'testset' && it.index < fullLogits.length / vocab) {

@@ -9,6 +9,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { modelRef } from '../../test/models.ts';
 import { decodeImage, ImageInputError, type PixelData } from './image-input.ts';
+import { withPillowResize } from './image-resample.ts';
 import { featureRuns, MultimodalProcessor, readImages, type MultimodalMessage } from './multimodal-processor.ts';
 import { resolveSource, type ModelSource } from './source.ts';
 import { loadTokenizer, type Tokenizer } from './tokenizer.ts';
@@ -184,7 +185,8 @@ describe.each(MODELS)('$model: per-image processor = whole-prompt processor', ({
 async function wholePrompt(mp: MultimodalProcessor, tokenizer: Tokenizer, spec: VisionSpec, messages: MultimodalMessage[]): Promise<{ ids: number[]; images: RefImage[] }> {
   const hf = mp.hf as HfProcessor;
   const reads = await readImages(messages);
-  const images = await Promise.all(reads.map((r, i) => decodeImage(r, `image ${i + 1}`)));
+  // the engine resizes with its Pillow port; so does the reference call (the splicing is what is checked)
+  const images = await Promise.all(reads.map(async (r, i) => withPillowResize(await decodeImage(r, `image ${i + 1}`))));
   const templated = messages.map((m) => ({
     role: m.role,
     content: typeof m.content === 'string' ? [{ type: 'text', text: m.content }] : m.content.map((p) => (p.type === 'text' ? { type: 'text', text: p.text } : { type: 'image' })),

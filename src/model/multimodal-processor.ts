@@ -30,6 +30,7 @@ import type { Tokenizer } from './tokenizer.ts';
 import type { VisionSpec } from './vision-config.ts';
 import { parseJsonObject } from './model-json.ts';
 import { systemPrefixLength } from './system-prefix.ts';
+import { RESAMPLE_VERSION, withPillowResize } from './image-resample.ts';
 import { decodeImage, ImageInputError, readImage, type ImageSource, type ReadImage } from './image-input.ts';
 
 /** A message whose content may mix text and images (the engine's public ChatMessage, resolved). */
@@ -134,7 +135,7 @@ export class MultimodalProcessor {
     const full = tokenizer.encode(placeholder);
     const at = full.indexOf(spec.imageTokenId);
     const added = { before: full.slice(0, at), after: full.slice(at + 1) };
-    return new MultimodalProcessor(spec, tokenizer, processor, hashString(JSON.stringify([source.id, pre, proc])), placeholder, added);
+    return new MultimodalProcessor(spec, tokenizer, processor, hashString(JSON.stringify([source.id, pre, proc, RESAMPLE_VERSION])), placeholder, added);
   }
 
   /** The transformers.js processor itself (tests compare against its whole-prompt call). */
@@ -157,7 +158,8 @@ export class MultimodalProcessor {
   /** Decodes one image (clear errors for bad ones) and runs the processor on it alone. */
   async prepareImage(read: ReadImage, label: string): Promise<PreparedImage> {
     this.decodes++;
-    const image = await decodeImage(read, label);
+    // Pillow's resize, not transformers.js's (sharp in Node, a canvas in browsers): the same pixels everywhere
+    const image = await withPillowResize(await decodeImage(read, label));
     this.imageCalls++;
     const text = this.placeholder;
     const out = await (this.spec.kind === 'idefics3' ? this.processor(text, [image]) : this.processor([image], text));
