@@ -111,15 +111,29 @@ const clip8 = (acc: number): number => Math.min(255, Math.max(0, Math.floor(acc 
 function horizontal(src: Pixels, outWidth: number, rowFrom: number, rows: number, c: Coefficients): Pixels {
   const { channels: ch, width } = src;
   const out = new Uint8Array(outWidth * rows * ch);
+  const d = src.data, wt = c.weights;
   for (let y = 0; y < rows; y++) {
     const row = (y + rowFrom) * width * ch;
     for (let x = 0; x < outWidth; x++) {
-      const k = x * c.ksize;
-      const first = row + c.start[x] * ch;
+      const k = x * c.ksize, n = c.taps[x], first = row + c.start[x] * ch, o = (y * outWidth + x) * ch;
+      if (ch === 3) {
+        // the usual case, one pass over the taps for all three channels (~2x faster than per channel)
+        let r = ONE / 2, g = ONE / 2, b = ONE / 2;
+        for (let i = 0, at = first; i < n; i++, at += 3) {
+          const w = wt[k + i];
+          r += d[at] * w;
+          g += d[at + 1] * w;
+          b += d[at + 2] * w;
+        }
+        out[o] = clip8(r);
+        out[o + 1] = clip8(g);
+        out[o + 2] = clip8(b);
+        continue;
+      }
       for (let b = 0; b < ch; b++) {
         let acc = ONE / 2;
-        for (let i = 0; i < c.taps[x]; i++) acc += src.data[first + i * ch + b] * c.weights[k + i];
-        out[(y * outWidth + x) * ch + b] = clip8(acc);
+        for (let i = 0; i < n; i++) acc += d[first + i * ch + b] * wt[k + i];
+        out[o + b] = clip8(acc);
       }
     }
   }
@@ -130,14 +144,17 @@ function vertical(src: Pixels, outHeight: number, startShift: number, c: Coeffic
   const { channels: ch, width } = src;
   const stride = width * ch;
   const out = new Uint8Array(width * outHeight * ch);
+  const d = src.data, acc = new Float64Array(stride);
   for (let y = 0; y < outHeight; y++) {
     const k = y * c.ksize;
     const first = (c.start[y] - startShift) * stride;
-    for (let x = 0; x < stride; x++) {
-      let acc = ONE / 2;
-      for (let i = 0; i < c.taps[y]; i++) acc += src.data[first + i * stride + x] * c.weights[k + i];
-      out[y * stride + x] = clip8(acc);
+    acc.fill(ONE / 2);
+    // tap by tap over whole rows, read along memory (integer sums: exact in any order)
+    for (let i = 0; i < c.taps[y]; i++) {
+      const w = c.weights[k + i], at = first + i * stride;
+      for (let x = 0; x < stride; x++) acc[x] += d[at + x] * w;
     }
+    for (let x = 0; x < stride; x++) out[y * stride + x] = clip8(acc[x]);
   }
   return { data: out, width, height: outHeight, channels: ch };
 }
