@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 
-import { resample } from './image-resample.ts';
+import { resample, withPillowResize } from './image-resample.ts';
 import { decodeImage, readImage } from './image-input.ts';
 
 interface Case { seed: number; width: number; height: number; channels: number; outWidth: number; outHeight: number; filter: number; out: string }
@@ -49,5 +49,16 @@ describe('resample = Pillow', () => {
     const out = resample(src, 2, 2, 1);
     expect(out.data).toEqual(src.data);
     expect(out.data).not.toBe(src.data);
+  });
+
+  it("replaces a RawImage's resize (numbered or named filters), also on the images it returns", async () => {
+    const { RawImage } = await import('@huggingface/transformers');
+    const data = lcgBytes(11, 17 * 13 * 3);
+    const img = await withPillowResize(new RawImage(new Uint8ClampedArray(data), 17, 13, 3));
+    const once = await img.resize(9, 7, { resample: 'bicubic' });
+    expect(Array.from(once.data)).toEqual(Array.from(resample({ data, width: 17, height: 13, channels: 3 }, 9, 7, 3).data));
+    const twice = await once.resize(4, 5, { resample: 1 });
+    expect(Array.from(twice.data)).toEqual(Array.from(resample({ data: once.data, width: 9, height: 7, channels: 3 }, 4, 5, 1).data));
+    await expect(img.resize(3, 3, { resample: 'cubic' })).rejects.toThrow(/unknown resample filter "cubic"; use one of nearest, lanczos/);
   });
 });
