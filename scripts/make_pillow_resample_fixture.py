@@ -9,9 +9,10 @@ LANCZOS resize of real out-of-distribution test pictures to the processor's size
 import hashlib
 import json
 import os
+import sys
 
 import numpy as np
-import sys
+import PIL
 from PIL import Image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,8 +38,8 @@ def main():
         for f in FILTERS:
             for ch in (3, 1):
                 seed = 1000 + ci * 16 + f * 2 + (ch == 1)
-                data = np.frombuffer(lcg_bytes(seed, w * h * ch), np.uint8).reshape(h, w, ch) if ch == 3 else \
-                    np.frombuffer(lcg_bytes(seed, w * h), np.uint8).reshape(h, w)
+                raw = np.frombuffer(lcg_bytes(seed, w * h * ch), np.uint8)
+                data = raw.reshape(h, w, 3) if ch == 3 else raw.reshape(h, w)
                 im = Image.fromarray(data, "RGB" if ch == 3 else "L")
                 out = np.asarray(im.resize((ow, oh), f))
                 cases.append(dict(seed=seed, width=w, height=h, channels=ch, outWidth=ow, outHeight=oh, filter=f,
@@ -57,7 +58,7 @@ def main():
         real.append(dict(image=it["image"], outWidth=ow, outHeight=oh, sha256=hashlib.sha256(out.tobytes()).hexdigest()))
     path = os.path.join(REPO, "test", "pillow-resample.json")
     with open(path, "w") as fh:
-        json.dump(dict(pillow=__import__("PIL").__version__, lcg="x = (x * 1103515245 + 12345) mod 2^31, byte = (x >> 16) & 255",
+        json.dump(dict(pillow=PIL.__version__, lcg="x = (x * 1103515245 + 12345) mod 2^31, byte = (x >> 16) & 255",
                        cases=cases, ood=real), fh, indent=0)
     print(f"{len(cases)} cases, {len(real)} real pictures -> {path}")
 
