@@ -10,12 +10,18 @@
  * from, the page's index in its chain (its positions), the pool geometry,
  * the byte length and a SHA-256 of the bytes. Writes go in the background,
  * data first and the manifest last, so an entry without a manifest is never
- * read (and is garbage-collected at the next open). A read checks the
+ * read (its data is garbage-collected after the next open, once a grace
+ * period has shown it is not another tab's write in flight). The data's key
+ * ends in its checksum, so two tabs writing one page with different bytes
+ * each pair their manifest with their own bytes: the last manifest wins and
+ * the other data is an orphan, never a mismatch. A read checks the
  * manifest against the request and the bytes against the manifest before
  * anything reaches the GPU; any disagreement deletes the entry and counts
- * a verify failure — the page is then recomputed.
+ * a verify failure — the page is then recomputed. A hit's `lastUsed` is
+ * written back in the background, so the LRU order outlives the session.
  *
- * Space: a byte budget with LRU eviction (entries of other models first),
+ * Space: a byte budget with LRU eviction (entries of other models first;
+ * theirs unused for longer than a week are collected at open),
  * `navigator.storage.estimate()` consulted before each write batch, and on
  * QuotaExceededError or an aborted transaction the oldest entries go and the
  * write is retried once; if it fails again it is skipped and serving goes on.
@@ -74,10 +80,19 @@ export interface PersistentTierStats {
   skippedWrites: number;
   verifyFailures: number;
   evicted: number;
-  /** Entries of older formats, stale model versions, broken manifests and orphaned data removed at open. */
+  /** Entries of older formats, stale model versions and other models unused for too long, and broken manifests, removed at open; data no manifest names, removed after the grace period. */
   collected: number;
   /** navigator.storage.persist() granted (null where the runtime has no StorageManager). */
   persisted: boolean | null;
+}
+
+/** Timings of the tier's housekeeping (tests shorten them; `now`, the clock of `created`/`lastUsed` and their ages, makes them deterministic). */
+export interface PersistentTierOptions {
+  /** How long data without a manifest found at open is left alone before it is deleted (another tab may be between its data and its manifest). Default 10 s. */
+  orphanGraceMs?: number;
+  /** Other models' entries unused for longer than this are collected at open. Default 7 days. */
+  foreignMaxAgeMs?: number;
+  now?: () => number;
 }
 
 /** What `list()` reports per entry: the API's StoredCacheEntry. */
@@ -91,6 +106,8 @@ const MAX_PENDING_BYTES = 32 * 2 ** 20;
  * every entry would lose the cache and still not fit).
  */
 const FULL_BACKOFF_MS = 30_000;
+const ORPHAN_GRACE_MS = 10_000;
+const FOREIGN_MAX_AGE_MS = 7 * 24 * 3600_000;
 
 export class PersistentTier {
   private readonly nsId: string;
@@ -100,6 +117,9 @@ export class PersistentTier {
   private readonly foreign = new Map<string, Manifest>();
   private readonly pending = new Map<string, { id: StoredPageId; data: ArrayBuffer }>();
   private pendingBytes = 0;
+  /** Hits whose new `lastUsed` is not stored yet (page key → manifest), written in one batch on the write chain. */
+  private readonly touched = new Map<string, Manifest>();
+  private touchQueued = false;
   private writing: Promise<void> = Promise.resolve();
   private readonly counts = { hits: 0, misses: 0, written: 0, refusedWrites: 0, skippedWrites: 0, verifyFailures: 0, evicted: 0, collected: 0 };
   private persisted: boolean | null = null;
@@ -112,20 +132,26 @@ export class PersistentTier {
     private readonly geometry: PageGeometry,
     readonly budgetBytes: number,
     readonly codec: StoreCodec,
+    private readonly options: Required<PersistentTierOptions>,
   ) {
     // entries of another codec are another namespace: a lossy page never answers for an exact one
     this.nsId = codec === 'pool' ? namespaceId(ns) : `${namespaceId(ns)}.${codec}`;
   }
 
   /** Opens the store: reads every manifest, collects what can never be used, asks for persistent storage. */
-  static async open(backend: KvStoreBackend, ns: KvNamespace, geometry: PageGeometry, budgetBytes: number, codec: StoreCodec = 'pool'): Promise<PersistentTier> {
+  static async open(backend: KvStoreBackend, ns: KvNamespace, geometry: PageGeometry, budgetBytes: number, codec: StoreCodec = 'pool', options: PersistentTierOptions = {}): Promise<PersistentTier> {
     if (typeof budgetBytes !== 'number' || !Number.isInteger(budgetBytes) || budgetBytes <= 0) {
       throw new RangeError(`persist.budgetBytes must be a positive integer number of bytes, got ${String(budgetBytes)}`);
     }
     if (codec !== 'pool' && codec !== 'int8') throw new RangeError(`persist.codec must be 'pool' or 'int8', got ${JSON.stringify(codec)}`);
-    const t = new PersistentTier(backend, ns, geometry, budgetBytes, codec);
-    await t.load();
+    const o = { orphanGraceMs: ORPHAN_GRACE_MS, foreignMaxAgeMs: FOREIGN_MAX_AGE_MS, now: Date.now, ...options };
+    for (const k of ['orphanGraceMs', 'foreignMaxAgeMs'] as const) {
+      if (typeof o[k] !== 'number' || !(o[k] >= 0)) throw new RangeError(`PersistentTier: ${k} must be a non-negative number of milliseconds, got ${String(o[k])}`);
+    }
+    const t = new PersistentTier(backend, ns, geometry, budgetBytes, codec, o);
+    const orphans = await t.load();
     t.persisted = await askPersist();
+    t.collectLater(orphans);
     return t;
   }
 
@@ -183,9 +209,12 @@ export class PersistentTier {
     return out;
   }
 
-  /** Waits for the queued writes. */
+  /** Waits for the queued writes (pages, `lastUsed` updates, a due orphan pass), and for any queued while waiting. */
   async flush(): Promise<void> {
-    await this.writing;
+    for (let w = this.writing; ; w = this.writing) {
+      await w;
+      if (w === this.writing) return;
+    }
   }
 
   list(): StoredEntryInfo[] {
@@ -284,17 +313,19 @@ export class PersistentTier {
   /** `data`: the bytes as stored (after the codec). */
   private async manifest(id: StoredPageId, data: ArrayBuffer): Promise<Manifest> {
     const { bytesPerPage: _b, ...geometry } = this.geometry;
-    const now = Date.now();
+    const sum = await sha256(data); // in the data key too: another tab's different bytes for this page never land under our manifest
+    const now = this.options.now();
     const P = this.geometry.pageSize;
     return {
       v: STORE_VERSION, ns: this.ns, key: id.key, content: id.content, index: id.index, positions: [id.index * P, id.index * P + P], geometry,
-      codec: this.codec, byteLength: this.geometry.bytesPerPage, chunks: [{ key: `${this.manifestKey(id.key)}/0`, bytes: data.byteLength, sha256: await sha256(data) }], created: now, lastUsed: now,
+      codec: this.codec, byteLength: this.geometry.bytesPerPage, chunks: [{ key: `${this.manifestKey(id.key)}/${sum.slice(0, 16)}`, bytes: data.byteLength, sha256: sum }], created: now, lastUsed: now,
     };
   }
 
   // ---------------------------------------------------------------- reading and collecting
 
-  private async load(): Promise<void> {
+  /** Reads the manifests; collects broken and stale entries; returns the data keys no manifest names (collected later, see collectLater). */
+  private async load(): Promise<string[]> {
     const stale: Manifest[] = [];
     const broken: string[] = [];
     const live = new Set<string>();
@@ -307,7 +338,8 @@ export class PersistentTier {
       }
       const ours = this.idOf(value) === this.nsId;
       const sameModelOtherVersion = value.ns.modelId === this.ns.modelId && namespaceId(value.ns) !== namespaceId(this.ns);
-      if (value.v !== STORE_VERSION || value.ns.formatVersion < this.ns.formatVersion || sameModelOtherVersion) {
+      const unusedElsewhere = !ours && this.options.now() - value.lastUsed > this.options.foreignMaxAgeMs; // a model switched back to within the week keeps its cache
+      if (value.v !== STORE_VERSION || value.ns.formatVersion < this.ns.formatVersion || sameModelOtherVersion || unusedElsewhere) {
         stale.push(value);
         continue;
       }
@@ -315,11 +347,34 @@ export class PersistentTier {
       if (ours) this.index.set(value.key, value);
       else this.foreign.set(storeKey, value);
     }
-    const orphans = (await this.backend.dataKeys()).filter((k) => !live.has(k) && !stale.some((m) => m.chunks.some((c) => c.key === k)));
+    for (const m of stale) for (const c of m.chunks) live.add(c.key); // deleted with their manifests
+    const orphans = (await this.backend.dataKeys()).filter((k) => !live.has(k));
     await this.backend.delManifests(broken);
     await this.remove(stale);
-    await this.backend.delData(orphans);
-    this.counts.collected += broken.length + stale.length + orphans.length;
+    this.counts.collected += broken.length + stale.length;
+    return orphans;
+  }
+
+  /**
+   * Data no manifest named at open is deleted only after the grace period,
+   * and only if still no manifest names it: another tab may have been
+   * between its data and its manifest. The pass runs on the write chain, so
+   * this tier's own writes (which may reuse a key, same bytes) never
+   * interleave with it.
+   */
+  private collectLater(orphans: string[]): void {
+    if (orphans.length === 0) return;
+    const timer: unknown = setTimeout(() => {
+      this.writing = this.writing.then(() => this.collectOrphans(orphans)).catch(() => undefined);
+    }, this.options.orphanGraceMs);
+    if (typeof timer === 'object' && timer !== null && 'unref' in timer && typeof timer.unref === 'function') timer.unref(); // Node: a pending pass never holds the process open
+  }
+
+  private async collectOrphans(orphans: string[]): Promise<void> {
+    const named = new Set((await this.backend.manifests()).flatMap(([, v]) => chunkKeysOf(v)));
+    const gone = orphans.filter((k) => !named.has(k));
+    await this.backend.delData(gone);
+    this.counts.collected += gone.length;
   }
 
   /** The manifest agrees with this pool, and the bytes with the manifest. */
@@ -346,9 +401,28 @@ export class PersistentTier {
   }
 
   private touch(m: Manifest): void {
-    m.lastUsed = Date.now();
+    m.lastUsed = this.options.now();
     this.index.delete(m.key);
     this.index.set(m.key, m); // most recent last
+    this.touched.set(m.key, m);
+    if (this.touchQueued) return;
+    this.touchQueued = true;
+    this.writing = this.writing.then(() => this.writeTouched()).catch(() => undefined); // never awaited by a read
+  }
+
+  /**
+   * Stores the touched manifests' `lastUsed` (one batch), so the next
+   * session's LRU order is use order. Only entries still indexed as that
+   * very manifest: one deleted, evicted or replaced meanwhile is not
+   * written back. The check and the write's start are one synchronous step,
+   * and deletions leave the index before they reach the store, so a
+   * deletion issued first always wins. A failure only loses recency.
+   */
+  private async writeTouched(): Promise<void> {
+    this.touchQueued = false;
+    const live = [...this.touched.values()].filter((m) => this.index.get(m.key) === m);
+    this.touched.clear();
+    if (live.length > 0) await this.backend.setManifests(live.map((m) => [this.manifestKey(m.key), m])).catch(() => undefined);
   }
 
   private manifestKey(key: string, m: Pick<Manifest, 'ns' | 'codec'> | null = null): string {
@@ -365,6 +439,12 @@ export class PersistentTier {
     for (const m of map.values()) n += m.chunks[0].bytes;
     return n;
   }
+}
+
+/** The data keys a stored manifest names, whatever its version (any it names is not an orphan). */
+function chunkKeysOf(v: unknown): string[] {
+  const chunks = (v as Partial<Manifest> | null)?.chunks;
+  return Array.isArray(chunks) ? chunks.map((c: unknown) => (c as { key?: unknown } | null)?.key).filter((k): k is string => typeof k === 'string') : [];
 }
 
 function lastUsedOf(v: unknown): number {
