@@ -39,11 +39,14 @@ export interface EngineStats {
   vision: { imagesDecoded: number; encoderCalls: number; imagesEncoded: number; featureCacheHits: number };
   /**
    * Prefix cache: prompt tokens whose KV was reused instead of prefilled;
+   * hitPages / missPages: full prompt pages found in the GPU pool or not (the GPU tier's hits and misses);
    * reusedPages: cached pages the pool handed out again (their contents lost).
    */
-  prefixCache: { lookups: number; hitRequests: number; hitTokens: number; cachedPages: number; reusedPages: number };
+  prefixCache: { lookups: number; hitRequests: number; hitTokens: number; hitPages: number; missPages: number; cachedPages: number; reusedPages: number };
   /** The CPU tier below the GPU pool (absent when it is off). */
   tiers?: {
+    /** The GPU pool's prefix pages: lookups' hits and misses, in pages (as prefixCache.hitPages / missPages). */
+    gpu: { hits: number; misses: number };
     cpu: { budgetBytes: number; bytes: number; pages: number; demotedPages: number; promotedPages: number; hits: number; misses: number; evicted: number };
     transfers: { downloads: number; pagesDown: number; bytesDown: number; pagesUp: number; bytesUp: number; msDown: number };
     /** Preemption by offload: sequences swapped out, swapped back in, swaps that fell back to recompute, swapped out now. */

@@ -345,8 +345,10 @@ export class Engine implements ChatEngine {
     if (!cpu || !this.p.transfer) return {};
     const { stored, swapOuts: _o, swapIns: _i, swappedSequences, reservedBytes: _r, ...rest } = cpu;
     const sw = this.p.scheduler.swapStats;
+    const prefix = this.p.kv.prefixStats();
     return {
       tiers: {
+        gpu: { hits: prefix.hitPages, misses: prefix.missPages },
         cpu: { ...rest, demotedPages: stored },
         transfers: { ...this.p.transfer.stats },
         swaps: { outs: sw.swapOuts, ins: sw.swapIns, fallbacks: sw.fallbacks, swappedNow: swappedSequences },

@@ -1,6 +1,7 @@
 import { BlockPool } from './block-pool.ts';
 import { emptySequence, type KvSequence, type SeqId } from './kv-sequence.ts';
 import { PrefixCache, type PrefixCacheStats } from './prefix-cache.ts';
+import { SwapSpace } from './swap-space.ts';
 import { hash53, KV_FORMAT_VERSION, type KvNamespace, type PrefixKey, type PrefixSource } from './prefix-key.ts';
 import type { CpuTier } from './tiers/cpu-tier.ts';
 import type { StoredPageId } from './tiers/persistent-tier.ts';
@@ -35,29 +36,17 @@ export interface PagePersister {
   put(id: StoredPageId, data: ArrayBuffer): void;
 }
 
-/** A sequence swapped out to the CPU tier: its KvSequence fields and its pages' bytes (null until downloaded). */
-interface SwapEntry {
-  numSlots: number;
-  positionOffset: number;
-  compressed: boolean;
-  data: (ArrayBuffer | null)[];
-  missing: number;
-  bytes: number;
-}
-
 export class KVCacheManager {
   private readonly seqs = new Map<SeqId, KvSequence>();
   private readonly cpu: CpuTier | null;
-  private readonly cpuPageBytes: number;
   private readonly prefix: PrefixCache | null;
   /** Page copies the next step owes the CPU tier (see TransferQueue). */
   private readonly transfers = new TransferQueue();
   private promotedPages = 0;
   /** Pages the last getComputedPages / adoptCompressed found on the GPU and brought up from the CPU tier. */
   private last = { gpu: 0, cpu: 0 };
-  /** Sequences swapped out to the CPU tier, waiting to be swapped back in. */
-  private readonly swapped = new Map<SeqId, SwapEntry>();
-  private readonly swapCounts = { out: 0, in: 0 };
+  /** Sequences swapped out to the CPU tier, waiting to be swapped back in (null without a CPU tier). */
+  private readonly swapped: SwapSpace | null;
 
   /**
    * `prefixCache`: the namespace its keys live in (model, dtype, page size), or null for no prefix cache.
@@ -74,7 +63,7 @@ export class KVCacheManager {
     const cpu = cpuTier?.tier ?? null;
     if (persist && !cpu) throw new RangeError('KVCacheManager: a persistent tier stages its pages in the CPU tier: give one (cpuCacheBytes > 0)');
     this.cpu = cpu;
-    this.cpuPageBytes = cpuTier?.pageBytes ?? 0;
+    this.swapped = cpuTier ? new SwapSpace(cpuTier.tier, cpuTier.pageBytes, this.transfers) : null;
     if (!Number.isInteger(pageSize) || pageSize <= 0) throw new RangeError(`KVCacheManager: pageSize must be a positive integer, got ${pageSize}`);
     if (prefixCache && prefixCache.pageSize !== pageSize) throw new RangeError(`KVCacheManager: the prefix namespace's pageSize ${prefixCache.pageSize} differs from ${pageSize}`);
     const demote = cpu ? (page: number, key: string, content: string) => this.transfers.download(page, (data) => cpu.put(key, content, data)) : null;
@@ -254,7 +243,7 @@ export class KVCacheManager {
   }
 
   prefixStats(): PrefixCacheStats {
-    return this.prefix?.snapshot() ?? { lookups: 0, hitRequests: 0, hitTokens: 0, cachedPages: 0, reusedPages: 0 };
+    return this.prefix?.snapshot() ?? { lookups: 0, hitRequests: 0, hitTokens: 0, hitPages: 0, missPages: 0, cachedPages: 0, reusedPages: 0 };
   }
 
   /** The cached pages the pool handed out again since the last call (also drained by drainTransfers). */
@@ -279,7 +268,8 @@ export class KVCacheManager {
   /** The CPU tier's counters (null when there is none). */
   tierStats(): (ReturnType<CpuTier['snapshot']> & { promotedPages: number; swapOuts: number; swapIns: number; swappedSequences: number }) | null {
     if (!this.cpu) return null;
-    return { ...this.cpu.snapshot(), promotedPages: this.promotedPages, swapOuts: this.swapCounts.out, swapIns: this.swapCounts.in, swappedSequences: this.swapped.size };
+    const sw = this.swapped!;
+    return { ...this.cpu.snapshot(), promotedPages: this.promotedPages, swapOuts: sw.outs, swapIns: sw.ins, swappedSequences: sw.size };
   }
 
   /** The sequence's KV bookkeeping, read-only (the unit a tier moves). */
@@ -346,7 +336,7 @@ export class KVCacheManager {
   release(seqId: SeqId): void {
     if (this.seqs.has(seqId)) this.free(seqId);
     else this.prefix?.drop(seqId);
-    this.dropSwap(seqId);
+    this.swapped?.drop(seqId);
   }
 
   /**
@@ -357,17 +347,9 @@ export class KVCacheManager {
    */
   swapOut(seqId: SeqId, numSlots: number): boolean {
     const seq = this.get(seqId, 'swapOut');
-    if (!this.cpu || !Number.isInteger(numSlots) || numSlots <= 0 || numSlots > seq.numSlots) return false;
-    const n = this.pagesFor(numSlots);
-    if (!this.cpu.reserve(n * this.cpuPageBytes)) return false;
-    const entry: SwapEntry = { numSlots, positionOffset: seq.positionOffset, compressed: seq.compressed, data: new Array(n).fill(null), missing: n, bytes: n * this.cpuPageBytes };
-    seq.pages.slice(0, n).forEach((page, i) => this.transfers.download(page, (d) => {
-      entry.data[i] = d;
-      entry.missing--;
-    }));
+    if (!this.swapped || !Number.isInteger(numSlots) || numSlots <= 0 || numSlots > seq.numSlots) return false;
+    if (!this.swapped.save(seqId, seq, numSlots, this.pagesFor(numSlots))) return false;
     this.free(seqId);
-    this.swapped.set(seqId, entry);
-    this.swapCounts.out++;
     return true;
   }
 
@@ -377,25 +359,20 @@ export class KVCacheManager {
    * way to the CPU tier; 'no-pages': too few free pages now.
    */
   swapIn(seqId: SeqId): 'ready' | 'pending' | 'no-pages' {
-    const e = this.swapped.get(seqId);
-    if (!e) throw new Error(`KVCacheManager.swapIn: sequence ${JSON.stringify(seqId)} is not swapped out`);
-    if (e.missing > 0) return 'pending';
-    const pages = this.pool.allocate(e.data.length);
-    if (!pages) return 'no-pages';
-    pages.forEach((p, i) => this.transfers.upload(p, e.data[i]!));
-    this.seqs.set(seqId, { pages, numSlots: e.numSlots, positionOffset: e.positionOffset, compressed: e.compressed });
-    this.dropSwap(seqId);
-    this.swapCounts.in++;
+    if (!this.swapped) throw new Error(`KVCacheManager.swapIn: sequence ${JSON.stringify(seqId)} is not swapped out`);
+    const seq = this.swapped.restore(seqId, (n) => this.pool.allocate(n));
+    if (typeof seq === 'string') return seq;
+    this.seqs.set(seqId, seq);
     return 'ready';
   }
 
   isSwapped(seqId: SeqId): boolean {
-    return this.swapped.has(seqId);
+    return this.swapped?.has(seqId) ?? false;
   }
 
   /** Bytes a swap-out of `numSlots` slots moves (each way). */
   swapBytes(numSlots: number): number {
-    return this.pagesFor(numSlots) * this.cpuPageBytes;
+    return this.swapped?.bytesFor(this.pagesFor(numSlots)) ?? 0;
   }
 
   /**
@@ -466,7 +443,7 @@ export class KVCacheManager {
     }
     this.prefix?.checkInvariants();
     this.cpu?.checkInvariants();
-    for (const id of this.swapped.keys()) if (this.seqs.has(id)) throw new Error(`KVCacheManager invariant: sequence ${String(id)} is both in the pool and swapped out`);
+    for (const id of this.swapped?.ids() ?? []) if (this.seqs.has(id)) throw new Error(`KVCacheManager invariant: sequence ${String(id)} is both in the pool and swapped out`);
   }
 
   debugString(maxSeqs = 16): string {
@@ -481,13 +458,6 @@ export class KVCacheManager {
   }
 
   // ---------------------------------------------------------------- helpers
-
-  private dropSwap(seqId: SeqId): void {
-    const e = this.swapped.get(seqId);
-    if (!e) return;
-    this.swapped.delete(seqId);
-    this.cpu!.unreserve(e.bytes);
-  }
 
   /**
    * Continues a prefix lookup past the GPU hits (pages [0, from)) into the

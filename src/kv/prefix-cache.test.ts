@@ -102,6 +102,6 @@ describe('PrefixCache (inside KVCacheManager)', () => {
     run(kv, 'a', seq([1, 2, 3, 4, 5]), 5);
     run(kv, 'b', seq([1, 2, 3, 4, 6]), 5);
     run(kv, 'c', seq([9, 9, 9, 9, 9]), 5);
-    expect(kv.prefixStats()).toEqual({ lookups: 3, hitRequests: 1, hitTokens: 4, cachedPages: 2, reusedPages: 0 });
+    expect(kv.prefixStats()).toEqual({ lookups: 3, hitRequests: 1, hitTokens: 4, hitPages: 1, missPages: 2, cachedPages: 2, reusedPages: 0 });
   });
 });

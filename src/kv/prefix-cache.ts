@@ -22,6 +22,9 @@ export interface PrefixCacheStats {
   lookups: number;
   hitRequests: number;
   hitTokens: number;
+  /** Pages lookups found in the GPU pool (hits) and did not (misses: the CPU and stored tiers are asked next, else they are computed). */
+  hitPages: number;
+  missPages: number;
   cachedPages: number;
   /** Cached pages the pool handed out again (their contents gone). */
   reusedPages: number;
@@ -37,7 +40,7 @@ export class PrefixCache {
   private readonly chains = new Map<SeqId, string[]>();
   /** Per sequence: its pages before this index are published (or were adopted from the cache). */
   private readonly published = new Map<SeqId, number>();
-  private readonly stats = { lookups: 0, hitRequests: 0, hitTokens: 0, reusedPages: 0 };
+  private readonly stats = { lookups: 0, hitRequests: 0, hitTokens: 0, hitPages: 0, missPages: 0, reusedPages: 0 };
 
   /**
    * `onForget`: told the key and content of a cached page the pool hands out again, before they are dropped (a lower tier keeps them);
@@ -68,6 +71,8 @@ export class PrefixCache {
       pages.push(p);
     }
     this.published.set(id, pages.length);
+    this.stats.hitPages += pages.length;
+    this.stats.missPages += n - pages.length;
     if (pages.length) {
       this.stats.hitRequests++;
       this.stats.hitTokens += pages.length * this.pageSize;
