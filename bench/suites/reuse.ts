@@ -1,25 +1,29 @@
 /**
  * Reusing a long prefix from every tier (LMCache's multi-round QA and
- * FastCache's image chat in one), in one browser session:
+ * FastCache's image chat in one):
  *
- *   (a) TTFT of a question after a ~2,000-token prefix: cold (nothing
- *       cached), GPU hit (the prefix in the pool), CPU hit (the pool was
- *       flooded: the prefix's pages were demoted), and stored hit — after
- *       the browser was closed and started again on the same profile (the
- *       runner's restart), a new engine finds the prefix in IndexedDB. The
- *       restore time (prepare: read + verify from IndexedDB into the CPU
- *       tier) is timed on its own.
+ *   (a) an image chat: a long system prompt and pictures (~2,000 tokens in
+ *       all), then several questions, one per tier, TTFT from before the
+ *       prompt is prepared (image decode, vision encoder, restore) to the
+ *       first token: cold (nothing cached), GPU hit (the prefix in the pool),
+ *       CPU hit (the pool was flooded: the prefix's pages were demoted), and
+ *       stored hit — after the browser was closed and started again on the
+ *       same profile (the runner's restart), a new engine finds the prefix in
+ *       IndexedDB: no vision-encoder run, and an answer equal, token for
+ *       token, to an engine with no cache at all. The restore (prepare: read
+ *       + verify from IndexedDB into the CPU tier) is timed on its own.
  *   (b) bytes stored for the prefix at ratio 0 / 0.5 / 0.75 (a cache prefix,
  *       Knorm), KV f32 / f16, and the int8 codec.
  *   (c) shapes-VQA accuracy when every answer's image prefix is compressed
  *       (SnapKV 0.5, cache prefix until the image): computed fresh, and
  *       adopted from the store by a new engine — against no compression.
  *
- * options: --model /models/tiny-llama-16k --prefix 2000 --question 24 --repeats 3 --pages 256
+ * options: --model /models/tiny-vlm-idefics3 --prefix 2000 --images 2 --repeats 3 --pages 256
  *          --vqa-model /models/tiny-vlm-shapes --vqa-n 24 --vqa-press snapkv --vqa-ratio 0.5
  */
 import { Engine, type EngineOptions } from '../../src/engine/engine.ts';
 import type { ChatMessage } from '../../src/engine/types.ts';
+import type { PreparedPrompt } from '../../src/engine/input.ts';
 import type { CachePrefixOptions } from '../../src/api/chat-types.ts';
 import type { Gpu } from '../../src/gpu/context.ts';
 import type { BenchRestart, BenchResult, PlotSpec } from '../types.ts';
@@ -32,17 +36,17 @@ const storeName = () => `fastcache-bench-reuse-${Date.now()}-${++storeNo}`;
 
 export async function run(gpu: Gpu, opts: Record<string, string>, log: (s: string) => void, carry?: unknown): Promise<BenchResult | BenchRestart> {
   const o = {
-    model: opts.model ?? '/models/tiny-llama-16k', prefix: int(opts, 'prefix', 2000), question: int(opts, 'question', 24), repeats: int(opts, 'repeats', 3), pages: int(opts, 'pages', 256),
+    model: opts.model ?? '/models/tiny-vlm-idefics3', prefix: int(opts, 'prefix', 2000), images: int(opts, 'images', 2), imageDir: opts['image-dir'] ?? '/models/tiny-vlm-shapes/testset', repeats: int(opts, 'repeats', 3), pages: int(opts, 'pages', 256),
     vqaModel: opts['vqa-model'] ?? '/models/tiny-vlm-shapes', vqaN: int(opts, 'vqa-n', 24), vqaPress: opts['vqa-press'] ?? 'snapkv', vqaRatio: Number(opts['vqa-ratio'] ?? 0.5),
   };
-  const ttft = await tierTtfts(gpu, o, log, carry as ReuseCarry | undefined);
-  if ('restart' in ttft) return ttft;
+  const chat = await tierTtfts(gpu, o, log, carry as ReuseCarry | undefined);
+  if ('restart' in chat) return chat;
   const bytes = await storedBytes(gpu, o, log);
   const vqa = await storedVqa(gpu, o, log);
-  return report(o, ttft, bytes, vqa);
+  return report(o, chat, bytes, vqa);
 }
 
-type Options = { model: string; prefix: number; question: number; repeats: number; pages: number; vqaModel: string; vqaN: number; vqaPress: string; vqaRatio: number };
+type Options = { model: string; prefix: number; images: number; imageDir: string; repeats: number; pages: number; vqaModel: string; vqaN: number; vqaPress: string; vqaRatio: number };
 
 function ids(seed: number, n: number, bos: boolean): number[] {
   let s = seed >>> 0;
@@ -52,55 +56,124 @@ function ids(seed: number, n: number, bos: boolean): number[] {
 
 // ---------------------------------------------------------------- (a) TTFT by tier
 
-interface TierTtft { tier: 'cold' | 'GPU hit' | 'CPU hit' | 'stored hit'; ttftMs: number[]; restoreMs?: number[] }
+interface TierTtft { tier: 'cold' | 'GPU hit' | 'CPU hit' | 'stored hit'; ttftMs: number[]; restoreMs?: number[]; encoderRuns: number[]; reusedTokens: number[] }
 
 /** What (a) carries across a browser restart: the results so far, and the repeat whose stored hit is to be measured now. */
-interface ReuseCarry { rep: number; store: string; ttft: TierTtft[] }
+interface ReuseCarry { rep: number; store: string; words: number; ttft: TierTtft[]; prefixTokens: number[]; storedEqualsUncached: number }
+
+/** New tokens per answer (greedy, EOS ignored: every run decodes the same count). */
+const NEW_TOKENS = 8;
+
+/** One question per tier about the same prefix (several questions, LMCache's multi-round QA); the stored hit asks the last. */
+const QUESTIONS = ['What shape is in the first picture?', 'How many objects are in the second picture?', 'Which colours appear in both pictures?', 'Describe the pictures in one sentence.'];
+const WORDS = ('you are a careful assistant who answers questions about pictures of shapes and colours the user uploads each answer is short and names ' +
+  'the shape colour count position or relation asked for circle square triangle star red green blue yellow purple orange left right top bottom middle above below').split(' ');
+
+/** The chat of repeat `seed`: a long system prompt (its own words, so each repeat's cold run is cold) and `images` pictures; questions follow. */
+interface ChatPrefix { system: string; images: Blob[] }
+
+function systemText(seed: number, words: number): string {
+  let s = seed >>> 0;
+  const out: string[] = [];
+  for (let i = 0; i < words; i++) out.push(WORDS[(s = (Math.imul(s, 1664525) + 1013904223) >>> 0) % WORDS.length]);
+  return out.join(' ') + '.';
+}
+
+/** Repeat `seed`'s system prompt of `words` words and its pictures (the shapes test set's, all 128 px: each takes the same tokens). */
+async function chatPrefix(o: Options, seed: number, words: number): Promise<ChatPrefix> {
+  const url = (i: number) => `${o.imageDir}/test_${String(i % 300).padStart(4, '0')}.png`;
+  const images = await Promise.all(Array.from({ length: o.images }, (_, i) => fetch(url(seed * 7 + i * 13)).then((r) => r.blob())));
+  return { system: systemText(seed, words), images };
+}
+
+function chat(p: ChatPrefix, question: string): ChatMessage[] {
+  return [{ role: 'system', content: p.system }, { role: 'user', content: [...p.images.map((image) => ({ type: 'image' as const, image })), { type: 'text' as const, text: question }] }];
+}
+
+/** Where the prefix ends: after the last picture's last token. */
+const prefixEnd = (prompt: PreparedPrompt) => Math.max(0, ...prompt.images.flatMap((i) => i.runs.map((r) => r.start + r.count)));
 
 const loadFor = (gpu: Gpu, o: Options, persist: EngineOptions['persist']) => Engine.load(gpu, o.model, { kvPages: o.pages, pageSize: 16, persist });
-/** Compiles every pipeline a measured request runs (a fresh browser compiles them again): a prompt of the same shape that shares no page with the prefix. */
-const compile = (engine: Engine, o: Options) => engine.generate([...ids(9000, o.prefix, true), ...ids(9001, o.question, false)], { maxTokens: 4, ignoreEos: true });
+
+/** Asks `question` after prefix `p`: TTFT counts from before the prompt is prepared (image decode, vision encoder, restore from the store) to the first token. */
+async function ask(engine: Engine, p: ChatPrefix, question: string): Promise<{ ttftMs: number; prepareMs: number; encoderRuns: number; reused: number; tokens: number[]; end: number }> {
+  const runs = engine.snapshot().vision.encoderCalls;
+  const t = performance.now();
+  const prompt = await engine.prepare(chat(p, question));
+  const prepareMs = performance.now() - t;
+  const r = await engine.generate(prompt, { maxTokens: NEW_TOKENS, ignoreEos: true });
+  return { ttftMs: prepareMs + r.timing.ttftMs, prepareMs, encoderRuns: engine.snapshot().vision.encoderCalls - runs, reused: r.timing.prefixHitTokens, tokens: r.tokens, end: prefixEnd(prompt) };
+}
+
+/**
+ * Sizes the system prompt so that the prefix comes to about `o.prefix`
+ * tokens, on a chat of the same shape that shares no page or picture with
+ * the measured ones — which also compiles every pipeline and the vision
+ * encoder a measured request runs (a fresh browser compiles them again).
+ */
+async function systemWords(engine: Engine, o: Options): Promise<number> {
+  const perWord = engine.encode(systemText(9000, 400)).length / 400;
+  const trial = Math.max(1, Math.round((o.prefix * 0.8) / perWord));
+  const p = await chatPrefix(o, 9000, trial);
+  const r = await ask(engine, p, QUESTIONS[0]);
+  return Math.max(1, trial + Math.round((o.prefix - r.end) / perWord));
+}
 
 /** Cold, GPU hit and CPU hit of repeat `rep`, its pages written to a new IndexedDB store (returned). */
-async function warmTiers(gpu: Gpu, o: Options, rep: number, ttft: TierTtft[]): Promise<string> {
-  const store = storeName();
-  const prefix = ids(1000 + rep, o.prefix, true);
-  const engine = await loadFor(gpu, o, { store: 'indexeddb', name: store });
-  const ask = async (seed: number) => {
-    const prompt = await engine.prepare([...prefix, ...ids(seed, o.question, false)]);
-    return (await engine.generate(prompt, { maxTokens: 4, ignoreEos: true })).timing.ttftMs;
+async function warmTiers(gpu: Gpu, o: Options, rep: number, carry: ReuseCarry): Promise<void> {
+  const engine = await loadFor(gpu, o, { store: 'indexeddb', name: carry.store });
+  const record = (i: number, a: Awaited<ReturnType<typeof ask>>) => {
+    carry.ttft[i].ttftMs.push(a.ttftMs);
+    carry.ttft[i].encoderRuns.push(a.encoderRuns);
+    carry.ttft[i].reusedTokens.push(a.reused);
   };
   try {
-    await compile(engine, o);
-    ttft[0].ttftMs.push(await ask(1));
-    ttft[1].ttftMs.push(await ask(2));
+    carry.words = await systemWords(engine, o);
+    const p = await chatPrefix(o, 1000 + rep, carry.words);
+    const cold = await ask(engine, p, QUESTIONS[0]);
+    carry.prefixTokens.push(cold.end);
+    record(0, cold);
+    record(1, await ask(engine, p, QUESTIONS[1]));
     // flood the pool with other prompts: the prefix's pages are handed out again and demoted to the CPU tier
     for (let f = 0; f * o.prefix < o.pages * 16 * 1.5; f++) await engine.generate(ids(5000 + f, o.prefix, true), { maxTokens: 1 });
     const hitsBefore = engine.snapshot().tiers!.cpu.hits;
-    ttft[2].ttftMs.push(await ask(3));
+    record(2, await ask(engine, p, QUESTIONS[2]));
     if (engine.snapshot().tiers!.cpu.hits === hitsBefore) throw new Error('the CPU-hit question found nothing in the CPU tier: flood more (a larger --pages needs more)');
     await engine.flush();
   } finally {
     await engine.destroy();
   }
-  return store;
 }
 
-/** The stored hit of repeat `rep` in a browser started again on the same profile: restore (read + verify) and TTFT. */
-async function storedHit(gpu: Gpu, o: Options, rep: number, store: string, ttft: TierTtft[]): Promise<void> {
-  const engine = await loadFor(gpu, o, { store: 'indexeddb', name: store });
+/**
+ * The stored hit of repeat `rep` in a browser started again on the same
+ * profile: restore (read + verify) and TTFT, no vision-encoder run; then the
+ * same question on an engine with no cache at all, whose answer it must equal.
+ */
+async function storedHit(gpu: Gpu, o: Options, rep: number, carry: ReuseCarry): Promise<void> {
+  const engine = await loadFor(gpu, o, { store: 'indexeddb', name: carry.store });
+  const p = await chatPrefix(o, 1000 + rep, carry.words);
+  let got: Awaited<ReturnType<typeof ask>>;
   try {
-    await compile(engine, o);
-    const t = performance.now();
-    const prompt = await engine.prepare([...ids(1000 + rep, o.prefix, true), ...ids(4, o.question, false)]);
-    const restoreMs = performance.now() - t;
-    const r = await engine.generate(prompt, { maxTokens: 4, ignoreEos: true });
-    if (r.timing.prefixHitTokens < o.prefix - 16) throw new Error(`the stored-hit question reused only ${r.timing.prefixHitTokens} tokens: the store did not survive the restart`);
-    ttft[3].restoreMs!.push(restoreMs);
-    ttft[3].ttftMs.push(r.timing.ttftMs + restoreMs); // the restore is part of what the user waits for
+    await systemWords(engine, o); // compiles, as the first session did
+    got = await ask(engine, p, QUESTIONS[3]);
+    if (got.reused < got.end - 16) throw new Error(`the stored-hit question reused only ${got.reused} of its ${got.end} prefix tokens: the store did not survive the restart`);
+    if (got.encoderRuns !== 0) throw new Error(`the stored-hit question ran the vision encoder ${got.encoderRuns} times: its pictures' KV should have come from the store`);
+    const t = carry.ttft[3];
+    t.restoreMs!.push(got.prepareMs);
+    t.ttftMs.push(got.ttftMs);
+    t.encoderRuns.push(got.encoderRuns);
+    t.reusedTokens.push(got.reused);
     await engine.cache.clear();
   } finally {
     await engine.destroy();
+  }
+  const plain = await Engine.load(gpu, o.model, { kvPages: o.pages, pageSize: 16, prefixCache: false });
+  try {
+    const ref = await ask(plain, p, QUESTIONS[3]);
+    if (ref.tokens.length === got.tokens.length && ref.tokens.every((x, i) => x === got.tokens[i])) carry.storedEqualsUncached++;
+  } finally {
+    await plain.destroy();
   }
 }
 
@@ -109,16 +182,18 @@ async function storedHit(gpu: Gpu, o: Options, rep: number, store: string, ttft:
  * a restart, then its stored hit in the new browser (and repeat k + 1).
  * Returns the restart to ask for, or the finished measurements.
  */
-async function tierTtfts(gpu: Gpu, o: Options, log: (s: string) => void, carry: ReuseCarry | undefined): Promise<BenchRestart | TierTtft[]> {
-  const ttft: TierTtft[] = carry?.ttft ?? [{ tier: 'cold', ttftMs: [] }, { tier: 'GPU hit', ttftMs: [] }, { tier: 'CPU hit', ttftMs: [] }, { tier: 'stored hit', ttftMs: [], restoreMs: [] }];
+async function tierTtfts(gpu: Gpu, o: Options, log: (s: string) => void, carry: ReuseCarry | undefined): Promise<BenchRestart | ReuseCarry> {
+  const tier = (t: TierTtft['tier']): TierTtft => ({ tier: t, ttftMs: [], encoderRuns: [], reusedTokens: [], ...(t === 'stored hit' ? { restoreMs: [] } : {}) });
+  const c: ReuseCarry = carry ?? { rep: -1, store: '', words: 0, ttft: [tier('cold'), tier('GPU hit'), tier('CPU hit'), tier('stored hit')], prefixTokens: [], storedEqualsUncached: 0 };
   if (carry) {
-    await storedHit(gpu, o, carry.rep, carry.store, ttft);
-    log(`(a) #${carry.rep + 1}: ${ttft.map((x) => `${x.tier} ${x.ttftMs.at(-1)!.toFixed(0)} ms`).join(', ')}`);
+    await storedHit(gpu, o, c.rep, c);
+    log(`(a) #${c.rep + 1}: prefix ${c.prefixTokens.at(-1)} tokens; ${c.ttft.map((x) => `${x.tier} ${x.ttftMs.at(-1)!.toFixed(0)} ms`).join(', ')}`);
   }
-  const rep = carry ? carry.rep + 1 : 0;
-  if (rep >= o.repeats) return ttft;
-  const store = await warmTiers(gpu, o, rep, ttft);
-  return { restart: true, carry: { rep, store, ttft } satisfies ReuseCarry };
+  const rep = c.rep + 1;
+  if (rep >= o.repeats) return c;
+  const next: ReuseCarry = { ...c, rep, store: storeName() };
+  await warmTiers(gpu, o, rep, next);
+  return { restart: true, carry: next };
 }
 
 // ---------------------------------------------------------------- (b) bytes stored
@@ -192,29 +267,30 @@ async function storedVqa(gpu: Gpu, o: Options, log: (s: string) => void): Promis
 
 // ---------------------------------------------------------------- report
 
-function report(o: Options, ttft: TierTtft[], bytes: StoredSize[], vqa: Awaited<ReturnType<typeof storedVqa>>): BenchResult {
+function report(o: Options, chat: ReuseCarry, bytes: StoredSize[], vqa: Awaited<ReturnType<typeof storedVqa>>): BenchResult {
+  const { ttft, prefixTokens, storedEqualsUncached } = chat;
   const med = (t: TierTtft) => p50(t.ttftMs);
   const cold = med(ttft[0]);
   const base = bytes.find((b) => b.kv === 'f32' && b.codec === 'pool' && b.ratio === 0)!.bytes;
   const label = (b: StoredSize) => `KV ${b.kv}${b.codec === 'int8' ? ' int8' : ''} @${b.ratio}`;
   const rows: (string | number)[][] = [
-    ...ttft.map((t) => [`(a) TTFT, ${t.tier}`, `${med(t).toFixed(0)} ms`, `cold ÷ this ${(cold / med(t)).toFixed(1)}×`, `repeats ${t.ttftMs.map((x) => x.toFixed(0)).join(' / ')} ms${t.restoreMs ? `; restore (read + verify) ${p50(t.restoreMs).toFixed(0)} ms` : ''}`]),
+    ...ttft.map((t) => [`(a) TTFT, ${t.tier}`, `${med(t).toFixed(0)} ms`, `cold ÷ this ${(cold / med(t)).toFixed(1)}×`, `repeats ${t.ttftMs.map((x) => x.toFixed(0)).join(' / ')} ms; reused ${t.reusedTokens.join(' / ')} tokens; ${t.encoderRuns.reduce((a, b) => a + b, 0)} encoder runs${t.restoreMs ? `; restore (read + verify) ${p50(t.restoreMs).toFixed(0)} ms` : ''}`]),
     ...bytes.map((b) => [`(b) stored, ${label(b)}`, `${(b.bytes / MiB).toFixed(3)} MiB`, `${(b.bytes / base).toFixed(3)}× of f32 @0`, `${b.pages} pages`]),
     ...vqa.rows.map((r) => [`(c) VQA, ${r.config}`, r.accuracy.toFixed(3), `${r.encoderRuns} encoder runs, ${r.compressions} compressions`, `${r.seconds.toFixed(1)} s`]),
   ];
   const bar = (title: string, yLabel: string, points: { x: string; y: number }[], logY = false): PlotSpec => ({ title, kind: 'bar', xLabel: '', yLabel, logY, series: [{ name: 'measured', points }] });
   return {
     name: 'reuse',
-    data: { options: o, ttft, bytes, vqa },
+    data: { options: o, ttft, prefixTokens, storedEqualsUncached, bytes, vqa },
     table: { headers: ['measure', 'value', 'ratio', 'detail'], rows },
     plots: [
-      bar(`(a) TTFT after a ${o.prefix}-token prefix, by tier (p50 of ${o.repeats})`, 'ms', ttft.map((t) => ({ x: t.tier, y: med(t) })), true),
+      bar(`(a) TTFT after a ~${o.prefix}-token image-chat prefix, by tier (p50 of ${o.repeats})`, 'ms', ttft.map((t) => ({ x: t.tier, y: med(t) })), true),
       bar(`(b) Bytes stored for the ${o.prefix}-token prefix`, 'MiB', bytes.map((b) => ({ x: label(b), y: b.bytes / MiB }))),
       bar(`(c) Shapes VQA, ${vqa.n} items`, 'accuracy', vqa.rows.map((r) => ({ x: r.config.replace(', computed', '').replace(' (new engine)', ''), y: r.accuracy })).filter((p) => !p.x.includes('fresh, stored int8'))),
     ],
     notes: [
-      `(a) ${o.model}, a ${o.prefix}-token prefix + ${o.question}-token question, 4 new tokens, pool ${o.pages} pages × 16; TTFT from the request's arrival; the stored hit adds the restore (engine.prepare reading and verifying the pages from IndexedDB into the CPU tier) to it. Cold ÷ stored hit = ${(cold / med(ttft[3])).toFixed(1)}×`,
-      '(a) stored hit: after a browser restart on the same profile (a new Chromium, its IndexedDB kept), a new engine restoring the prefix from IndexedDB; one restart per repeat',
+      `(a) ${o.model}, an image chat: a system prompt and ${o.images} pictures (${o.imageDir}), prefix ${prefixTokens.join(' / ')} tokens by repeat, then one question per tier (${QUESTIONS.length} in all), ${NEW_TOKENS} new tokens, pool ${o.pages} pages × 16; TTFT from before engine.prepare (image decode, vision encoder, restore) to the first token. Cold ÷ stored hit = ${(cold / med(ttft[3])).toFixed(1)}×`,
+      `(a) stored hit: after a browser restart on the same profile (a new Chromium, its IndexedDB kept), a new engine restoring the prefix from IndexedDB, no vision-encoder run; one restart per repeat. Its answer equals an engine with no cache at all (prefix cache off), token for token, in ${storedEqualsUncached} of ${o.repeats} repeats`,
       `(b) bytes in the store after one request of the prefix + 1 token: ratio 0 = the plain prefix pages; 0.5 / 0.75 = a cache prefix (Knorm) keeping whole pages; int8 = 8 bits per value + one f32 scale per (layer, K/V, KV head, page). Ratio 0.5 ÷ 0 = ${(bytes.find((b) => b.kv === 'f32' && b.codec === 'pool' && b.ratio === 0.5)!.bytes / base).toFixed(3)}×; 0.5 with int8 ÷ 0 in f32 = ${(bytes.find((b) => b.codec === 'int8' && b.ratio === 0.5)!.bytes / base).toFixed(3)}×`,
       `(c) ${o.vqaModel}, the first ${vqa.n} test items, greedy, exact match of ids; the cache prefix runs until the image's last token (${o.vqaPress} at ${o.vqaRatio}); answers from the store equal the fresh compression's on ${vqa.storedEqualsFresh} of ${vqa.n}; from the int8 store (lossy) on ${vqa.int8EqualsFresh} of ${vqa.n}`,
     ],

@@ -18,11 +18,12 @@ import type { KvPool } from '../kv/kv-pool.ts';
 import { allocateKvPool, KvPoolOutOfMemoryError } from '../kv/kv-pool-alloc.ts';
 import { BlockPool } from '../kv/block-pool.ts';
 import { KVCacheManager } from '../kv/kv-cache-manager.ts';
-import { KV_FORMAT_VERSION, type KvNamespace } from '../kv/prefix-key.ts';
+import { KV_FORMAT_VERSION, namespaceId, type KvNamespace } from '../kv/prefix-key.ts';
 import { CpuTier } from '../kv/tiers/cpu-tier.ts';
 import { PageTransfer } from '../kv/tiers/page-transfer.ts';
 import { PersistentTier } from '../kv/tiers/persistent-tier.ts';
 import { indexedDbBackend, memoryBackend } from '../kv/tiers/store-backend.ts';
+import { StoredExpansions } from '../kv/tiers/stored-expansions.ts';
 import { Scheduler, type SchedulerConfig } from '../scheduler/scheduler.ts';
 import { MeasuredCosts } from '../scheduler/preemption.ts';
 import type { EngineInfo } from '../api/stats.ts';
@@ -42,6 +43,8 @@ export interface Parts {
   transfer: PageTransfer | null;
   /** The persistent tier below the CPU tier (null without `persist`). */
   stored: PersistentTier | null;
+  /** Beside it, the prompt expansions of the pictures whose KV it may hold (null without persist or without vision). */
+  expansions: StoredExpansions | null;
   costs: MeasuredCosts;
   scheduler: Scheduler;
   vision: { processor: MultimodalProcessor; encoder: VisionEncoder } | null;
@@ -93,6 +96,7 @@ async function buildParts(gpu: Gpu, source: ModelSource, loaded: LoadedModel, op
     const cpu = new CpuTier(opts.cpuCacheBytes ?? 128 * 2 ** 20); // checks the option even when unused
     const tier = prefix && cpu.budgetBytes > 0 ? cpu : null; // the tier holds prefix pages: nothing to hold without keys
     const stored = opts.persist ? await openStore(opts.persist, namespace, pool, { prefix, cpu: tier !== null }) : null;
+    const expansions = stored && loaded.vision ? await openExpansions(opts.persist!, namespace) : null;
     const kv = new KVCacheManager(new BlockPool(pool.numPages), pageSize, prefix ? namespace : null, tier ? { tier, pageBytes: pool.bytesPerPage } : null, stored);
     const transfer = tier ? new PageTransfer(gpu, pool) : null;
     const costs = new MeasuredCosts();
@@ -106,7 +110,7 @@ async function buildParts(gpu: Gpu, source: ModelSource, loaded: LoadedModel, op
       maxPositions: c.maxPositions, vision: vision !== null, visionBackend: vision?.encoder.backend ?? null, randomWeights: loaded.randomWeights,
       ...(ccm ? { ccmRatio: ccm.ratio } : {}),
     };
-    return { gpu, modelId: source.id, config: c, tokenizer: loaded.tokenizer, info, model, pool, kv, transfer, stored, costs, scheduler, vision, ccm };
+    return { gpu, modelId: source.id, config: c, tokenizer: loaded.tokenizer, info, model, pool, kv, transfer, stored, expansions, costs, scheduler, vision, ccm };
   } catch (e) {
     model?.destroy(); // a failed load leaves no GPU memory behind
     pool.destroy();
@@ -126,13 +130,29 @@ async function openStore(o: PersistOptions, ns: KvNamespace, pool: KvPool, has: 
   if (typeof budget !== 'number' || !Number.isInteger(budget) || budget <= 0) throw new RangeError(`persist.budgetBytes must be a positive integer number of bytes, got ${JSON.stringify(budget)}`);
   const codec = o.codec ?? 'pool';
   if (codec !== 'pool' && codec !== 'int8') throw new RangeError(`persist.codec must be 'pool' or 'int8', got ${JSON.stringify(o.codec)}`);
-  const backend = store === 'memory' ? memoryBackend(name) : indexedDbBackend(name);
+  const backend = backendOf(o);
   const geometry = { numLayers: pool.numLayers, numKvHeads: pool.numKvHeads, headDim: pool.headDim, pageSize: pool.pageSize, dtype: pool.dtype, bytesPerPage: pool.bytesPerPage };
   try {
     return await PersistentTier.open(backend, ns, geometry, budget, codec);
   } catch (e) {
     // storage the browser will not open (private mode, a blocked or broken database): serve without persistence
     console.warn(`fastcache: stored KV caches are off: ${(e as Error).message}`);
+    return null;
+  }
+}
+
+/** The store `persist` names (checked by openStore); `suffix` names a second one beside it. */
+function backendOf(o: PersistOptions, suffix = '') {
+  const name = `${o.name ?? 'fastcache-kv'}${suffix}`;
+  return (o.store ?? 'indexeddb') === 'memory' ? memoryBackend(name) : indexedDbBackend(name);
+}
+
+/** The stored expansions beside the persistent tier; null (serving on, decoding images again) where the store will not open. */
+async function openExpansions(o: PersistOptions, ns: KvNamespace): Promise<StoredExpansions | null> {
+  try {
+    return await StoredExpansions.open(backendOf(o, '-images'), namespaceId(ns));
+  } catch (e) {
+    console.warn(`fastcache: stored image expansions are off: ${(e as Error).message}`);
     return null;
   }
 }

@@ -7,6 +7,7 @@ import type { EngineCache } from '../api/cache.ts';
 import { isEmpty, type StepPlan } from '../scheduler/step-plan.ts';
 import { StepCounters } from '../scheduler/metrics.ts';
 import type { Request } from '../scheduler/request.ts';
+import { lastImageEnd } from '../scheduler/request.ts';
 import type { ChatEngine } from '../api/chat-engine.ts';
 import type { EngineInfo, EngineStats, RequestMetrics } from '../api/stats.ts';
 import type { AsyncQueue } from './async-queue.ts';
@@ -76,6 +77,7 @@ export class Engine implements ChatEngine {
       clear: async () => {
         const n = this.p.stored?.list().length ?? 0;
         await this.p.stored?.clear();
+        await this.p.expansions?.clear();
         return n;
       },
       usage: async () => this.cacheUsage(),
@@ -117,7 +119,7 @@ export class Engine implements ChatEngine {
       maxPrefillChunk: p.scheduler.config.maxPrefillChunk,
       pressNeedsQueries: (press) => presses.needsQueries(press),
       checkPress: (press, ratio, region, runs) => presses.check(press, ratio, region, runs),
-      images: vision ? { processor: vision.processor, features: imageCache, encode: (img) => turns.run(() => vision.encoder.encode(img)) } : null,
+      images: vision ? { processor: vision.processor, features: imageCache, encode: (img) => turns.run(() => vision.encoder.encode(img)), expansions: p.expansions } : null,
       cachedTokens: (prompt, compressed) => this.cachedTokens(prompt, compressed),
       defaultCompression: opts.compression ?? null,
       defaultWindow: opts.window ?? null,
@@ -210,7 +212,7 @@ export class Engine implements ChatEngine {
       this.restoredTokens += restored;
       prompt.restoredTokens = (prompt.restoredTokens ?? 0) + restored;
     }
-    const plain = kv.cachedPrefixTokens(promptSource(prompt), prompt.ids.length - 1);
+    const plain = kv.cachedPrefixTokens(promptSource(prompt), prompt.ids.length - 1, lastImageEnd(prompt.images));
     return compressed && kv.holdsCompressed(compressed.key, compressed.keep) ? Math.max(plain, compressed.end) : plain;
   }
 
@@ -396,6 +398,7 @@ export class Engine implements ChatEngine {
   async flush(): Promise<void> {
     await this.executor.flush();
     await this.p.stored?.flush();
+    await this.p.expansions?.flush();
   }
 
   on(listener: (e: EngineEvent) => void): () => void {

@@ -12,6 +12,7 @@ import { resolveSource } from '../model/source.ts';
 import { Engine, type EngineOptions } from './engine.ts';
 import type { ChatMessage } from './types.ts';
 import type { Gpu } from '../gpu/context.ts';
+import { memoryStore } from '../kv/tiers/store-backend.ts';
 
 const MODEL = modelRef('tiny-vlm-shapes');
 let gpu: Gpu;
@@ -52,11 +53,70 @@ describe('cached image prefixes skip the vision encoder', () => {
     expect(b.text).toBe(a.text);
     expect(b.tokens).toEqual(a.tokens);
     expect(s.vision.encoderCalls).toBe(0);
-    expect(s.vision.imagesDecoded).toBe(1); // decoded once for the prompt's token count; the encoder never ran
+    expect(s.vision.imagesDecoded).toBe(0); // its expansion came from the store beside the pages: not even decoded
     expect(s.tiers!.stored!.restoredTokens).toBe(b.timing.prefixHitTokens);
     expect(b.timing.prefixFrom).toEqual({ gpu: 0, cpu: 0, stored: b.timing.prefixHitTokens });
     expect(b.timing.prefixHitTokens).toBeGreaterThan(b.promptTokens - 16);
     second.checkIdle();
+  });
+
+  it('another question about the same picture in a new session: its tail page comes from the store too — no encoder run, the picture\'s KV whole, = no cache', async () => {
+    const persist = { store: 'memory' as const, name: `persist-images-tail-${Date.now()}` };
+    const first = await load({ kvPages: 64, persist });
+    await first.generate(ask('What shape is the red object?'), greedy);
+    await first.flush();
+    await first.destroy();
+    open.splice(0);
+
+    const second = await load({ kvPages: 64, persist });
+    const prompt = await second.prepare(ask('How many shapes are there?'));
+    const end = Math.max(...prompt.images.flatMap((i) => i.runs.map((r) => r.start + r.count)));
+    expect(end % 16).not.toBe(0); // the picture ends inside a page: without its tail, that page is recomputed and the encoder runs
+    const b = await second.generate(prompt, greedy);
+    const s = second.snapshot();
+    expect(s.vision.encoderCalls).toBe(0);
+    expect(b.timing.prefixHitTokens).toBe(end); // the full pages and the tail; only the question is prefilled
+    expect(b.timing.prefixFrom).toEqual({ gpu: 0, cpu: 0, stored: end });
+    const plain = await (await load({ kvPages: 64, prefixCache: false })).generate(ask('How many shapes are there?'), greedy);
+    expect(b.tokens).toEqual(plain.tokens);
+    second.checkIdle();
+  });
+
+  it('a stored expansion that fails verification is deleted and the picture decoded instead: the same answer', async () => {
+    const name = `persist-images-exp-${Date.now()}`;
+    const persist = { store: 'memory' as const, name };
+    const first = await load({ kvPages: 64, persist });
+    const a = await first.generate(ask('What shape is the red object?'), greedy);
+    await first.flush();
+    await first.destroy();
+    open.splice(0);
+    const records = memoryStore(`${name}-images`).manifests;
+    expect(records.size).toBe(1);
+    const record = () => [...records.values()][0] as { ids: number[] };
+    const original = [...record().ids];
+    record().ids[1] += 1; // one id changed: a prompt that would not match the picture
+
+    const second = await load({ kvPages: 64, persist });
+    const b = await second.generate(ask('What shape is the red object?'), greedy);
+    expect(b.tokens).toEqual(a.tokens);
+    expect(second.snapshot().vision.imagesDecoded).toBe(1);
+    await second.flush();
+    expect(records.size).toBe(1); // deleted, then written again from the decode
+    expect(record().ids).toEqual(original);
+  });
+
+  it('the same session, another question: the tail comes up from the CPU tier into a private page, = no cache', async () => {
+    const engine = await load({ kvPages: 64 });
+    await engine.generate(ask('What shape is the red object?'), greedy);
+    const b = await engine.generate(ask('How many shapes are there?'), greedy);
+    const c = await engine.generate(ask('Is there a blue object?'), greedy);
+    const plain = await load({ kvPages: 64, prefixCache: false });
+    for (const [r, q] of [[b, 'How many shapes are there?'], [c, 'Is there a blue object?']] as const) {
+      expect(r.timing.prefixHitTokens % 16).not.toBe(0); // the tail's tokens
+      expect(r.timing.prefixFrom!.cpu).toBe(r.timing.prefixHitTokens % 16);
+      expect(r.tokens).toEqual((await plain.generate(ask(q), greedy)).tokens);
+    }
+    engine.checkIdle();
   });
 
   it('a compressed image prefix (SnapKV 0.5) stored in one session answers a new question in the next: no encoder run, = fresh compression', async () => {

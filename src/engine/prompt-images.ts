@@ -38,6 +38,8 @@ export interface ImagePromptDeps {
    * staging stored pages first); an image wholly inside them is not encoded.
    */
   cachedTokens?(prompt: ImagePrompt): Promise<number>;
+  /** Expansions kept across sessions (beside the stored KV): one found there spares the decode. */
+  expansions?: { get(key: string): Promise<readonly number[] | null>; put(key: string, ids: readonly number[]): void } | null;
 }
 
 /** A prompt with images: what preparePrompt gives (the engine's PreparedPrompt). */
@@ -90,9 +92,19 @@ export async function preparePrompt(deps: ImagePromptDeps, messages: MultimodalM
 async function describeImage(deps: ImagePromptDeps, read: ReadImage, label: string): Promise<{ key: string; expansion: readonly number[]; features: GPUBuffer | null; encode: () => Promise<GPUBuffer> }> {
   const { processor, features } = deps;
   const key = processor.imageKey(read);
-  const known = processor.knownExpansion(key);
+  const known = processor.knownExpansion(key) ?? (await deps.expansions?.get(key)) ?? undefined;
   // decode now when the expansion is needed; else only if the encoder must run
   let img = known ? null : await processor.prepareImage(read, label);
-  const encode = () => features.acquire(key, async () => deps.encode((img ??= await processor.prepareImage(read, label))));
+  if (img) deps.expansions?.put(key, img.expansion);
+  const encode = () => features.acquire(key, async () => deps.encode((img ??= await decodeAgreeing(processor, read, label, known!))));
   return { key, expansion: known ?? img!.expansion, features: features.tryAcquire(key), encode };
+}
+
+/** Decodes an image whose prompt was built from a known expansion: the processor must give the same one (else the prompt would not match its features). */
+async function decodeAgreeing(processor: MultimodalProcessor, read: ReadImage, label: string, known: readonly number[]): Promise<PreparedImage> {
+  const img = await processor.prepareImage(read, label);
+  if (img.expansion.length !== known.length || img.expansion.some((t, i) => t !== known[i])) {
+    throw new Error(`${label}: its stored prompt expansion disagrees with what the processor gives now: clear the stored caches (engine.cache.clear()) and ask again`);
+  }
+  return img;
 }

@@ -1,10 +1,11 @@
 import { BlockPool } from './block-pool.ts';
 import { emptySequence, type KvSequence, type SeqId } from './kv-sequence.ts';
 import { PrefixCache, type PrefixCacheStats } from './prefix-cache.ts';
+import { PrefixTails } from './prefix-tails.ts';
 import { SwapSpace } from './swap-space.ts';
 import { hash53, KV_FORMAT_VERSION, type KvNamespace, type PrefixKey, type PrefixSource } from './prefix-key.ts';
 import type { CpuTier } from './tiers/cpu-tier.ts';
-import type { StoredPageId } from './tiers/persistent-tier.ts';
+import type { PagePersister, StoredPageId } from './tiers/persistent-tier.ts';
 import { TransferQueue, type PendingDownload, type PendingUpload } from './tiers/transfer-queue.ts';
 
 export type { SeqId };
@@ -30,11 +31,6 @@ export type { SeqId };
  * t % pageSize. Only the last page is partly filled. Kernels address K/V
  * through the slot (kv_write) or through the table itself (paged attention).
  */
-/** Where published pages are written through to (the persistent tier), in the background. */
-export interface PagePersister {
-  has(key: string): boolean;
-  put(id: StoredPageId, data: ArrayBuffer): void;
-}
 
 export class KVCacheManager {
   private readonly seqs = new Map<SeqId, KvSequence>();
@@ -47,6 +43,8 @@ export class KVCacheManager {
   private last = { gpu: 0, cpu: 0 };
   /** Sequences swapped out to the CPU tier, waiting to be swapped back in (null without a CPU tier). */
   private readonly swapped: SwapSpace | null;
+  /** The partly filled pages where reusable prefixes end (null without a prefix cache and a CPU tier). */
+  private readonly tails: PrefixTails | null;
 
   /**
    * `prefixCache`: the namespace its keys live in (model, dtype, page size), or null for no prefix cache.
@@ -73,6 +71,7 @@ export class KVCacheManager {
         }
       : null;
     this.prefix = prefixCache ? new PrefixCache(pool, pageSize, prefixCache, demote, writeThrough) : null;
+    this.tails = this.prefix && cpu ? new PrefixTails(this.prefix, cpu, this.transfers, pool, persist) : null;
   }
 
   /** A manager over a fresh pool of `numPages` pages: no GPU needed (tests, planning); `prefixCache` turns on a cache in a test namespace. */
@@ -147,9 +146,35 @@ export class KVCacheManager {
     return ids.slice(held).map((p, i) => ({ ...p, index: held + i }));
   }
 
-  /** Leading tokens of `src`'s first `maxTokens` whose pages the GPU prefix cache or the CPU tier holds now (0 without a prefix cache). */
-  cachedPrefixTokens(src: PrefixSource, maxTokens: number): number {
-    return this.heldPrefix(src, maxTokens).held * this.pageSize;
+  /**
+   * Leading tokens of `src`'s first `maxTokens` whose pages the GPU prefix
+   * cache or the CPU tier holds now (0 without a prefix cache) — up to
+   * `tailEnd` when they reach the page it ends in and its tail is held.
+   */
+  cachedPrefixTokens(src: PrefixSource, maxTokens: number, tailEnd = 0): number {
+    const held = this.heldPrefix(src, maxTokens).held * this.pageSize;
+    return tailEnd < maxTokens && held === tailEnd - (tailEnd % this.pageSize) && this.tails?.holds(src, tailEnd) ? tailEnd : held;
+  }
+
+  // ---------------------------------------------------------------- prefix tails (prefix-tails.ts)
+
+  /** Saves the partly filled page where a reusable prefix of `end` tokens ends, from a sequence that has computed past it. */
+  saveTail(seqId: SeqId, src: PrefixSource, end: number): void {
+    this.tails?.save(this.get(seqId, 'saveTail'), src, end);
+  }
+
+  /** Extends a sequence (new, or holding the full pages before `end`) with a copy of the tail at `end`; whether it did. */
+  adoptTail(seqId: SeqId, src: PrefixSource, end: number): boolean {
+    const seq = this.seqs.get(seqId) ?? emptySequence();
+    if (!this.tails?.adopt(seq, src, end)) return false;
+    this.seqs.set(seqId, seq);
+    return true;
+  }
+
+  /** The tail at `end` as a persistent tier names it, when this tier lacks it (empty without a persistent tier). */
+  restorableTail(src: PrefixSource, end: number): StoredPageId[] {
+    const id = this.persist && this.tails ? this.tails.id(src, end) : null;
+    return id && !this.tails!.holds(src, end) ? [id] : [];
   }
 
   private heldPrefix(src: PrefixSource, maxTokens: number): { ids: { key: string; content: string }[]; held: number } {

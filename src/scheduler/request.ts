@@ -100,6 +100,8 @@ export class Request implements PrefixSource {
   readonly restoredTokens: number;
   /** Prompt tokens a press evicted from the cache (the current run's). */
   evictedTokens = 0;
+  /** Its prefix tail (tailEnd's partly filled page) was saved or found: no need to save it again. */
+  tailSaved = false;
   /** Preempted with its KV swapped out to the CPU tier: it resumes where it was, not from scratch. */
   swapped = false;
   readonly times: RequestTimes;
@@ -175,6 +177,11 @@ export class Request implements PrefixSource {
     return !this.compression || this.compression.ratio === 0 || this.compression.press === 'none';
   }
 
+  /** Where the prompt's last picture ends (0: none): the boundary whose partly filled page is kept as a prefix tail (src/kv/prefix-tails.ts). */
+  get tailEnd(): number {
+    return lastImageEnd(this.images);
+  }
+
   /** Where the last image without features ends: positions before it can only come from the prefix cache (0: none). */
   get featurelessEnd(): number {
     let end = 0;
@@ -186,6 +193,13 @@ export class Request implements PrefixSource {
   extraKey(start: number, count: number): string {
     return imagesExtraKey(this.images, start, count);
   }
+}
+
+/** Where the last of these pictures' tokens ends (0 without pictures). */
+export function lastImageEnd(images: readonly PromptImage[]): number {
+  let end = 0;
+  for (const img of images) for (const r of img.runs) end = Math.max(end, r.start + r.count);
+  return end;
 }
 
 /** The extra key of tokens [start, start+count) of a prompt with these images: each image's content hash and feature rows there. */

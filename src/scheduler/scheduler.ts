@@ -316,6 +316,12 @@ export class Scheduler {
     // at least the last token is computed: its step samples the next one
     r.prefixHitTokens = this.kv.getComputedPages(r.id, r, r.numTokens - 1);
     r.prefixCpuSlots = this.kv.lastHit.cpuSlots;
+    const end = r.tailEnd;
+    if (end > r.prefixHitTokens && end < r.numTokens && this.kv.adoptTail(r.id, r, end)) {
+      r.prefixCpuSlots += end - r.prefixHitTokens;
+      r.prefixHitTokens = end;
+      r.tailSaved = true;
+    }
     r.numComputedTokens = r.prefixHitTokens;
   }
 
@@ -340,7 +346,12 @@ export class Scheduler {
   private cachePages(plan: StepPlan): void {
     if (!this.kv.prefixCacheEnabled) return;
     for (const r of [...plan.decode, ...plan.prefill.map((p) => p.request)]) {
-      if (r.prefixCacheable && !r.finished && this.kv.has(r.id)) this.kv.cacheFullPages(r.id, r, r.numComputedTokens);
+      if (!r.prefixCacheable || r.finished || !this.kv.has(r.id)) continue;
+      this.kv.cacheFullPages(r.id, r, r.numComputedTokens);
+      if (!r.tailSaved && r.tailEnd > 0 && r.numComputedTokens >= r.tailEnd) {
+        r.tailSaved = true;
+        this.kv.saveTail(r.id, r, r.tailEnd);
+      }
     }
   }
 

@@ -50,6 +50,12 @@ export interface StoredPageId {
   index: number;
 }
 
+/** Where published pages are written through to (the persistent tier), in the background. */
+export interface PagePersister {
+  has(key: string): boolean;
+  put(id: StoredPageId, data: ArrayBuffer): void;
+}
+
 interface Manifest {
   v: number;
   ns: KvNamespace;
@@ -109,7 +115,7 @@ const FULL_BACKOFF_MS = 30_000;
 const ORPHAN_GRACE_MS = 10_000;
 const FOREIGN_MAX_AGE_MS = 7 * 24 * 3600_000;
 
-export class PersistentTier {
+export class PersistentTier implements PagePersister {
   private readonly nsId: string;
   /** Ours, by page key; Map order is LRU (oldest first). */
   private readonly index = new Map<string, Manifest>();
