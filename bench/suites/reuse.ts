@@ -285,8 +285,8 @@ function report(o: Options, chat: ReuseCarry, bytes: StoredSize[], vqa: Awaited<
     table: { headers: ['measure', 'value', 'ratio', 'detail'], rows },
     plots: [
       bar(`(a) TTFT after a ~${o.prefix}-token image-chat prefix, by tier (p50 of ${o.repeats})`, 'ms', ttft.map((t) => ({ x: t.tier, y: med(t) })), true),
-      bar(`(b) Bytes stored for the ${o.prefix}-token prefix`, 'MiB', bytes.map((b) => ({ x: label(b), y: b.bytes / MiB }))),
-      bar(`(c) Shapes VQA, ${vqa.n} items`, 'accuracy', vqa.rows.map((r) => ({ x: r.config.replace(', computed', '').replace(' (new engine)', ''), y: r.accuracy })).filter((p) => !p.x.includes('fresh, stored int8'))),
+      bar(`(b) Bytes stored for the ${o.prefix}-token prefix (KV dtype or int8 @ ratio)`, 'MiB', bytes.map((b) => ({ x: `${b.codec === 'int8' ? 'int8' : b.kv} @${b.ratio}`, y: b.bytes / MiB }))),
+      bar(`(c) Shapes VQA, ${vqa.n} items (${o.vqaPress} ${o.vqaRatio} image prefix)`, 'accuracy', vqaBars(vqa.rows)),
     ],
     notes: [
       `(a) ${o.model}, an image chat: a system prompt and ${o.images} pictures (${o.imageDir}), prefix ${prefixTokens.join(' / ')} tokens by repeat, then one question per tier (${QUESTIONS.length} in all), ${NEW_TOKENS} new tokens, pool ${o.pages} pages × 16; TTFT from before engine.prepare (image decode, vision encoder, restore) to the first token. Cold ÷ stored hit = ${(cold / med(ttft[3])).toFixed(1)}×`,
@@ -295,6 +295,12 @@ function report(o: Options, chat: ReuseCarry, bytes: StoredSize[], vqa: Awaited<
       `(c) ${o.vqaModel}, the first ${vqa.n} test items, greedy, exact match of ids; the cache prefix runs until the image's last token (${o.vqaPress} at ${o.vqaRatio}); answers from the store equal the fresh compression's on ${vqa.storedEqualsFresh} of ${vqa.n}; from the int8 store (lossy) on ${vqa.int8EqualsFresh} of ${vqa.n}`,
     ],
   };
+}
+
+/** The VQA rows as short bar labels (the fresh int8 pass only writes the int8 store: its answers are the fresh ones). */
+function vqaBars(rows: VqaRow[]): { x: string; y: number }[] {
+  const short = ['none', 'fresh', 'from store', null, 'from int8 store'];
+  return rows.flatMap((r, i) => (short[i] ? [{ x: short[i]!, y: r.accuracy }] : []));
 }
 
 function int(opts: Record<string, string>, k: string, d: number): number {
