@@ -10,7 +10,8 @@ import config from '../playwright.config.ts';
 // Persistence across a browser restart: one user-data-dir, two browser
 // launches. Session 1 asks the chat page about an image; its prefix pages go
 // to IndexedDB; the browser is closed. Session 2 asks about the same image
-// file: no vision-encoder run, the prefix from IndexedDB, the same answer.
+// file: no vision-encoder run, the prefix from IndexedDB, the same answer;
+// then another question about it: still no encoder run, not even a decode.
 // Then "Clear stored caches" empties the store.
 
 const { item, imagePath, sure } = sureShapesItem();
@@ -58,6 +59,17 @@ test('a stored image prefix survives a browser restart: no encoder run, same ans
     expect(s.tiers!.cpu.promotedPages * 16).toBe(s.tiers!.stored!.restoredTokens); // staged in the CPU tier, promoted into the pool
     await expect(two.page.locator('[data-metric=stored]')).toContainText('tokens restored');
     await expect(two.page.locator('[data-metric=prefix-source]')).toContainText(`· ${s.tiers!.stored!.restoredTokens} stored`);
+
+    // another question about the same picture, in a new chat: the picture's KV is reused whole — its
+    // last, partly filled page (the prefix tail) comes from the store too — so it is neither encoded nor decoded
+    const other = item.question === 'How many shapes are there?' ? 'What colour is the largest shape?' : 'How many shapes are there?';
+    await two.page.click('#new-chat');
+    await two.page.setInputFiles('#file', imagePath);
+    expect((await askAndWait(two.page, other)).trim().length).toBeGreaterThan(0);
+    const s2 = await stats(two.page);
+    expect(s2.vision.encoderCalls).toBe(0);
+    expect(s2.vision.imagesDecoded).toBe(0);
+    expect(s2.tiers!.stored!.verifyFailures).toBe(0);
 
     await two.page.click('#clear-stored');
     await expect.poll(async () => (await two.page.evaluate(() => window.fastcache!.engine.cache.list())).length).toBe(0);
