@@ -72,11 +72,14 @@ describe('persistent prefix pages', () => {
     expect(third.snapshot().tiers!.stored!.restoredTokens).toBe(0);
   });
 
-  it.each([
-    ['a flipped byte', (data: Map<string, ArrayBuffer>, k: string) => void (new Uint8Array(data.get(k)!)[3] ^= 0x10)],
-    ['a truncated page', (data: Map<string, ArrayBuffer>, k: string) => void data.set(k, data.get(k)!.slice(0, 100))],
-    ['a missing page', (data: Map<string, ArrayBuffer>, k: string) => void data.delete(k)],
-  ])('%s in the store: detected, never uploaded, deleted, recomputed — same output', async (_what, damage) => {
+  type Damage = (data: Map<string, ArrayBuffer>, k: string, manifest: { geometry: { headDim: number } }, dropManifest: () => void) => void;
+  it.each<[string, Damage, number]>([
+    ['a flipped byte', (data, k) => void (new Uint8Array(data.get(k)!)[3] ^= 0x10), 1],
+    ['a truncated page', (data, k) => void data.set(k, data.get(k)!.slice(0, 100)), 1],
+    ['a missing page', (data, k) => void data.delete(k), 1],
+    ['a manifest whose shapes disagree', (_d, _k, m) => void (m.geometry.headDim *= 2), 1],
+    ['a missing manifest (a write cut short)', (_d, _k, _m, drop) => drop(), 0], // never read at all: a miss, not a failure
+  ])('%s in the store: detected, never uploaded, deleted, recomputed — same output', async (_what, damage, failures) => {
     const persist = { store: 'memory' as const, name: `persist-bad-${++storeNo}` };
     const ids = prompt(2, 70);
     const first = await load(persist);
@@ -87,15 +90,16 @@ describe('persistent prefix pages', () => {
     const stored = first.snapshot().tiers!.stored!;
     expect(stored.written).toBeGreaterThanOrEqual(4);
     // damage the page holding tokens 16..31 (manifests name their chunk; find it by position)
-    const m = [...memoryStore(persist.name).manifests.values()].find((x) => (x as { index: number }).index === 1) as { chunks: { key: string }[] };
+    const manifests = memoryStore(persist.name).manifests;
+    const [mk, m] = [...manifests].find(([, x]) => (x as { index: number }).index === 1) as [string, { chunks: { key: string }[]; geometry: { headDim: number } }];
     expect(keys).toContain(m.chunks[0].key);
-    damage(data, m.chunks[0].key);
+    damage(data, m.chunks[0].key, m, () => manifests.delete(mk));
     const second = await load(persist);
     const b = await second.generate(ids, greedy);
     const s = second.snapshot().tiers!.stored!;
     expect(b.tokens).toEqual(a.tokens);
     expect(s.restoredTokens).toBe(16); // page 0 only
-    expect(s.verifyFailures).toBe(1);
+    expect(s.verifyFailures).toBe(failures);
     await second.flush();
     expect(second.snapshot().tiers!.stored!.written).toBeGreaterThanOrEqual(1); // the recomputed page is stored again
     expect((await second.cache.list()).some((e) => e.key === (m as unknown as { key: string }).key)).toBe(true);
