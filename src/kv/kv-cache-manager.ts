@@ -1,5 +1,5 @@
 import { BlockPool } from './block-pool.ts';
-import { emptySequence, type KvSequence, type SeqId } from './kv-sequence.ts';
+import { describeSequences, emptySequence, type KvSequence, type SeqId } from './kv-sequence.ts';
 import { PrefixCache, type PrefixCacheStats } from './prefix-cache.ts';
 import { PrefixTails } from './prefix-tails.ts';
 import { SwapSpace } from './swap-space.ts';
@@ -248,9 +248,7 @@ export class KVCacheManager {
 
   /** The stored-tier identities of a compressed prefix's pages not held here (what a persistent tier may have). */
   restorableCompressed(key: string, keep: number): StoredPageId[] {
-    if (!this.persist) return [];
-    const { ids, held } = this.heldPrefix(compressedSource(key), keep);
-    return ids.slice(held).map((p, i) => ({ ...p, index: held + i }));
+    return this.restorable(compressedSource(key), keep);
   }
 
   /** The PrefixKey of the sequence's first `pages` pages (null without a prefix cache). */
@@ -472,14 +470,8 @@ export class KVCacheManager {
   }
 
   debugString(maxSeqs = 16): string {
-    const lines = [`KVCacheManager pageSize=${this.pageSize} sequences=${this.seqs.size} pages used=${this.pool.numUsed}/${this.pool.numPages}`];
-    for (const [id, s] of [...this.seqs].slice(0, maxSeqs)) {
-      const fill = s.numSlots - (s.pages.length - 1) * this.pageSize;
-      const extra = (s.positionOffset ? ` offset ${s.positionOffset}` : '') + (s.compressed ? ' compressed' : '');
-      lines.push(`  ${String(id)}: ${s.numSlots} tokens, pages [${s.pages.join(' ')}]${s.pages.length ? ` (last page ${fill}/${this.pageSize})` : ''}${extra}`);
-    }
-    if (this.seqs.size > maxSeqs) lines.push(`  …+${this.seqs.size - maxSeqs} more`);
-    return lines.join('\n');
+    const head = `KVCacheManager pageSize=${this.pageSize} sequences=${this.seqs.size} pages used=${this.pool.numUsed}/${this.pool.numPages}`;
+    return [head, ...describeSequences(this.seqs, this.pageSize, maxSeqs)].join('\n');
   }
 
   // ---------------------------------------------------------------- helpers

@@ -24,3 +24,15 @@ export interface KvSequence {
 export function emptySequence(): KvSequence {
   return { pages: [], numSlots: 0, positionOffset: 0, compressed: false };
 }
+
+/** One line per sequence (the first `max`): tokens, pages, the last page's fill, offset and compressed flag. */
+export function describeSequences(seqs: ReadonlyMap<SeqId, KvSequence>, pageSize: number, max: number): string[] {
+  const lines: string[] = [];
+  for (const [id, s] of [...seqs].slice(0, max)) {
+    const fill = s.numSlots - (s.pages.length - 1) * pageSize;
+    const extra = (s.positionOffset ? ` offset ${s.positionOffset}` : '') + (s.compressed ? ' compressed' : '');
+    lines.push(`  ${String(id)}: ${s.numSlots} tokens, pages [${s.pages.join(' ')}]${s.pages.length ? ` (last page ${fill}/${pageSize})` : ''}${extra}`);
+  }
+  if (seqs.size > max) lines.push(`  …+${seqs.size - max} more`);
+  return lines;
+}
