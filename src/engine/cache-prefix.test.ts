@@ -110,17 +110,31 @@ describe('cache prefix', () => {
     expect(engine.snapshot().compression.requests).toBe(1);
     expect(c.timing.prefixHitTokens).toBe(end);
     await expect(engine.generate([{ role: 'user', content: 'Hello' }], { ...greedy, cachePrefix })).rejects.toThrow(/until 'system' needs chat messages that start with a system message/);
+    // at ratio 0 the system message is kept as it is (its last partly filled page too): the next conversation prefills only its own turn
+    const plain = { ...cachePrefix, ratio: 0 };
+    await engine.generate(chat('Is the sea cold today?'), { ...greedy, cachePrefix: plain });
+    const d = await engine.generate(chat('Will it rain?'), { ...greedy, cachePrefix: plain });
+    expect(d.timing.prefixHitTokens).toBeGreaterThanOrEqual(end);
+    expect(d.tokens).toEqual((await (await load({ prefixCache: false })).generate(chat('Will it rain?'), greedy)).tokens);
     engine.checkIdle();
   });
 
-  it('ratio 0 is the plain prefix cache: nothing compressed, outputs equal no cache prefix at all', async () => {
-    const engine = await load();
+  it('ratio 0 is the plain prefix cache, its last partly filled page kept too: nothing compressed, only the rest prefilled, outputs equal no cache prefix at all', async () => {
+    const persist = { store: 'memory' as const, name: `cache-prefix-r0-${Date.now()}` };
+    const engine = await load({ persist });
     const cachePrefix: CachePrefixOptions = { until: 100, press: 'knorm', ratio: 0 };
     await engine.generate(question(2), { ...greedy, cachePrefix });
     const b = await engine.generate(question(3), { ...greedy, cachePrefix });
     expect(engine.snapshot().compression.requests).toBe(0);
-    expect(b.timing.prefixHitTokens).toBe(96); // whole pages of the shared 100 tokens
-    expect(b.tokens).toEqual((await (await load()).generate(question(3), greedy)).tokens);
+    expect(b.timing.prefixHitTokens).toBe(100); // 6 whole pages of the shared 100 tokens, and the tail: tokens 96..99
+    const plain = await load({ prefixCache: false });
+    expect(b.tokens).toEqual((await plain.generate(question(3), greedy)).tokens);
+    await engine.flush();
+    const next = await load({ persist }); // a new session: the pages and the tail from the store
+    const c = await next.generate(question(4), { ...greedy, cachePrefix });
+    expect(c.timing.prefixHitTokens).toBe(100);
+    expect(c.timing.prefixFrom).toEqual({ gpu: 0, cpu: 0, stored: 100 });
+    expect(c.tokens).toEqual((await plain.generate(question(4), greedy)).tokens);
     await expect(engine.generate(question(2), { ...greedy, cachePrefix: { ...cachePrefix, press: 'nope' } })).rejects.toThrow(/nope/);
     engine.checkIdle();
   });

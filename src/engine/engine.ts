@@ -120,7 +120,7 @@ export class Engine implements ChatEngine {
       pressNeedsQueries: (press) => presses.needsQueries(press),
       checkPress: (press, ratio, region, runs) => presses.check(press, ratio, region, runs),
       images: vision ? { processor: vision.processor, features: imageCache, encode: (img) => turns.run(() => vision.encoder.encode(img)), expansions: p.expansions } : null,
-      cachedTokens: (prompt, compressed) => this.cachedTokens(prompt, compressed),
+      cachedTokens: (prompt, compressed, tails) => this.cachedTokens(prompt, compressed, tails),
       defaultCompression: opts.compression ?? null,
       defaultWindow: opts.window ?? null,
       defaultCachePrefix: opts.cachePrefix ?? null,
@@ -196,7 +196,7 @@ export class Engine implements ChatEngine {
     const p = this.p;
     let prompt = await this.input.prepare(input, opts);
     if (p.stored) {
-      const restored = await restorePrefix(p.kv, p.stored, prompt, this.input.cachePrefixOf(prompt, opts));
+      const restored = await restorePrefix(p.kv, p.stored, prompt, this.input.cachePrefixOf(prompt, opts), this.input.tailEndsOf(prompt, opts));
       this.restoredTokens += restored;
       prompt = { ...prompt, restoredTokens: (prompt.restoredTokens ?? 0) + restored };
     }
@@ -205,10 +205,10 @@ export class Engine implements ChatEngine {
   }
 
   /** Leading prompt tokens whose KV some tier holds (stored pages staged first): an image inside them needs no encoder run. */
-  private async cachedTokens(prompt: PreparedPrompt, compressed: CachedPrefixRef | null): Promise<number> {
+  private async cachedTokens(prompt: PreparedPrompt, compressed: CachedPrefixRef | null, tails: readonly number[]): Promise<number> {
     const kv = this.p.kv;
     if (this.p.stored) {
-      const restored = await restorePrefix(kv, this.p.stored, prompt, compressed);
+      const restored = await restorePrefix(kv, this.p.stored, prompt, compressed, tails);
       this.restoredTokens += restored;
       prompt.restoredTokens = (prompt.restoredTokens ?? 0) + restored;
     }

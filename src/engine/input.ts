@@ -9,7 +9,7 @@ import type { Tokenizer } from '../model/tokenizer.ts';
 import type { MultimodalMessage } from '../model/multimodal-processor.ts';
 import type { KVCacheManager } from '../kv/kv-cache-manager.ts';
 import type { SamplingParams } from '../gpu/kernels/sample.ts';
-import { keptPrefixSlots, Request, type CompressionSpec, type PromptImage } from '../scheduler/request.ts';
+import { keptPrefixSlots, Request, tailEnds, type CompressionSpec, type PromptImage } from '../scheduler/request.ts';
 import type { CachePrefixOptions, ChatMessage, CompressionOptions, KvWindow } from '../api/chat-types.ts';
 import { promptSource } from './stored-prefix.ts';
 import { preparePrompt, type ImagePromptDeps } from './prompt-images.ts';
@@ -53,7 +53,7 @@ export interface InputDeps {
    * first), counting a held compressed cache prefix as its whole span: an
    * image inside them is not encoded.
    */
-  cachedTokens?(prompt: PreparedPrompt, compressed: CachedPrefixRef | null): Promise<number>;
+  cachedTokens?(prompt: PreparedPrompt, compressed: CachedPrefixRef | null, tailEnds: readonly number[]): Promise<number>;
   /** Longest context a windowed request may reach (the RoPE table's size). */
   windowMaxPositions: number;
 }
@@ -106,7 +106,7 @@ export class EngineInput {
       return { ids, images: [], ...(systemTokens ? { systemTokens } : {}) };
     }
     const cached = this.d.cachedTokens;
-    return preparePrompt({ ...this.d.images, ...(cached ? { cachedTokens: (p) => cached(p, this.cachePrefixOf(p, opts)) } : {}) }, messages.map(toMultimodal));
+    return preparePrompt({ ...this.d.images, ...(cached ? { cachedTokens: (p) => cached(p, this.cachePrefixOf(p, opts), this.tailEndsOf(p, opts)) } : {}) }, messages.map(toMultimodal));
   }
 
   /** A checked Request for `prompt` (its images stay pinned; the caller releases them if this throws). */
@@ -139,6 +139,7 @@ export class EngineInput {
       wantsLogits: opts.returnLogits === true,
       images: prompt.images,
       restoredTokens: prompt.restoredTokens ?? 0,
+      prefixEnd: this.plainPrefixEnd(opts, prompt),
     });
   }
 
@@ -164,6 +165,18 @@ export class EngineInput {
     } catch {
       return null;
     }
+  }
+
+  /** Where `prompt`'s prefix tails end (see Request.tailEnds): its last picture, and a ratio-0 cache prefix `opts` give it. */
+  tailEndsOf(prompt: PreparedPrompt, opts: GenerateOptions): number[] {
+    return tailEnds(prompt.ids.length, prompt.images, this.plainPrefixEnd(opts, prompt));
+  }
+
+  /** Where a ratio-0 cache prefix (the plain prefix cache, its end kept whole as a tail) ends in `prompt`; 0 without one, or where it cannot apply. */
+  private plainPrefixEnd(opts: GenerateOptions, prompt: PreparedPrompt): number {
+    const o = opts.cachePrefix ?? this.d.defaultCachePrefix;
+    if (typeof o !== 'object' || o === null || o.ratio !== 0) return 0;
+    return this.prefixEnd(o.until, prompt, () => null) ?? 0;
   }
 
   /**

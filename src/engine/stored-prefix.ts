@@ -9,7 +9,7 @@
 import type { KVCacheManager } from '../kv/kv-cache-manager.ts';
 import type { PrefixSource } from '../kv/prefix-key.ts';
 import type { PersistentTier, StoredPageId } from '../kv/tiers/persistent-tier.ts';
-import { imagesExtraKey, lastImageEnd, type PromptImage } from '../scheduler/request.ts';
+import { imagesExtraKey, type PromptImage } from '../scheduler/request.ts';
 
 /** What a prompt's prefix keys are computed from (a PromptIds is one). */
 type PromptIds = { ids: readonly number[]; images: readonly PromptImage[] };
@@ -24,18 +24,18 @@ export function promptSource(prompt: PromptIds): PrefixSource {
 
 /**
  * Stages what the persistent tier has of `prompt`'s prefix — its full
- * pages, then the tail where its last picture ends (src/kv/prefix-tails.ts)
- * once the pages before it are here — and of its compressed cache prefix,
- * when it has one (`compressed`: key and kept slots); returns the tokens
- * (slots) staged.
+ * pages, then the furthest of its tails (`tailEnds`, ascending: where a
+ * picture or a ratio-0 cache prefix ends inside the page after them;
+ * src/kv/prefix-tails.ts) — and of its compressed cache prefix, when it has
+ * one (`compressed`: key and kept slots); returns the tokens (slots) staged.
  */
-export async function restorePrefix(kv: KVCacheManager, store: PersistentTier, prompt: PromptIds, compressed: { key: string; keep: number } | null = null): Promise<number> {
+export async function restorePrefix(kv: KVCacheManager, store: PersistentTier, prompt: PromptIds, compressed: { key: string; keep: number } | null, tailEnds: readonly number[]): Promise<number> {
   const src = promptSource(prompt);
   const max = prompt.ids.length - 1; // at least the last token is computed: its step samples the next one (as the scheduler's lookup)
   let tokens = (await stage(kv, store, kv.restorable(src, max))) * kv.pageSize;
-  const end = lastImageEnd(prompt.images);
-  const full = end - (end % kv.pageSize);
-  if (end > full && end < max && kv.cachedPrefixTokens(src, max) === full) tokens += (await stage(kv, store, kv.restorableTail(src, end))) * (end - full);
+  const held = kv.cachedPrefixTokens(src, max);
+  const end = [...tailEnds].reverse().find((e) => e > held && e - (e % kv.pageSize) === held && e < max);
+  if (end !== undefined) tokens += (await stage(kv, store, kv.restorableTail(src, end))) * (end - held);
   if (compressed) tokens += (await stage(kv, store, kv.restorableCompressed(compressed.key, compressed.keep))) * kv.pageSize;
   return tokens;
 }

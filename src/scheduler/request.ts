@@ -83,6 +83,8 @@ export interface RequestParams {
   /** A rolling KV window: pages that leave every later token's window go back to the pool. */
   window?: KvWindow | null;
   restoredTokens?: number;
+  /** Where a ratio-0 cache prefix ends (0: none): one of its tailEnds. */
+  prefixEnd?: number;
 }
 
 export class Request implements PrefixSource {
@@ -100,8 +102,14 @@ export class Request implements PrefixSource {
   readonly restoredTokens: number;
   /** Prompt tokens a press evicted from the cache (the current run's). */
   evictedTokens = 0;
-  /** Its prefix tail (tailEnd's partly filled page) was saved or found: no need to save it again. */
-  tailSaved = false;
+  /**
+   * Prompt positions where a reusable prefix ends inside a page — its last
+   * picture's end, a ratio-0 cache prefix's end — ascending: each such page
+   * is kept as a prefix tail (src/kv/prefix-tails.ts).
+   */
+  readonly tailEnds: readonly number[];
+  /** How many of tailEnds (in order) were saved or found. */
+  tailsSaved = 0;
   /** Preempted with its KV swapped out to the CPU tier: it resumes where it was, not from scratch. */
   swapped = false;
   readonly times: RequestTimes;
@@ -130,6 +138,7 @@ export class Request implements PrefixSource {
     this.images = params.images ?? [];
     this.window = params.window ?? null;
     this.restoredTokens = params.restoredTokens ?? 0;
+    this.tailEnds = tailEnds(promptIds.length, this.images, params.prefixEnd ?? 0);
   }
 
   get numTokens(): number {
@@ -177,11 +186,6 @@ export class Request implements PrefixSource {
     return !this.compression || this.compression.ratio === 0 || this.compression.press === 'none';
   }
 
-  /** Where the prompt's last picture ends (0: none): the boundary whose partly filled page is kept as a prefix tail (src/kv/prefix-tails.ts). */
-  get tailEnd(): number {
-    return lastImageEnd(this.images);
-  }
-
   /** Where the last image without features ends: positions before it can only come from the prefix cache (0: none). */
   get featurelessEnd(): number {
     return lastImageEnd(this.images.filter((img) => !img.features));
@@ -191,6 +195,11 @@ export class Request implements PrefixSource {
   extraKey(start: number, count: number): string {
     return imagesExtraKey(this.images, start, count);
   }
+}
+
+/** The prefix ends of a prompt of `n` tokens whose pages are kept as tails (see Request.tailEnds), ascending. */
+export function tailEnds(n: number, images: readonly PromptImage[], prefixEnd: number): number[] {
+  return [...new Set([prefixEnd, lastImageEnd(images)])].filter((e) => e > 0 && e < n).sort((a, b) => a - b);
 }
 
 /** Where the last of these pictures' tokens ends (0 without pictures). */

@@ -316,11 +316,14 @@ export class Scheduler {
     // at least the last token is computed: its step samples the next one
     r.prefixHitTokens = this.kv.getComputedPages(r.id, r, r.numTokens - 1);
     r.prefixCpuSlots = this.kv.lastHit.cpuSlots;
-    const end = r.tailEnd;
-    if (end > r.prefixHitTokens && end < r.numTokens && this.kv.adoptTail(r.id, r, end)) {
+    // the furthest tail in the page after the hit (adoptTail takes only one that starts where the hit ends)
+    for (let i = r.tailEnds.length - 1; i >= 0; i--) {
+      const end = r.tailEnds[i];
+      if (end <= r.prefixHitTokens || !this.kv.adoptTail(r.id, r, end)) continue;
       r.prefixCpuSlots += end - r.prefixHitTokens;
       r.prefixHitTokens = end;
-      r.tailSaved = true;
+      r.tailsSaved = Math.max(r.tailsSaved, i + 1);
+      break;
     }
     r.numComputedTokens = r.prefixHitTokens;
   }
@@ -348,10 +351,7 @@ export class Scheduler {
     for (const r of [...plan.decode, ...plan.prefill.map((p) => p.request)]) {
       if (!r.prefixCacheable || r.finished || !this.kv.has(r.id)) continue;
       this.kv.cacheFullPages(r.id, r, r.numComputedTokens);
-      if (!r.tailSaved && r.tailEnd > 0 && r.numComputedTokens >= r.tailEnd) {
-        r.tailSaved = true;
-        this.kv.saveTail(r.id, r, r.tailEnd);
-      }
+      while (r.tailsSaved < r.tailEnds.length && r.numComputedTokens >= r.tailEnds[r.tailsSaved]) this.kv.saveTail(r.id, r, r.tailEnds[r.tailsSaved++]);
     }
   }
 
