@@ -7,7 +7,6 @@ import type { EngineCache } from '../api/cache.ts';
 import { isEmpty, type StepPlan } from '../scheduler/step-plan.ts';
 import { StepCounters } from '../scheduler/metrics.ts';
 import type { Request } from '../scheduler/request.ts';
-import { lastImageEnd } from '../scheduler/request.ts';
 import type { ChatEngine } from '../api/chat-engine.ts';
 import type { EngineInfo, EngineStats, RequestMetrics } from '../api/stats.ts';
 import type { AsyncQueue } from './async-queue.ts';
@@ -212,7 +211,7 @@ export class Engine implements ChatEngine {
       this.restoredTokens += restored;
       prompt.restoredTokens = (prompt.restoredTokens ?? 0) + restored;
     }
-    const plain = kv.cachedPrefixTokens(promptSource(prompt), prompt.ids.length - 1, lastImageEnd(prompt.images));
+    const plain = kv.cachedPrefixTokens(promptSource(prompt), prompt.ids.length - 1, tails);
     return compressed && kv.holdsCompressed(compressed.key, compressed.keep) ? Math.max(plain, compressed.end) : plain;
   }
 

@@ -9,6 +9,7 @@
 import type { KVCacheManager } from '../kv/kv-cache-manager.ts';
 import type { PrefixSource } from '../kv/prefix-key.ts';
 import type { PersistentTier, StoredPageId } from '../kv/tiers/persistent-tier.ts';
+import { tailAfter } from '../kv/prefix-tails.ts';
 import { imagesExtraKey, type PromptImage } from '../scheduler/request.ts';
 
 /** What a prompt's prefix keys are computed from (a PromptIds is one). */
@@ -34,7 +35,7 @@ export async function restorePrefix(kv: KVCacheManager, store: PersistentTier, p
   const max = prompt.ids.length - 1; // at least the last token is computed: its step samples the next one (as the scheduler's lookup)
   let tokens = (await stage(kv, store, kv.restorable(src, max))) * kv.pageSize;
   const held = kv.cachedPrefixTokens(src, max);
-  const end = [...tailEnds].reverse().find((e) => e > held && e - (e % kv.pageSize) === held && e < max);
+  const end = tailAfter(tailEnds, held, kv.pageSize, max);
   if (end !== undefined) tokens += (await stage(kv, store, kv.restorableTail(src, end))) * (end - held);
   if (compressed) tokens += (await stage(kv, store, kv.restorableCompressed(compressed.key, compressed.keep))) * kv.pageSize;
   return tokens;

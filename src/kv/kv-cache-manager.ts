@@ -1,7 +1,7 @@
 import { BlockPool } from './block-pool.ts';
 import { describeSequences, emptySequence, type KvSequence, type SeqId } from './kv-sequence.ts';
 import { PrefixCache, type PrefixCacheStats } from './prefix-cache.ts';
-import { PrefixTails } from './prefix-tails.ts';
+import { PrefixTails, tailAfter } from './prefix-tails.ts';
 import { SwapSpace } from './swap-space.ts';
 import { hash53, KV_FORMAT_VERSION, type KvNamespace, type PrefixKey, type PrefixSource } from './prefix-key.ts';
 import type { CpuTier } from './tiers/cpu-tier.ts';
@@ -148,12 +148,13 @@ export class KVCacheManager {
 
   /**
    * Leading tokens of `src`'s first `maxTokens` whose pages the GPU prefix
-   * cache or the CPU tier holds now (0 without a prefix cache) — up to
-   * `tailEnd` when they reach the page it ends in and its tail is held.
+   * cache or the CPU tier holds now (0 without a prefix cache) — up to the
+   * tail of `tailEnds` in the page after them, when that tail is held.
    */
-  cachedPrefixTokens(src: PrefixSource, maxTokens: number, tailEnd = 0): number {
+  cachedPrefixTokens(src: PrefixSource, maxTokens: number, tailEnds: readonly number[] = []): number {
     const held = this.heldPrefix(src, maxTokens).held * this.pageSize;
-    return tailEnd < maxTokens && held === tailEnd - (tailEnd % this.pageSize) && this.tails?.holds(src, tailEnd) ? tailEnd : held;
+    const end = tailAfter(tailEnds, held, this.pageSize, maxTokens);
+    return end !== undefined && this.tails?.holds(src, end) ? end : held;
   }
 
   // ---------------------------------------------------------------- prefix tails (prefix-tails.ts)
@@ -174,7 +175,7 @@ export class KVCacheManager {
   /** The tail at `end` as a persistent tier names it, when this tier lacks it (empty without a persistent tier). */
   restorableTail(src: PrefixSource, end: number): StoredPageId[] {
     const id = this.persist && this.tails ? this.tails.id(src, end) : null;
-    return id && !this.tails!.holds(src, end) ? [id] : [];
+    return id && !this.cpu!.has(id.key, id.content) ? [id] : [];
   }
 
   private heldPrefix(src: PrefixSource, maxTokens: number): { ids: { key: string; content: string }[]; held: number } {

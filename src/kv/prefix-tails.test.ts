@@ -44,7 +44,7 @@ describe('prefix tails', () => {
     expect(prefill(kv, 'a2', source([...ids.slice(0, 6), 42, 43, 44]), 0, 6)).toEqual([]); // nothing computed past 6 yet: nothing saved
 
     const other = source([...ids.slice(0, 6), 99, 98, 97]); // another question after the same picture
-    expect(kv.cachedPrefixTokens(other, 8, 6)).toBe(6);
+    expect(kv.cachedPrefixTokens(other, 8, [6])).toBe(6);
     expect(kv.getComputedPages('b', other, 8)).toBe(4); // page 0 from the GPU cache
     expect(kv.adoptTail('b', other, 6)).toBe(true);
     expect(kv.numTokens('b')).toBe(6);
@@ -66,7 +66,7 @@ describe('prefix tails', () => {
     expect(probe(source(ids, 'img-b'), 'b')).toBe(false);
     expect(probe(source([1, 2, 3, 4, 5, 7, ...ids.slice(6)]), 'c')).toBe(false); // same full page, another tail token
     expect(probe(source([0, ...ids.slice(1)]), 'd')).toBe(false); // another first page: another parent
-    expect(kv.cachedPrefixTokens(source(ids), 10, 8)).toBe(8); // 8 is a page edge: full pages only
+    expect(kv.cachedPrefixTokens(source(ids), 10, [8])).toBe(8); // 8 is a page edge: full pages only
     kv.checkInvariants();
   });
 

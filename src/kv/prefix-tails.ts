@@ -24,6 +24,16 @@ import type { CpuTier } from './tiers/cpu-tier.ts';
 import type { PagePersister, StoredPageId } from './tiers/persistent-tier.ts';
 import type { TransferQueue } from './tiers/transfer-queue.ts';
 
+/**
+ * The furthest of `ends` (ascending) inside the page after `held` tokens (a
+ * whole number of pages) and no further than `limit`: the one tail a prompt
+ * whose full pages stop at `held` can take next; undefined when none.
+ */
+export function tailAfter(ends: readonly number[], held: number, pageSize: number, limit: number): number | undefined {
+  for (let i = ends.length - 1; i >= 0; i--) if (ends[i] > held && ends[i] < held + pageSize && ends[i] <= limit) return ends[i];
+  return undefined;
+}
+
 export class PrefixTails {
   constructor(
     private readonly prefix: PrefixCache,

@@ -188,7 +188,9 @@ export class Request implements PrefixSource {
 
   /** Where the last image without features ends: positions before it can only come from the prefix cache (0: none). */
   get featurelessEnd(): number {
-    return lastImageEnd(this.images.filter((img) => !img.features));
+    let end = 0;
+    for (const img of this.images) if (!img.features) for (const r of img.runs) end = Math.max(end, r.start + r.count);
+    return end;
   }
 
   /** The image content behind tokens [start, start+count): part of their prefix-cache key. */

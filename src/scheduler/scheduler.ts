@@ -1,4 +1,5 @@
 import type { KVCacheManager } from '../kv/kv-cache-manager.ts';
+import { tailAfter } from '../kv/prefix-tails.ts';
 import { keptPrefixSlots, type FinishReason, type PromptImage, type Request } from './request.ts';
 import { checkPreemptionMode, type PreemptionCosts, type PreemptionMode } from './preemption.ts';
 import type { PrefillChunk, StepOutcome, StepPlan } from './step-plan.ts';
@@ -316,14 +317,11 @@ export class Scheduler {
     // at least the last token is computed: its step samples the next one
     r.prefixHitTokens = this.kv.getComputedPages(r.id, r, r.numTokens - 1);
     r.prefixCpuSlots = this.kv.lastHit.cpuSlots;
-    // the furthest tail in the page after the hit (adoptTail takes only one that starts where the hit ends)
-    for (let i = r.tailEnds.length - 1; i >= 0; i--) {
-      const end = r.tailEnds[i];
-      if (end <= r.prefixHitTokens || !this.kv.adoptTail(r.id, r, end)) continue;
+    const end = tailAfter(r.tailEnds, r.prefixHitTokens, this.kv.pageSize, r.numTokens - 1);
+    if (end !== undefined && this.kv.adoptTail(r.id, r, end)) {
       r.prefixCpuSlots += end - r.prefixHitTokens;
       r.prefixHitTokens = end;
-      r.tailsSaved = Math.max(r.tailsSaved, i + 1);
-      break;
+      r.tailsSaved = Math.max(r.tailsSaved, r.tailEnds.indexOf(end) + 1);
     }
     r.numComputedTokens = r.prefixHitTokens;
   }

@@ -38,6 +38,13 @@ describe('StoredExpansions', () => {
     expect(b.stats().records).toBe(0);
   });
 
+  it('a record this session put is read back at once, before its write has landed', async () => {
+    const a = await StoredExpansions.open(memoryBackend(fresh()), 'ns1');
+    a.put('img', ids);
+    expect(await a.get('img')).toEqual(ids);
+    expect(a.stats().verifyFailures).toBe(0);
+  });
+
   it('collects malformed records at open, and clear() empties this namespace', async () => {
     const name = fresh();
     memoryStore(name).manifests.set('junk', { v: 1, ids: 'no' });

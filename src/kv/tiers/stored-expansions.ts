@@ -28,6 +28,8 @@ interface ExpansionRecord {
 
 export class StoredExpansions {
   private readonly records = new Map<string, ExpansionRecord>();
+  /** Keys put by this session: their records never came from storage (and may not be written yet), nothing to verify. */
+  private readonly own = new Set<string>();
   private writing: Promise<void> = Promise.resolve();
   private failures = 0;
 
@@ -48,7 +50,7 @@ export class StoredExpansions {
   async get(key: string): Promise<number[] | null> {
     const r = this.records.get(key);
     if (!r) return null;
-    if (r.ns !== this.ns || r.key !== key || (await digest(r)) !== r.sha256) {
+    if (!this.own.has(key) && !(await this.verified(r, key))) {
       this.failures++;
       this.records.delete(key);
       this.enqueue(() => this.backend.delManifests([this.storeKey(key)]));
@@ -63,6 +65,7 @@ export class StoredExpansions {
     if (this.records.has(key)) return;
     const record = { v: VERSION, ns: this.ns, key, ids: [...ids], sha256: '', lastUsed: Date.now() };
     this.records.set(key, record);
+    this.own.add(key);
     this.enqueue(async () => {
       record.sha256 = await digest(record);
       await this.backend.setManifests([[this.storeKey(key), record]]);
@@ -74,6 +77,7 @@ export class StoredExpansions {
     await this.flush();
     const keys = [...this.records.keys()].map((k) => this.storeKey(k));
     this.records.clear();
+    this.own.clear();
     await this.backend.delManifests(keys);
   }
 
@@ -84,6 +88,10 @@ export class StoredExpansions {
   /** Records here, and reads that failed verification. */
   stats(): { records: number; verifyFailures: number } {
     return { records: this.records.size, verifyFailures: this.failures };
+  }
+
+  private async verified(r: ExpansionRecord, key: string): Promise<boolean> {
+    return r.ns === this.ns && r.key === key && (await digest(r)) === r.sha256;
   }
 
   private enqueue(task: () => Promise<void>): void {
