@@ -6,7 +6,8 @@
 // packed two per u32). They declare binding 2 and define
 //   w_row(c) -> u32                 base of weight row c for the vec4 path (k % 4 == 0)
 //   w_vec(base, j) -> vec4<f32>     elements 4j..4j+3 of that row
-//   w_pair(base, j) -> Pair         elements 8j..8j+7 (k % 8 == 0), as two vec4
+//   w_row8(c) -> u32                base of weight row c for w_pair (k % 8 == 0)
+//   w_pair(base, j) -> Pair         elements 8j..8j+7 of that row, as two vec4
 //   w_row_any(c) / w_vec_any(base, j) / w_one_any(base, i): the same for any k
 //
 // Register tiling, no barriers, no workgroup memory (a barrier is very
@@ -30,9 +31,12 @@
 // On SwiftShader (its Subzero JIT) storage loads dominate, so what counts
 // is loads per multiply-add: 1x4 is best at m = 1 (~0.4-0.6 GFLOP/s at
 // 2048^2 here), 4x8 for m >= 8 (~0.6-1 GFLOP/s); tiles held in arrays or
-// workgroup memory for x measured 2-5x slower. f16 weights halve the bytes
-// but unpack2x16float made them ~1.3x slower here; the f16 loader decodes with
-// integer ops instead (matmul_w_f16.wgsl).
+// workgroup memory for x measured 2-5x slower. The JIT also runs vector
+// shifts and integer divisions lane by lane, so the loaders keep both out of
+// the inner loop where they can (left shifts as multiplies, bases in the unit
+// of the load: w_row8); f16 weights halve the bytes, but unpack2x16float made
+// them ~1.3x slower here, so the f16 loader decodes with integer ops
+// (matmul_w_f16.wgsl).
 // Real GPUs would want a k-split, coalesced variant (not written yet).
 //
 // Dispatch: workgroups (x, y, z) with x*y >= ceil(n / (TN*WG)) column tiles
@@ -88,6 +92,7 @@ fn xrow(r: u32) -> u32 { return min(r, p.m - 1u) * (p.k / 4u); }
 
 struct Bases { b0: u32, b1: u32, b2: u32, b3: u32 }
 fn bases(c0: u32) -> Bases { return Bases(w_row(col(c0)), w_row(col(c0 + 1u)), w_row(col(c0 + 2u)), w_row(col(c0 + 3u))); }
+fn bases8(c0: u32) -> Bases { return Bases(w_row8(col(c0)), w_row8(col(c0 + 1u)), w_row8(col(c0 + 2u)), w_row8(col(c0 + 3u))); }
 fn load4(b: Bases, j: u32) -> W4 { return W4(w_vec(b.b0, j), w_vec(b.b1, j), w_vec(b.b2, j), w_vec(b.b3, j)); }
 fn load8(b: Bases, j: u32) -> W8 {
   let p0 = w_pair(b.b0, j);
@@ -124,7 +129,7 @@ fn mm_1x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: v
   if (c0 >= p.n) { return; }
   let r0 = wid.z;
   let xb = xrow(r0);
-  let wb = bases(c0);
+  let wb = bases8(c0);
   var a0: Acc;
   for (var j = 0u; j < p.k / 8u; j++) {
     let w = load8(wb, j);

@@ -2,15 +2,19 @@
 // two per u32 (element 2i in the low half, pairs along k), so k is even and
 // a row is k/2 words; the math stays f32.
 //   w_row(c) / w_vec(base, j): row c as 4-chunks of two words (k % 4 == 0)
-//   w_pair(base, j): the 8-chunk j of that row in one vec4<u32> load (k % 8 == 0)
+//   w_row8(c) / w_pair(base, j): the 8-chunk j of row c in one vec4<u32> load (k % 8 == 0)
 //   w_row_any(c) / w_vec_any(base, j) / w_one_any(base, i): any even k, u32 loads
 //
 // The vec4 paths decode with integer ops, not unpack2x16float: on SwiftShader
 // the matmul is bound by instructions, and its unpack2x16float costs ~1.3x the
-// whole f32 kernel. A half h placed in a word's top 16 bits, shifted right by
-// 3 (arithmetic) and masked to sign | 5-bit exponent | mantissa, is the f32
-// with h's bits and exponent bias 15 instead of 127, i.e. h * 2^-112; times
-// 2^112 it is h exactly, for normals and zero. Subnormal halves would be f32
+// whole f32 kernel. A half h whose sign sits at bit 31 and whose 5-bit
+// exponent | mantissa sit at bits 27..13 is the f32 with h's bits and exponent
+// bias 15 instead of 127, i.e. h * 2^-112; times 2^112 it is h exactly, for
+// normals and zero. The high half gets there by an arithmetic shift right by 3
+// and a mask; the low half by left shifts written as multiplies, because
+// SwiftShader's JIT turns every vector shift into per-lane scalar code (a
+// microbenchmark of the 49152 x 576 head, dawn.node: all-shift decode 68 ms,
+// this one 57, f32 weights 58, loads with no decode 41). Subnormal halves would be f32
 // denormals, which many GPUs flush, so f16 weights are stored with subnormals
 // flushed to zero (src/gpu/f16.ts flushF16Subnormals) and the decode is exact
 // on every GPU; Inf / NaN halves (never in weights) would decode as finite.
@@ -19,13 +23,17 @@
 @group(0) @binding(2) var<storage, read> w8: array<vec4<u32>>;  // 8-chunk path
 @group(0) @binding(2) var<storage, read> wu: array<u32>;        // mm_any
 
-const F16_MASK = vec4<i32>(-1879056384); // 0x8fffe000
+const LO_FIELD = vec2<u32>(0x0fffe000u); // exponent | mantissa at bits 27..13
+const SIGN = vec2<u32>(0x80000000u);
+const HI_MASK = vec2<u32>(0x8fffe000u);  // sign | exponent | mantissa
 const F16_SCALE = 5.192296858534828e33;  // 2^112
 
 // Halves of words a, b as (a.lo, a.hi, b.lo, b.hi).
 fn h4(a: u32, b: u32) -> vec4<f32> {
-  let v = bitcast<vec4<i32>>(vec4<u32>(a << 16u, a, b << 16u, b)) >> vec4<u32>(3u);
-  return bitcast<vec4<f32>>(v & F16_MASK) * F16_SCALE;
+  let u = vec2<u32>(a, b);
+  let lo = ((u * 8192u) & LO_FIELD) | ((u * 65536u) & SIGN);  // << 13, << 16
+  let hi = bitcast<vec2<u32>>(bitcast<vec2<i32>>(u) >> vec2<u32>(3u)) & HI_MASK;
+  return bitcast<vec4<f32>>(vec4<u32>(lo.x, hi.x, lo.y, hi.y)) * F16_SCALE;
 }
 
 fn w_row(c: u32) -> u32 { return c * (p.k / 4u); }
@@ -33,8 +41,11 @@ fn w_vec(base: u32, j: u32) -> vec4<f32> {
   let h = w2[base + j];
   return h4(h.x, h.y);
 }
+// In vec4<u32> units, so the 8-chunk path indexes without a division (which
+// SwiftShader also runs lane by lane: it cost ~15 % of this kernel).
+fn w_row8(c: u32) -> u32 { return c * (p.k / 8u); }
 fn w_pair(base: u32, j: u32) -> Pair {
-  let u = w8[base / 2u + j];
+  let u = w8[base + j];
   return Pair(h4(u.x, u.y), h4(u.z, u.w));
 }
 

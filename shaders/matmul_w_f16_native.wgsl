@@ -10,6 +10,7 @@
 
 fn w_row(c: u32) -> u32 { return c * (p.k / 4u); }
 fn w_vec(base: u32, j: u32) -> vec4<f32> { return vec4<f32>(wh4[base + j]); }
+fn w_row8(c: u32) -> u32 { return w_row(c); }
 fn w_pair(base: u32, j: u32) -> Pair { return Pair(vec4<f32>(wh4[base + 2u * j]), vec4<f32>(wh4[base + 2u * j + 1u])); }
 
 fn w_row_any(c: u32) -> u32 { return c * p.k; }

@@ -18,6 +18,7 @@ fn w_vec(base: u32, j: u32) -> vec4<f32> {
   return (vec4<f32>(q) - vec4<f32>(8.0)) * wscale[o / 4u];
 }
 
+fn w_row8(c: u32) -> u32 { return w_row(c); }
 fn w_pair(base: u32, j: u32) -> Pair { return Pair(w_vec(base, 2u * j), w_vec(base, 2u * j + 1u)); }
 
 fn w_row_any(c: u32) -> u32 { return c * q4_words(); }

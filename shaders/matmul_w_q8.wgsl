@@ -17,6 +17,7 @@ fn q8_unpack(w: u32) -> vec4<f32> {
 fn w_row(c: u32) -> u32 { return c * q8_words(); }
 fn w_vec(base: u32, j: u32) -> vec4<f32> { return q8_unpack(wq[base + j]) * wscale[(base + j) / 8u]; }
 
+fn w_row8(c: u32) -> u32 { return w_row(c); }
 fn w_pair(base: u32, j: u32) -> Pair { return Pair(w_vec(base, 2u * j), w_vec(base, 2u * j + 1u)); }
 
 fn w_row_any(c: u32) -> u32 { return c * q8_words(); }
