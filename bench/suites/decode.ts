@@ -5,14 +5,15 @@
  * the bandwidth a WGSL kernel actually reaches here.
  *
  * options: --preset smollm2-135m|llama-20m  --tokens N (decode steps, 16)
- *          --prompt N (prompt tokens, 32)  --dtypes f16,f32  --kv f16|f32
+ *          --prompt N (prompt tokens, 32)  --dtypes f16,f32,q8,q4  --kv f16|f32
+ * (q8 / q4 quantize the layers' matrices; the embedding and LM head stay f16)
  */
 import type { Gpu } from '../../src/gpu/context.ts';
 import { storageBuffer } from '../../src/gpu/buffers.ts';
 import { CommandRecorder } from '../../src/gpu/recorder.ts';
 import { GpuTimer, type PassTime } from '../../src/gpu/timestamps.ts';
 import { encodeCopy } from '../../src/gpu/kernels/copy.ts';
-import type { WeightDtype } from '../../src/gpu/kernels/matmul.ts';
+import type { MatmulDtype } from '../../src/gpu/kernels/matmul.ts';
 import { LlamaModel } from '../../src/model/llama.ts';
 import { KvPool } from '../../src/kv/kv-pool.ts';
 import { BlockPool } from '../../src/kv/block-pool.ts';
@@ -30,7 +31,9 @@ export async function run(gpu: Gpu, opts: Record<string, string>, log: (s: strin
   if (!config) throw new Error(`unknown preset '${presetName}'; known: ${Object.keys(PRESETS).join(', ')}`);
   const steps = Number(opts.tokens ?? 16);
   const promptLen = Number(opts.prompt ?? 32);
-  const dtypes = (opts.dtypes ?? 'f16,f32').split(',') as WeightDtype[];
+  const dtypes = (opts.dtypes ?? 'f16,f32,q8,q4').split(',') as MatmulDtype[];
+  const unknown = dtypes.filter((d) => !['f16', 'f32', 'q8', 'q4'].includes(d));
+  if (unknown.length) throw new Error(`--dtypes: unknown weight dtype ${unknown.join(', ')}; known: f16, f32, q8, q4`);
   const kvDtype = opts.kv === 'f32' ? 'f32' : 'f16';
 
   const bw = await copyBandwidth(gpu, log);
@@ -112,7 +115,7 @@ export async function copyBandwidth(gpu: Gpu, log: (s: string) => void) {
   return { gbps, bytes, source: gpuTimes.length ? 'GPU timestamps, best of 5' : 'wall clock, best of 5', wallMs: times, gpuMs: gpuTimes };
 }
 
-async function decodeRun(gpu: Gpu, config: typeof PRESETS[string], cpu: ReturnType<typeof syntheticWeights>, dtype: WeightDtype, kvDtype: 'f16' | 'f32', promptLen: number, steps: number, log: (s: string) => void) {
+async function decodeRun(gpu: Gpu, config: typeof PRESETS[string], cpu: ReturnType<typeof syntheticWeights>, dtype: MatmulDtype, kvDtype: 'f16' | 'f32', promptLen: number, steps: number, log: (s: string) => void) {
   const model = LlamaModel.create(gpu, config, cpu, { weightDtype: dtype, maxRows: Math.max(64, promptLen), maxLogitRows: 1 });
   const pageSize = 16;
   const pool = KvPool.create(gpu, { numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim, pageSize, dtype: kvDtype, numPages: Math.ceil((promptLen + steps + 1) / pageSize) + 1 });
@@ -142,7 +145,7 @@ async function decodeRun(gpu: Gpu, config: typeof PRESETS[string], cpu: ReturnTy
   const kernels = await decodeKernelProfile(gpu, model, pool, kv, config);
   const tokPerS = 1000 / msPerToken;
   log(`${dtype} weights: ${tokPerS.toFixed(2)} tok/s (${msPerToken.toFixed(1)} ms/token)`);
-  const wbytes = dtype === 'f16' ? 2 : 4;
+  const wbytes = model.weights.dtype === 'f16' ? 2 : 4; // the embedding's: q8 / q4 keep it f16
   const embedRows = config.vocabSize * config.hiddenSize;
   // every weight is read once per token, except the embedding table (one row) unless it is also the head
   const weightBytesRead = model.weights.bytes - (config.tieWordEmbeddings ? 0 : embedRows * wbytes);
