@@ -10,11 +10,13 @@
 // whole f32 kernel. A half h whose sign sits at bit 31 and whose 5-bit
 // exponent | mantissa sit at bits 27..13 is the f32 with h's bits and exponent
 // bias 15 instead of 127, i.e. h * 2^-112; times 2^112 it is h exactly, for
-// normals and zero. The high half gets there by an arithmetic shift right by 3
-// and a mask; the low half by left shifts written as multiplies, because
-// SwiftShader's JIT turns every vector shift into per-lane scalar code (a
-// microbenchmark of the 49152 x 576 head, dawn.node: all-shift decode 68 ms,
-// this one 57, f32 weights 58, loads with no decode 41). Subnormal halves would be f32
+// normals and zero. Neither half is shifted: SwiftShader's JIT turns every
+// vector shift (and division) into per-lane scalar code. The low half moves
+// up by multiplies; the high half moves down through an exact float add (h4).
+// A microbenchmark of the 49152 x 576 head (dawn.node, best of 10 rounds):
+// f32 weights 52.5 ms, this decode with an arithmetic shift for the high half
+// 49.6, this one 45.5; loads with no decode ~34; the old all-shift decode with
+// a division per load 60-68 (other runs). Subnormal halves would be f32
 // denormals, which many GPUs flush, so f16 weights are stored with subnormals
 // flushed to zero (src/gpu/f16.ts flushF16Subnormals) and the decode is exact
 // on every GPU; Inf / NaN halves (never in weights) would decode as finite.
@@ -25,14 +27,17 @@
 
 const LO_FIELD = vec2<u32>(0x0fffe000u); // exponent | mantissa at bits 27..13
 const SIGN = vec2<u32>(0x80000000u);
-const HI_MASK = vec2<u32>(0x8fffe000u);  // sign | exponent | mantissa
+const HI_FIELD = vec2<u32>(0x7fff0000u); // the high half's exponent | mantissa
 const F16_SCALE = 5.192296858534828e33;  // 2^112
 
 // Halves of words a, b as (a.lo, a.hi, b.lo, b.hi).
 fn h4(a: u32, b: u32) -> vec4<f32> {
   let u = vec2<u32>(a, b);
   let lo = ((u * 8192u) & LO_FIELD) | ((u * 65536u) & SIGN);  // << 13, << 16
-  let hi = bitcast<vec2<u32>>(bitcast<vec2<i32>>(u) >> vec2<u32>(3u)) & HI_MASK;
+  // the high half's exponent | mantissa, bits 30..16, moved down to 14..0 with no shift: as an
+  // i32 it is that field * 2^16, exact in f32, and + 2^39 leaves the field as the mantissa
+  let f = bitcast<vec2<u32>>(vec2<f32>(bitcast<vec2<i32>>(u & HI_FIELD)) + 549755813888.0);
+  let hi = ((f & vec2<u32>(0x7fffu)) * 8192u) | (u & SIGN);  // << 13
   return bitcast<vec4<f32>>(vec4<u32>(lo.x, hi.x, lo.y, hi.y)) * F16_SCALE;
 }
 
