@@ -13,7 +13,7 @@ import { storageBuffer } from '../../src/gpu/buffers.ts';
 import { CommandRecorder } from '../../src/gpu/recorder.ts';
 import { GpuTimer, type PassTime } from '../../src/gpu/timestamps.ts';
 import { encodeCopy } from '../../src/gpu/kernels/copy.ts';
-import type { MatmulDtype } from '../../src/gpu/kernels/matmul.ts';
+import { MATMUL_DTYPES, type MatmulDtype } from '../../src/gpu/kernels/matmul.ts';
 import { LlamaModel } from '../../src/model/llama.ts';
 import { KvPool } from '../../src/kv/kv-pool.ts';
 import { BlockPool } from '../../src/kv/block-pool.ts';
@@ -32,8 +32,8 @@ export async function run(gpu: Gpu, opts: Record<string, string>, log: (s: strin
   const steps = Number(opts.tokens ?? 16);
   const promptLen = Number(opts.prompt ?? 32);
   const dtypes = (opts.dtypes ?? 'f16,f32,q8,q4').split(',') as MatmulDtype[];
-  const unknown = dtypes.filter((d) => !['f16', 'f32', 'q8', 'q4'].includes(d));
-  if (unknown.length) throw new Error(`--dtypes: unknown weight dtype ${unknown.join(', ')}; known: f16, f32, q8, q4`);
+  const unknown = dtypes.filter((d) => !MATMUL_DTYPES.includes(d));
+  if (unknown.length) throw new Error(`--dtypes: unknown weight dtype ${unknown.join(', ')}; known: ${MATMUL_DTYPES.join(', ')}`);
   const kvDtype = opts.kv === 'f32' ? 'f32' : 'f16';
 
   const bw = await copyBandwidth(gpu, log);

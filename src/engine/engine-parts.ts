@@ -5,7 +5,7 @@
  */
 import { type CcmWeights, loadCcmWeights } from '../model/ccm-weights.ts';
 import type { Gpu } from '../gpu/context.ts';
-import type { MatmulDtype } from '../gpu/kernels/matmul.ts';
+import { MATMUL_DTYPES, type MatmulDtype } from '../gpu/kernels/matmul.ts';
 import { loadModel, type LoadedModel } from '../model/loader.ts';
 import type { ModelSource } from '../model/source.ts';
 import { LlamaModel } from '../model/llama.ts';
@@ -55,7 +55,7 @@ export interface Parts {
 /** Reads the model files and builds its parts on `gpu`; the CPU copy of the weights is dropped once they are uploaded. */
 export async function loadParts(gpu: Gpu, source: ModelSource, opts: EngineOptions): Promise<Parts> {
   const w = opts.weightDtype ?? 'auto';
-  if (!['auto', 'f32', 'f16', 'q8', 'q4'].includes(w)) throw new Error(`weightDtype must be 'auto', 'f32', 'f16', 'q8' or 'q4', got ${JSON.stringify(w)}`);
+  if (w !== 'auto' && !MATMUL_DTYPES.includes(w)) throw new Error(`weightDtype must be 'auto', 'f32', 'f16', 'q8' or 'q4', got ${JSON.stringify(w)}`);
   // q8 / q4 quantize from the file's own precision, read as it is
   const loaded = await loadModel(source, { weightDtype: w === 'f32' || w === 'f16' ? w : 'auto', ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) });
   const parts = await buildParts(gpu, source, loaded, opts);

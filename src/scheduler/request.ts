@@ -188,9 +188,7 @@ export class Request implements PrefixSource {
 
   /** Where the last image without features ends: positions before it can only come from the prefix cache (0: none). */
   get featurelessEnd(): number {
-    let end = 0;
-    for (const img of this.images) if (!img.features) for (const r of img.runs) end = Math.max(end, r.start + r.count);
-    return end;
+    return lastImageEnd(this.images, (img) => !img.features);
   }
 
   /** The image content behind tokens [start, start+count): part of their prefix-cache key. */
@@ -204,10 +202,10 @@ export function tailEnds(n: number, images: readonly PromptImage[], prefixEnd: n
   return [...new Set([prefixEnd, lastImageEnd(images)])].filter((e) => e > 0 && e < n).sort((a, b) => a - b);
 }
 
-/** Where the last of these pictures' tokens ends (0 without pictures). */
-export function lastImageEnd(images: readonly PromptImage[]): number {
+/** Where the last of these pictures' tokens ends (0 without pictures); with `only`, of those it accepts (no array: asked every step). */
+export function lastImageEnd(images: readonly PromptImage[], only?: (img: PromptImage) => boolean): number {
   let end = 0;
-  for (const img of images) for (const r of img.runs) end = Math.max(end, r.start + r.count);
+  for (const img of images) if (!only || only(img)) for (const r of img.runs) end = Math.max(end, r.start + r.count);
   return end;
 }
 

@@ -14,6 +14,7 @@ import { assertFits, assertPositiveInt } from './guards.ts';
 export type WeightDtype = 'f32' | 'f16';
 /** What a matmul's weights may be: WeightDtype, or a block-quantized format (quantize.ts) with its scales. */
 export type MatmulDtype = WeightDtype | QuantFormat;
+export const MATMUL_DTYPES: readonly MatmulDtype[] = ['f32', 'f16', 'q8', 'q4'];
 
 /** Each pipeline's module: the tiles with one weight loader appended (built once, not per dispatch). */
 const SOURCES: Record<MatmulDtype | 'f16_native', string> = {
